@@ -1,0 +1,234 @@
+//! Every setting of the hub, with its environment variable and default, in one
+//! place. `clap` reads them from flags or the environment, so `chathub --help`
+//! prints this table too. The README's configuration table mirrors it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// The hub's configuration. Field docs are the `--help` text.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL connection string. When unset, the hub runs its own private
+    /// cluster under CHATHUB_DATA_DIR.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Where the private PostgreSQL cluster lives (when DATABASE_URL is unset).
+    #[arg(long, env = "CHATHUB_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Directory holding `initdb` and `postgres` for the private cluster
+    /// (default: PATH, then the newest /usr/lib/postgresql/*/bin).
+    #[arg(long, env = "CHATHUB_PG_BIN_DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+
+    /// Address the HTTP/WebSocket server listens on. Port 0 picks a free port.
+    #[arg(long, env = "CHATHUB_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// HTTP worker threads (0 = one per core).
+    #[arg(long, env = "CHATHUB_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Connections in the PostgreSQL pool.
+    #[arg(long, env = "CHATHUB_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+
+    /// Secret for signing visitor tokens and other server-made values. When
+    /// unset, a random one is made at start (visitor tokens then still work,
+    /// because they are stored hashed, not signed).
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
+    pub session_secret: Option<String>,
+
+    /// Password of the first admin (`admin`), used only when no user exists.
+    /// When unset, a random password is printed once to the log.
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// A machine key accepted as `Authorization: Bearer …` besides stored keys.
+    #[arg(long, env = "API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Which AI agent answers: demo, webhook or openai.
+    #[arg(long, env = "AGENT", default_value = "demo")]
+    pub agent: String,
+
+    /// The webhook agent's URL (AGENT=webhook).
+    #[arg(long, env = "AGENT_URL")]
+    pub agent_url: Option<String>,
+
+    /// Base URL of an OpenAI-compatible API (AGENT=openai).
+    #[arg(long, env = "OPENAI_BASE_URL", default_value = "https://api.openai.com/v1")]
+    pub openai_base_url: String,
+
+    /// API key for the OpenAI-compatible API.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+
+    /// Model name for the OpenAI-compatible API.
+    #[arg(long, env = "OPENAI_MODEL", default_value = "gpt-4o-mini")]
+    pub openai_model: String,
+
+    /// The booking link the demo agent offers; `{BOOKING_URL}` in completion
+    /// rules expands to it.
+    #[arg(long, env = "BOOKING_URL", default_value = "https://cal.example.com/book")]
+    pub booking_url: String,
+
+    /// n8n webhook that receives completed leads.
+    #[arg(long, env = "N8N_WEBHOOK_URL")]
+    pub n8n_webhook_url: Option<String>,
+
+    /// Standard Webhooks signing secret for the n8n webhook.
+    #[arg(long, env = "N8N_WEBHOOK_SECRET", hide_env_values = true)]
+    pub n8n_webhook_secret: Option<String>,
+
+    /// Resend API key for QA alert emails.
+    #[arg(long, env = "RESEND_API_KEY", hide_env_values = true)]
+    pub resend_api_key: Option<String>,
+
+    /// Resend API base URL.
+    #[arg(long, env = "RESEND_API_URL", default_value = "https://api.resend.com")]
+    pub resend_api_url: String,
+
+    /// Comma-separated recipients of QA alert emails.
+    #[arg(long, env = "QA_ALERT_EMAILS")]
+    pub qa_alert_emails: Option<String>,
+
+    /// Sender of QA alert emails.
+    #[arg(long, env = "EMAIL_FROM", default_value = "chathub <alerts@example.com>")]
+    pub email_from: String,
+
+    /// Messenger webhook verify token.
+    #[arg(long, env = "MESSENGER_VERIFY_TOKEN", hide_env_values = true)]
+    pub messenger_verify_token: Option<String>,
+
+    /// Messenger app secret (X-Hub-Signature-256).
+    #[arg(long, env = "MESSENGER_APP_SECRET", hide_env_values = true)]
+    pub messenger_app_secret: Option<String>,
+
+    /// Messenger page access token for the Send API.
+    #[arg(long, env = "MESSENGER_PAGE_TOKEN", hide_env_values = true)]
+    pub messenger_page_token: Option<String>,
+
+    /// WhatsApp webhook verify token.
+    #[arg(long, env = "WHATSAPP_VERIFY_TOKEN", hide_env_values = true)]
+    pub whatsapp_verify_token: Option<String>,
+
+    /// WhatsApp app secret (X-Hub-Signature-256).
+    #[arg(long, env = "WHATSAPP_APP_SECRET", hide_env_values = true)]
+    pub whatsapp_app_secret: Option<String>,
+
+    /// WhatsApp Cloud API token.
+    #[arg(long, env = "WHATSAPP_TOKEN", hide_env_values = true)]
+    pub whatsapp_token: Option<String>,
+
+    /// WhatsApp phone number id used in the messages endpoint.
+    #[arg(long, env = "WHATSAPP_PHONE_NUMBER_ID")]
+    pub whatsapp_phone_number_id: Option<String>,
+
+    /// Meta Graph API base URL.
+    #[arg(long, env = "GRAPH_API_URL", default_value = "https://graph.facebook.com/v21.0")]
+    pub graph_api_url: String,
+
+    /// IANA time zone for day boundaries in stats.
+    #[arg(long, env = "TIMEZONE", default_value = "UTC")]
+    pub timezone: chrono_tz::Tz,
+
+    /// A conversation with no message for this many hours is `incomplete`.
+    #[arg(long, env = "INACTIVE_AFTER_HOURS", default_value_t = 12)]
+    pub inactive_after_hours: u32,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// Limits and intervals of the real-time core. Each one bounds something a
+/// remote peer could otherwise grow; the docs list the close code or error
+/// frame a peer sees when it hits one.
+#[derive(Debug, Clone, Args)]
+pub struct Limits {
+    /// Seconds a new visitor socket has to send `hello` (close 4001 after).
+    #[arg(long, env = "WS_HELLO_TIMEOUT_SECS", default_value_t = 10)]
+    pub hello_timeout_secs: u64,
+
+    /// Seconds between server pings.
+    #[arg(long, env = "WS_PING_INTERVAL_SECS", default_value_t = 20)]
+    pub ping_interval_secs: u64,
+
+    /// Seconds without any frame from the client before it is closed (4002).
+    #[arg(long, env = "WS_IDLE_TIMEOUT_SECS", default_value_t = 45)]
+    pub client_timeout_secs: u64,
+
+    /// Largest accepted WebSocket frame in bytes (close 1009 above it).
+    #[arg(long, env = "WS_MAX_FRAME_BYTES", default_value_t = 16 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Longest chat message in characters (error frame `text_too_long`).
+    #[arg(long, env = "MAX_MESSAGE_CHARS", default_value_t = 4000)]
+    pub max_message_chars: usize,
+
+    /// Frames a socket may queue for sending before it counts as a slow
+    /// consumer and is closed (4008).
+    #[arg(long, env = "WS_SEND_QUEUE", default_value_t = 256)]
+    pub send_queue: usize,
+
+    /// Messages per second a visitor socket may send (sustained).
+    #[arg(long, env = "WS_RATE_PER_SEC", default_value_t = 10)]
+    pub rate_per_sec: u32,
+
+    /// Burst allowance above the sustained rate.
+    #[arg(long, env = "WS_RATE_BURST", default_value_t = 20)]
+    pub rate_burst: u32,
+
+    /// Open visitor sockets allowed from one IP address (close 1013 above it).
+    #[arg(long, env = "WS_MAX_CONNECTIONS_PER_IP", default_value_t = 50)]
+    pub max_connections_per_ip: usize,
+
+    /// Seconds a conversation actor stays in memory with nobody connected.
+    #[arg(long, env = "SESSION_IDLE_EVICT_SECS", default_value_t = 300)]
+    pub session_idle_evict_secs: u64,
+
+    /// Messages the persistence actor may hold waiting for a commit; beyond
+    /// it, senders get a `retry` error frame.
+    #[arg(long, env = "PERSIST_QUEUE", default_value_t = 10_000)]
+    pub persist_queue: usize,
+
+    /// Rows per group-commit transaction.
+    #[arg(long, env = "PERSIST_BATCH", default_value_t = 1_000)]
+    pub persist_batch: usize,
+
+    /// Milliseconds the persistence actor waits to fill a batch.
+    #[arg(long, env = "PERSIST_FLUSH_MS", default_value_t = 2)]
+    pub persist_flush_ms: u64,
+
+    /// Seconds an agent call may take before the visitor gets the fallback.
+    #[arg(long, env = "AGENT_TIMEOUT_SECS", default_value_t = 30)]
+    pub agent_timeout_secs: u64,
+
+    /// Largest HTTP JSON body in bytes (413 above it).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// Reads the configuration from the environment alone (no flags).
+    pub fn from_env() -> Result<Self, clap::Error> {
+        #[derive(clap::Parser)]
+        struct EnvOnly {
+            #[command(flatten)]
+            config: Config,
+        }
+        <EnvOnly as clap::Parser>::try_parse_from(["chathub"]).map(|e| e.config)
+    }
+
+    pub fn hello_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.hello_timeout_secs)
+    }
+}

@@ -1,0 +1,7 @@
+//! Validated domain types. Input is parsed into these at the edge (HTTP
+//! handlers, socket frames, CLI), so the rest of the code never re-checks a
+//! bare string.
+
+mod role;
+
+pub use role::Role;

@@ -1,0 +1,28 @@
+//! chathub: a real-time chat hub between visitors (web widget, Messenger,
+//! WhatsApp), AI agents, and the staff who supervise them.
+//!
+//! The map (who talks to whom):
+//!
+//! ```text
+//!  visitor socket ──┐                          ┌──> staff dashboards (supervisor)
+//!  webhooks ────────┼─> ChatSession actor ─────┤
+//!  relay API ───────┘   (one per conversation) ├──> AI agent (demo | webhook | openai)
+//!                                │             └──> persistence actor ──> PostgreSQL
+//!                                └─ outbox rows ──> notifier actor ──> n8n, Resend, Meta
+//! ```
+//!
+//! - [`config`]: every setting and its environment variable.
+//! - [`startup`]: builds the application (database, actors, HTTP server).
+//! - [`postgres`]: pool, migrations, the private-cluster launcher.
+//! - [`http`]: routes, one file per group, and the JSON error shape.
+//! - [`auth`]: passwords, API keys, users.
+//! - [`domain`]: validated types the rest of the code passes around.
+//! - [`telemetry`]: logs and metrics.
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod postgres;
+pub mod startup;
+pub mod telemetry;

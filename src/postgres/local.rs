@@ -1,0 +1,455 @@
+//! `LocalPostgres`: a private PostgreSQL cluster made and run from the
+//! machine's own `initdb`/`postgres`, for `chathub` with no `DATABASE_URL` and
+//! for the test harness.
+//!
+//! The cluster listens only on a Unix socket inside its own directory (no TCP
+//! port to clash, nobody but its owner can connect). As root, the binaries run
+//! as the `postgres` OS user, because PostgreSQL refuses to run as root.
+//!
+//! Lifecycle, and what happens when it goes wrong:
+//! - the postmaster runs in its own process group, so a Ctrl-C in the terminal
+//!   reaches the hub (which flushes and then stops the cluster), not the
+//!   database underneath it;
+//! - a tiny *guardian* process holds a pipe from the hub; when the hub dies,
+//!   even by `kill -9`, the pipe closes and the guardian asks the postmaster
+//!   for a fast shutdown, so no orphaned server is left holding the data;
+//! - at start, a `postmaster.pid` left behind is inspected: a live postmaster
+//!   that is ready is attached to (another node, or a CLI command while the
+//!   server runs), one that is stopping is waited for, and a dead or reused PID
+//!   is cleared so a crash is never a dead end.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::{Pid, User, geteuid};
+
+/// The socket file name is `.s.PGSQL.<port>`; with no TCP listener the port
+/// only names the socket.
+const SOCKET_PORT: u16 = 5432;
+/// How long a fresh postmaster may take to accept connections.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a fast shutdown may take before it is escalated to an immediate one.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for a postmaster that is already shutting down.
+const STOPPING_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalPostgresError {
+    #[error(
+        "PostgreSQL server binaries (initdb, postgres) were not found on PATH or under \
+         /usr/lib/postgresql/*/bin: install them (Debian/Ubuntu: `apt-get install postgresql`) \
+         or set DATABASE_URL to an existing database"
+    )]
+    BinariesNotFound,
+    #[error(
+        "running as root needs the `postgres` OS user to own the private cluster \
+         (Debian's `postgresql` package creates it), or set DATABASE_URL"
+    )]
+    NoPostgresUser,
+    #[error("the cluster directory path {0} is too long for a Unix socket (max ~100 bytes)")]
+    PathTooLong(PathBuf),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} failed: {log}")]
+    CommandFailed { what: &'static str, log: String },
+    #[error(
+        "another PostgreSQL server (PID {0}) is using {1} and did not stop; stop it or choose \
+         another CHATHUB_DATA_DIR"
+    )]
+    Busy(i32, PathBuf),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> LocalPostgresError {
+    let context = context.into();
+    move |source| LocalPostgresError::Io { context, source }
+}
+
+/// Options that differ between a real installation and a test run.
+#[derive(Debug, Clone, Default)]
+pub struct LocalPostgresOptions {
+    /// Trade durability for speed (fsync off): for throwaway test clusters only.
+    pub ephemeral: bool,
+    /// Remove the cluster directory once the guardian has stopped the server
+    /// (test clusters, which no destructor would otherwise clean up).
+    pub remove_dir_on_exit: bool,
+    /// Extra `-c name=value` server settings.
+    pub settings: Vec<(String, String)>,
+    /// Look for `initdb`/`postgres` only here (`CHATHUB_PG_BIN_DIR`).
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Where `initdb` and `postgres` live.
+#[derive(Debug, Clone)]
+struct Binaries {
+    initdb: PathBuf,
+    postgres: PathBuf,
+}
+
+impl Binaries {
+    /// `initdb` on PATH first (with `postgres` beside it or on PATH), then the
+    /// newest `/usr/lib/postgresql/*/bin`.
+    fn find(bin_dir: Option<&Path>) -> Result<Self, LocalPostgresError> {
+        if let Some(dir) = bin_dir {
+            let (initdb, postgres) = (dir.join("initdb"), dir.join("postgres"));
+            return if initdb.is_file() && postgres.is_file() {
+                Ok(Self { initdb, postgres })
+            } else {
+                Err(LocalPostgresError::BinariesNotFound)
+            };
+        }
+        let on_path = |name: &str| -> Option<PathBuf> {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(name))
+                    .find(|candidate| candidate.is_file())
+            })
+        };
+        if let (Some(initdb), Some(postgres)) = (on_path("initdb"), on_path("postgres")) {
+            return Ok(Self { initdb, postgres });
+        }
+        let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+                let bin = entry.path().join("bin");
+                (bin.join("initdb").is_file() && bin.join("postgres").is_file())
+                    .then_some((version, bin))
+            })
+            .collect();
+        versions.sort();
+        let (_, bin) = versions.pop().ok_or(LocalPostgresError::BinariesNotFound)?;
+        Ok(Self { initdb: bin.join("initdb"), postgres: bin.join("postgres") })
+    }
+}
+
+/// The OS account the cluster runs as: `postgres` when we are root, else us.
+#[derive(Debug, Clone, Copy)]
+struct RunAs {
+    uid: u32,
+    gid: u32,
+    switch_user: bool,
+}
+
+impl RunAs {
+    fn detect() -> Result<Self, LocalPostgresError> {
+        if geteuid().is_root() {
+            let user = User::from_name("postgres")
+                .ok()
+                .flatten()
+                .ok_or(LocalPostgresError::NoPostgresUser)?;
+            Ok(Self { uid: user.uid.as_raw(), gid: user.gid.as_raw(), switch_user: true })
+        } else {
+            Ok(Self {
+                uid: nix::unistd::getuid().as_raw(),
+                gid: nix::unistd::getgid().as_raw(),
+                switch_user: false,
+            })
+        }
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        if self.switch_user {
+            command.uid(self.uid).gid(self.gid);
+            // The postgres user cannot read root's home; keep its cwd neutral.
+            command.current_dir("/");
+            command.env("HOME", "/tmp");
+        }
+        command
+    }
+}
+
+/// A running (or attached) private cluster.
+#[derive(Debug)]
+pub struct LocalPostgres {
+    /// The cluster directory (PGDATA), which also holds the socket.
+    dir: PathBuf,
+    /// The postmaster we started; `None` when we attached to one already running,
+    /// which we then leave running on stop.
+    child: Option<Child>,
+    /// The guardian's stdin: closing it (our exit, however abrupt) stops the cluster.
+    guardian: Option<(Child, ChildStdin)>,
+}
+
+impl LocalPostgres {
+    /// Creates the cluster in `dir` if needed and makes sure a postmaster is
+    /// serving it. Blocking: call before the async runtime or off its threads.
+    pub fn start(dir: &Path, options: &LocalPostgresOptions) -> Result<Self, LocalPostgresError> {
+        let binaries = Binaries::find(options.bin_dir.as_deref())?;
+        let run_as = RunAs::detect()?;
+        let dir = absolute(dir)?;
+        if dir.join(format!(".s.PGSQL.{SOCKET_PORT}")).as_os_str().len() > 100 {
+            return Err(LocalPostgresError::PathTooLong(dir));
+        }
+
+        if !dir.join("PG_VERSION").is_file() {
+            init_cluster(&binaries, run_as, &dir, options)?;
+        }
+
+        match inspect_pid_file(&dir) {
+            PidFile::Ready(pid) => {
+                tracing::info!(pid, dir = %dir.display(), "attaching to the running private PostgreSQL");
+                return Ok(Self { dir, child: None, guardian: None });
+            }
+            PidFile::Stopping(pid) | PidFile::Starting(pid) => {
+                tracing::info!(pid, "waiting for the previous PostgreSQL of this data dir to finish");
+                if !wait_for_exit(pid, STOPPING_WAIT) {
+                    return Err(LocalPostgresError::Busy(pid, dir));
+                }
+            }
+            PidFile::Stale => {
+                tracing::warn!(dir = %dir.display(), "removing a stale postmaster.pid left by a crash");
+                let _ = fs::remove_file(dir.join("postmaster.pid"));
+            }
+            PidFile::Absent => {}
+        }
+
+        let log_path = dir.with_extension("log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err(format!("opening {}", log_path.display())))?;
+        let mut command = run_as.command(&binaries.postgres);
+        command
+            .arg("-D")
+            .arg(&dir)
+            .arg("-k")
+            .arg(&dir)
+            .args(["-p", &SOCKET_PORT.to_string(), "-c", "listen_addresses="])
+            .args(["-c", "unix_socket_permissions=0700"]);
+        if options.ephemeral {
+            command.args(["-c", "fsync=off", "-c", "full_page_writes=off"]);
+        }
+        for (name, value) in &options.settings {
+            command.arg("-c").arg(format!("{name}={value}"));
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io_err("log handle"))?)
+            .stderr(log)
+            // Its own process group: a terminal's Ctrl-C must reach the hub
+            // first, so the hub can flush before the database goes away.
+            .process_group(0);
+        let mut child = command.spawn().map_err(io_err("starting postgres"))?;
+        let pid = child.id() as i32;
+        let guardian = spawn_guardian(pid, options.remove_dir_on_exit.then_some(&dir))?;
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let PidFile::Ready(_) = inspect_pid_file(&dir) {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(LocalPostgresError::CommandFailed {
+                    what: "postgres",
+                    log: format!("exited with {status}; {}", log_tail(&log_path)),
+                });
+            }
+            if Instant::now() > deadline {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
+                return Err(LocalPostgresError::CommandFailed {
+                    what: "postgres start",
+                    log: format!("not ready after {START_TIMEOUT:?}; {}", log_tail(&log_path)),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::info!(pid, dir = %dir.display(), "private PostgreSQL is ready");
+        Ok(Self { dir, child: Some(child), guardian: Some(guardian) })
+    }
+
+    /// A libpq-style connection string for `database` over the Unix socket.
+    pub fn connection_string(&self, database: &str) -> String {
+        format!("host={} port={SOCKET_PORT} user=postgres dbname={database}", self.dir.display())
+    }
+
+    /// The cluster directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The PID of the postmaster serving this cluster, from its lock file.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        match inspect_pid_file(&self.dir) {
+            PidFile::Ready(pid) | PidFile::Starting(pid) | PidFile::Stopping(pid) => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// Fast shutdown of the postmaster we started (open transactions roll
+    /// back, a checkpoint is written); an attached one is left running.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        // The guardian goes first, so it cannot signal a PID that gets reused.
+        if let Some((mut guardian, stdin)) = self.guardian.take() {
+            let _ = guardian.kill();
+            drop(stdin);
+            let _ = guardian.wait();
+        }
+        let Some(mut child) = self.child.take() else { return };
+        let pid = Pid::from_raw(child.id() as i32);
+        let _ = kill(pid, Signal::SIGINT);
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                tracing::info!(dir = %self.dir.display(), "private PostgreSQL stopped");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::warn!("PostgreSQL did not stop in time; asking for an immediate shutdown");
+        let _ = kill(pid, Signal::SIGQUIT);
+        let _ = child.wait();
+    }
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+fn absolute(dir: &Path) -> Result<PathBuf, LocalPostgresError> {
+    if dir.is_absolute() {
+        return Ok(dir.to_path_buf());
+    }
+    Ok(std::env::current_dir().map_err(io_err("current directory"))?.join(dir))
+}
+
+fn init_cluster(
+    binaries: &Binaries,
+    run_as: RunAs,
+    dir: &Path,
+    options: &LocalPostgresOptions,
+) -> Result<(), LocalPostgresError> {
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(parent).map_err(io_err(format!("creating {}", parent.display())))?;
+    fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    if run_as.switch_user {
+        chown(dir, Some(run_as.uid), Some(run_as.gid))
+            .map_err(io_err(format!("giving {} to the postgres user", dir.display())))?;
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_err(format!("restricting {}", dir.display())))?;
+
+    tracing::info!(dir = %dir.display(), "creating the private PostgreSQL cluster");
+    let mut command = run_as.command(&binaries.initdb);
+    command
+        .arg("-D")
+        .arg(dir)
+        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"]);
+    if options.ephemeral {
+        command.arg("--no-sync");
+    }
+    let output = command.output().map_err(io_err("running initdb"))?;
+    if !output.status.success() {
+        let mut log = String::from_utf8_lossy(&output.stderr).into_owned();
+        if log.contains("Permission denied") && run_as.switch_user {
+            log.push_str(" (the postgres user must be able to enter every parent directory)");
+        }
+        return Err(LocalPostgresError::CommandFailed { what: "initdb", log });
+    }
+    Ok(())
+}
+
+/// What a cluster's `postmaster.pid` says.
+enum PidFile {
+    Absent,
+    /// A PID that is dead, or alive but not a postgres process (reused).
+    Stale,
+    Starting(i32),
+    Ready(i32),
+    Stopping(i32),
+}
+
+fn inspect_pid_file(dir: &Path) -> PidFile {
+    let Ok(contents) = fs::read_to_string(dir.join("postmaster.pid")) else {
+        return PidFile::Absent;
+    };
+    let lines: Vec<&str> = contents.lines().collect();
+    let Some(pid) = lines.first().and_then(|l| l.trim().parse::<i32>().ok()) else {
+        // Half-written by a postmaster that is just starting; treat it as starting.
+        return PidFile::Starting(0);
+    };
+    if !is_postgres_process(pid) {
+        return PidFile::Stale;
+    }
+    // Line 8 is the postmaster status (PostgreSQL 10+).
+    match lines.get(7).map(|s| s.trim()) {
+        Some("ready") => PidFile::Ready(pid),
+        Some("stopping") => PidFile::Stopping(pid),
+        _ => PidFile::Starting(pid),
+    }
+}
+
+fn is_postgres_process(pid: i32) -> bool {
+    if pid <= 0 || kill(Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => String::from_utf8_lossy(&cmdline).contains("postgres"),
+        // No /proc (not Linux): trust the live PID.
+        Err(_) => true,
+    }
+}
+
+fn wait_for_exit(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !is_postgres_process(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Starts the guardian: it blocks reading our pipe and, at EOF (we exited),
+/// asks postgres for a fast shutdown, waits for it and optionally removes the
+/// cluster directory.
+fn spawn_guardian(
+    postgres_pid: i32,
+    remove_dir: Option<&PathBuf>,
+) -> Result<(Child, ChildStdin), LocalPostgresError> {
+    const SCRIPT: &str = r#"cat >/dev/null
+kill -INT "$1" 2>/dev/null
+while kill -0 "$1" 2>/dev/null; do sleep 0.1; done
+if [ -n "$2" ]; then rm -rf "$2" "$2.log"; fi"#;
+    let mut child = Command::new("sh")
+        .args(["-c", SCRIPT, "chathub-pg-guardian", &postgres_pid.to_string()])
+        .arg(remove_dir.map(|d| d.as_os_str()).unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(io_err("starting the PostgreSQL guardian"))?;
+    let stdin = child.stdin.take().expect("guardian stdin is piped");
+    Ok((child, stdin))
+}
+
+fn log_tail(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = fs::File::open(path) {
+        let _ = file.read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(10);
+    format!("last lines of {}:\n{}", path.display(), lines[start..].join("\n"))
+}

@@ -1,0 +1,108 @@
+//! PostgreSQL: the connection pool, the migrations in `sql/`, and the private
+//! cluster launcher (`local`). Every other module reaches the database through
+//! the `Db` pool made here.
+
+pub mod local;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+pub use local::{LocalPostgres, LocalPostgresError, LocalPostgresOptions};
+
+/// The shared pool. Cloning is cheap (an `Arc` inside).
+pub type Db = Pool;
+
+/// How long a request waits for a pooled connection before failing with 503.
+const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long opening a new connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+mod embedded {
+    refinery::embed_migrations!("sql");
+}
+
+/// Any two chathub nodes migrating at once serialise on this advisory lock
+/// (refinery takes none of its own). The value is arbitrary but fixed.
+const MIGRATION_LOCK_KEY: i64 = 0x6368_6174_6875_62; // "chathub"
+
+/// Parses a `postgres://` URL or a libpq key=value string.
+pub fn parse_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL connection string: {e}"))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("chathub");
+    }
+    Ok(config)
+}
+
+/// Builds the pool (connections open lazily).
+pub fn pool(url: &str, size: usize) -> anyhow::Result<Db> {
+    let manager = Manager::from_config(
+        parse_config(url)?,
+        NoTls,
+        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .context("building the PostgreSQL pool")
+}
+
+/// Applies the migrations in `sql/` that are not applied yet, holding an
+/// advisory lock so concurrent starts apply each migration once.
+pub async fn migrate(url: &str) -> anyhow::Result<()> {
+    let (mut client, connection) = parse_config(url)?
+        .connect(NoTls)
+        .await
+        .context("connecting to PostgreSQL to migrate")?;
+    let connection = tokio::spawn(connection);
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .context("taking the migration lock")?;
+    let report = embedded::migrations::runner().run_async(&mut client).await;
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY]).await;
+    let report = report.context("applying migrations")?;
+    for migration in report.applied_migrations() {
+        tracing::info!(migration = %migration, "applied migration");
+    }
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}
+
+/// Creates `database` on the server `admin_url` points to, unless it exists.
+pub async fn ensure_database(admin_url: &str, database: &str) -> anyhow::Result<()> {
+    let (client, connection) = parse_config(admin_url)?
+        .connect(NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    let connection = tokio::spawn(connection);
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await?
+        .is_some();
+    if !exists {
+        let sql = format!("CREATE DATABASE \"{}\"", database.replace('"', "\"\""));
+        match client.batch_execute(&sql).await {
+            Ok(()) => tracing::info!(database, "created database"),
+            // Another node created it between our check and our CREATE.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(e) => return Err(e).context("creating the database"),
+        }
+    }
+    drop(client);
+    let _ = connection.await;
+    Ok(())
+}

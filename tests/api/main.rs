@@ -1,0 +1,7 @@
+//! Black-box tests: the real server (in-process via `Application::build`, or
+//! the real binary as a child process) against a real PostgreSQL cluster that
+//! this test binary starts and throws away.
+
+mod helpers;
+
+mod foundation;
