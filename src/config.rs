@@ -204,10 +204,6 @@ pub struct Limits {
     #[arg(long, env = "PERSIST_BATCH", default_value_t = 1_000)]
     pub persist_batch: usize,
 
-    /// Milliseconds the persistence actor waits to fill a batch.
-    #[arg(long, env = "PERSIST_FLUSH_MS", default_value_t = 2)]
-    pub persist_flush_ms: u64,
-
     /// Seconds an agent call may take before the visitor gets the fallback.
     #[arg(long, env = "AGENT_TIMEOUT_SECS", default_value_t = 30)]
     pub agent_timeout_secs: u64,

@@ -15,14 +15,24 @@
 //! - [`startup`]: builds the application (database, actors, HTTP server).
 //! - [`postgres`]: pool, migrations, the private-cluster launcher.
 //! - [`http`]: routes, one file per group, and the JSON error shape.
+//! - [`actors`]: the conversation, persistence and supervisor actors, and the hub.
+//! - [`agents`]: the AI agent interface and its backends.
+//! - [`completion`]: completion rules.
+//! - [`ws`]: the WebSocket transports and the wire protocol.
+//! - [`sites`]: the websites a widget may sit on.
 //! - [`auth`]: passwords, API keys, users.
 //! - [`domain`]: validated types the rest of the code passes around.
 //! - [`telemetry`]: logs and metrics.
 
+pub mod actors;
+pub mod agents;
 pub mod auth;
+pub mod completion;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod postgres;
+pub mod sites;
 pub mod startup;
 pub mod telemetry;
+pub mod ws;

@@ -4,15 +4,21 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use actix::{Actor, Addr, Arbiter};
 use actix_web::dev::{Server, ServerHandle, Service as _};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::actors::Hub;
+use crate::actors::persistence::{Drain, Persistence};
+use crate::actors::supervisor::Supervisor;
+use crate::completion::{RuleSet, Rules};
 use crate::config::Config;
+use crate::ws::IpLimiter;
 use crate::http;
 use crate::postgres::{self, Db, LocalPostgres, LocalPostgresOptions};
 
@@ -20,6 +26,8 @@ use crate::postgres::{self, Db, LocalPostgres, LocalPostgresOptions};
 pub const LOCAL_DATABASE: &str = "chathub";
 /// Seconds workers get to finish in-flight requests at shutdown.
 const SHUTDOWN_GRACE_SECS: u64 = 10;
+/// How long shutdown waits for the persistence actor to write what it holds.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every handler can reach.
 pub struct AppState {
@@ -27,6 +35,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
+    pub hub: Arc<Hub>,
+    /// Open visitor sockets per client IP (`WS_MAX_CONNECTIONS_PER_IP`).
+    pub visitor_ips: Arc<IpLimiter>,
 }
 
 /// A hub whose server is bound and running (once awaited).
@@ -35,6 +46,10 @@ pub struct Application {
     server: Server,
     /// The private cluster we run, stopped after the server has drained.
     local_postgres: Option<LocalPostgres>,
+    /// Flushed at shutdown before the database goes away.
+    persistence: Addr<Persistence>,
+    /// The thread the hub-wide actors run on.
+    actor_arbiter: Arbiter,
     /// SIGINT/SIGTERM, registered before the port is announced so a signal
     /// sent right after start is never lost to the default (kill) action.
     signals: ShutdownSignals,
@@ -69,17 +84,30 @@ impl Application {
         let db = postgres::pool(&url, config.db_pool_size)?;
         crate::auth::users::ensure_first_admin(&db, config.admin_password.as_deref()).await?;
 
+        let config = Arc::new(config);
+        let agent = crate::agents::from_config(&config)?;
+        let rules = Rules::new(RuleSet::load(&db, &config.booking_url).await?);
+        let actor_arbiter = Arbiter::new();
+        let (persist_db, limits) = (db.clone(), config.limits.clone());
+        let persistence = Persistence::start_in_arbiter(&actor_arbiter.handle(), move |_| {
+            Persistence::new(persist_db, limits.persist_queue, limits.persist_batch)
+        });
+        let supervisor = Supervisor::start_in_arbiter(&actor_arbiter.handle(), |_| Supervisor);
+        let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence.clone(), supervisor, agent, rules));
         let state = web::Data::new(AppState {
             db,
-            config: Arc::new(config.clone()),
+            config: config.clone(),
             metrics: crate::telemetry::metrics_handle(),
             started_at: Instant::now(),
+            hub,
+            visitor_ips: IpLimiter::new(config.limits.max_connections_per_ip),
         });
 
         let listener = TcpListener::bind(config.bind)
             .with_context(|| format!("binding {} (CHATHUB_BIND)", config.bind))?;
         let address = listener.local_addr()?;
         let max_body = config.limits.max_body_bytes;
+        let workers = config.workers;
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -108,13 +136,13 @@ impl Application {
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         .disable_signals()
         .listen(listener)?;
-        if config.workers > 0 {
-            server = server.workers(config.workers);
+        if workers > 0 {
+            server = server.workers(workers);
         }
         let signals = ShutdownSignals::register()?;
         let server = server.run();
         tracing::info!("chathub is listening on http://{address}");
-        Ok(Self { port: address.port(), server, local_postgres, signals })
+        Ok(Self { port: address.port(), server, local_postgres, signals, persistence, actor_arbiter })
     }
 
     pub fn port(&self) -> u16 {
@@ -129,7 +157,7 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or `handle().stop`), then shuts down in
     /// order: stop accepting, drain requests, flush, stop the private cluster.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, local_postgres, mut signals, .. } = self;
+        let Self { server, local_postgres, mut signals, persistence, actor_arbiter, .. } = self;
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
         tokio::select! {
@@ -143,7 +171,11 @@ impl Application {
                 stopped.await;
             }
         }
-        tracing::info!("server stopped; shutting down");
+        tracing::info!("server stopped; flushing queued writes");
+        if tokio::time::timeout(DRAIN_TIMEOUT, persistence.send(Drain)).await.is_err() {
+            tracing::warn!("queued writes did not flush in time");
+        }
+        actor_arbiter.stop();
         if let Some(cluster) = local_postgres {
             tokio::task::spawn_blocking(move || cluster.stop()).await?;
         }

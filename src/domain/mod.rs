@@ -2,6 +2,8 @@
 //! handlers, socket frames, CLI), so the rest of the code never re-checks a
 //! bare string.
 
+mod chat;
 mod role;
 
+pub use chat::*;
 pub use role::Role;

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod health;
+pub mod sites;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -9,7 +10,10 @@ pub use error::ApiError;
 
 /// Mounts every HTTP route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(health::health).service(health::metrics);
+    cfg.service(health::health)
+        .service(health::metrics)
+        .service(sites::public_settings)
+        .service(crate::ws::visitor::visitor_socket);
 }
 
 /// Any path no route claims: a JSON 404 (or 405 for a known path with the

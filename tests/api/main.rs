@@ -3,5 +3,7 @@
 //! this test binary starts and throws away.
 
 mod helpers;
+mod ws_client;
 
+mod chat;
 mod foundation;

@@ -1,0 +1,610 @@
+//! The conversation actor: one per live conversation, on any channel.
+//!
+//! Inputs: `AttachVisitor`/`DetachVisitor` (sockets come and go),
+//! `VisitorMessage`, `VisitorTyping`, and its own completions (a write
+//! committed, the agent answered). Outputs: writes to the persistence actor,
+//! frames to the attached visitor sockets, events to the supervisor, calls
+//! to the agent.
+//!
+//! Ordering and durability: the actor has at most one write in flight. Each
+//! message gets its `seq` when its write is sent (last committed + 1, …), and
+//! nothing about it — ack, frame, agent call — leaves the actor before that
+//! write commits. So seqs are gap-free even when a write fails: a failed
+//! visitor message is dropped (its sender gets a `retry` error and resends the
+//! same `client_msg_id`), and a failed AI or system message is retried in
+//! place with backoff.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::hub::{Hub, TRANSCRIPT_IN_MEMORY};
+use super::persistence::{MessageRow, NewSessionRow, OutboxRow, Persist, PersistError, SessionPatch, SessionWrite};
+use super::supervisor::SessionEvent;
+use crate::agents::{AgentError, AgentReply, AgentRequest, HISTORY_LEN, HistoryItem};
+use crate::domain::{
+    Channel, ChatText, ClientMsgId, Completion, Customer, Handler as SessionHandler, MessageRole, Seq, SessionId,
+    SessionStatus,
+};
+use crate::ws::outbound::{ConnId, Outbound};
+use crate::ws::protocol::{MessageView, ServerFrame, error_code, error_frame};
+
+/// Messages waiting for their write; beyond it a visitor is told to retry.
+const MAX_QUEUED: usize = 64;
+/// Most messages sent in one write.
+const MAX_MESSAGES_PER_WRITE: usize = 32;
+/// First and longest pause before retrying a failed write of AI/system messages.
+const WRITE_RETRY_FIRST: Duration = Duration::from_millis(200);
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
+/// Partial-answer updates buffered from a streaming agent (extra ones are skipped).
+const PARTIALS_BUFFER: usize = 8;
+/// What the visitor reads when the agent fails.
+pub const FALLBACK_TEXT: &str =
+    "Sorry, I'm having trouble answering right now. A member of our team will follow up with you shortly.";
+
+/// The state a conversation actor starts from: new, or loaded from PostgreSQL.
+pub struct SessionSnapshot {
+    pub id: SessionId,
+    pub channel: Channel,
+    pub site_id: Option<Uuid>,
+    pub customer: Customer,
+    pub status: SessionStatus,
+    pub handler: SessionHandler,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub completion_rule: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_activity: DateTime<Utc>,
+    pub last_seq: Seq,
+    pub transcript: Vec<MessageView>,
+    pub client_ids: HashMap<String, Seq>,
+}
+
+impl SessionSnapshot {
+    pub fn new_session(id: SessionId, row: &NewSessionRow) -> Self {
+        Self {
+            id,
+            channel: row.channel,
+            site_id: row.site_id,
+            customer: row.customer.clone(),
+            status: SessionStatus::Active,
+            handler: SessionHandler::Ai,
+            completed_at: None,
+            completion_rule: None,
+            created_at: row.created_at,
+            last_activity: row.created_at,
+            last_seq: 0,
+            transcript: Vec::new(),
+            client_ids: HashMap::new(),
+        }
+    }
+}
+
+/// Who asked for a message to be stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Origin {
+    Visitor,
+    Agent { latency_ms: i32 },
+    System,
+}
+
+/// A message (and the session changes that must commit with it) waiting for
+/// its write.
+struct Pending {
+    role: MessageRole,
+    text: String,
+    client_msg_id: Option<String>,
+    origin: Origin,
+    /// Sockets to ack once stored (a resend from a reconnected socket adds one).
+    ack_to: Vec<ConnId>,
+    patch: SessionPatch,
+    outbox: Vec<OutboxRow>,
+}
+
+pub struct ChatSession {
+    hub: Arc<Hub>,
+    id: SessionId,
+    channel: Channel,
+    site_id: Option<Uuid>,
+    customer: Customer,
+    status: SessionStatus,
+    handler: SessionHandler,
+    completed_at: Option<DateTime<Utc>>,
+    completion_rule: Option<String>,
+    last_activity: DateTime<Utc>,
+    /// The highest seq known to be committed.
+    committed_seq: Seq,
+    /// The newest `TRANSCRIPT_IN_MEMORY` messages, for resumes and agent history.
+    transcript: VecDeque<MessageView>,
+    /// Every stored `client_msg_id` of this conversation → its seq (dedupe).
+    client_ids: HashMap<String, Seq>,
+    /// Attached visitor sockets (a visitor may have several tabs open).
+    visitors: Vec<Outbound>,
+    /// Waiting for the next write, bounded by `MAX_QUEUED`.
+    queued: VecDeque<Pending>,
+    /// The write in flight (at most one).
+    in_flight: Vec<Pending>,
+    writing: bool,
+    write_backoff: Duration,
+    /// A visitor message is stored that the agent has not answered yet.
+    needs_answer: bool,
+    agent_running: bool,
+    /// Since when nothing happened and nobody is attached (eviction clock).
+    idle_since: Instant,
+}
+
+impl ChatSession {
+    pub fn new(hub: Arc<Hub>, s: SessionSnapshot) -> Self {
+        // A conversation rebuilt with an unanswered visitor message (the hub
+        // stopped before the agent answered) gets its answer now.
+        let needs_answer = s.transcript.last().is_some_and(|m| m.role == MessageRole::Visitor);
+        Self {
+            hub,
+            id: s.id,
+            channel: s.channel,
+            site_id: s.site_id,
+            customer: s.customer,
+            status: s.status,
+            handler: s.handler,
+            completed_at: s.completed_at,
+            completion_rule: s.completion_rule,
+            last_activity: s.last_activity,
+            committed_seq: s.last_seq,
+            transcript: s.transcript.into(),
+            client_ids: s.client_ids,
+            visitors: Vec::new(),
+            queued: VecDeque::new(),
+            in_flight: Vec::new(),
+            writing: false,
+            write_backoff: WRITE_RETRY_FIRST,
+            needs_answer,
+            agent_running: false,
+            idle_since: Instant::now(),
+        }
+    }
+
+    fn completion(&self) -> Completion {
+        Completion::derive(self.completed_at, self.last_activity, Utc::now(), self.hub.config.inactive_after_hours)
+    }
+
+    fn status_frame(&self) -> ByteString {
+        ServerFrame::Status { completion: self.completion(), status: self.status }.encode()
+    }
+
+    fn send_to(&self, conn: ConnId, frame: ByteString) {
+        if let Some(visitor) = self.visitors.iter().find(|v| v.id == conn) {
+            visitor.send(frame);
+        }
+    }
+
+    /// One encoded frame shared by every attached socket except `skip`.
+    fn broadcast(&mut self, frame: &ByteString, skip: &[ConnId]) {
+        self.visitors.retain(|v| {
+            if !skip.contains(&v.id) {
+                v.send(frame.clone());
+            }
+            !v.is_gone()
+        });
+    }
+
+    fn is_idle(&self) -> bool {
+        self.visitors.is_empty()
+            && !self.writing
+            && self.queued.is_empty()
+            && !self.agent_running
+            && self.idle_since.elapsed() >= Duration::from_secs(self.hub.config.limits.session_idle_evict_secs)
+    }
+
+    fn touch(&mut self) {
+        self.idle_since = Instant::now();
+    }
+
+    /// Queues a message from staff, the agent or the system. Completion rules
+    /// run here, so a completion commits in the same transaction as the
+    /// message that caused it, together with its `lead.completed` outbox row.
+    fn enqueue_reply(&mut self, role: MessageRole, text: String, origin: Origin, mut patch: SessionPatch, ctx: &mut Context<Self>) {
+        let mut outbox = Vec::new();
+        if self.completed_at.is_none() && matches!(role, MessageRole::Ai | MessageRole::Agent) {
+            if let Some(rule) = self.hub.rules.current().first_match(&text) {
+                let now = Utc::now();
+                self.completed_at = Some(now);
+                self.completion_rule = Some(rule.to_owned());
+                patch.completion = Some((rule.to_owned(), now));
+                outbox.push(self.lead_completed(rule, now));
+            }
+        }
+        self.queued.push_back(Pending { role, text, client_msg_id: None, origin, ack_to: Vec::new(), patch, outbox });
+        self.write(ctx);
+    }
+
+    /// The `lead.completed` event. The notifier adds the transcript when it
+    /// delivers (it is committed by then), so the row stays small.
+    fn lead_completed(&self, rule: &str, at: DateTime<Utc>) -> OutboxRow {
+        OutboxRow {
+            event_type: "lead.completed",
+            payload: json!({
+                "session_id": self.id,
+                "channel": self.channel,
+                "site_id": self.site_id,
+                "customer": self.customer,
+                "rule": rule,
+                "completed_at": crate::ws::protocol::rfc3339::format(&at),
+            }),
+            idempotency_key: format!("lead.completed/{}", self.id),
+        }
+    }
+
+    /// Sends the queued messages as one write, unless one is in flight.
+    fn write(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.queued.is_empty() {
+            return;
+        }
+        let take = self.queued.len().min(MAX_MESSAGES_PER_WRITE);
+        self.in_flight = self.queued.drain(..take).collect();
+        self.writing = true;
+        let now = Utc::now();
+        let mut patch = SessionPatch::default();
+        let mut outbox = Vec::new();
+        let mut messages = Vec::with_capacity(self.in_flight.len());
+        for (i, pending) in self.in_flight.iter().enumerate() {
+            patch.merge(pending.patch.clone());
+            outbox.extend(pending.outbox.iter().cloned());
+            messages.push(MessageRow {
+                seq: self.committed_seq + 1 + i as Seq,
+                role: pending.role,
+                text: pending.text.clone(),
+                client_msg_id: pending.client_msg_id.clone(),
+                external_id: None,
+                author_id: None,
+                latency_ms: match pending.origin {
+                    Origin::Agent { latency_ms } => Some(latency_ms),
+                    _ => None,
+                },
+                created_at: now,
+            });
+        }
+        let views: Vec<MessageView> = messages
+            .iter()
+            .map(|m| MessageView { seq: m.seq, role: m.role, text: m.text.clone(), created_at: m.created_at })
+            .collect();
+        let write = SessionWrite { session_id: self.id, channel: self.channel, create: None, messages, patch, outbox };
+        self.hub
+            .persistence
+            .send(Persist(write))
+            .into_actor(self)
+            .map(move |outcome, actor, ctx| {
+                let outcome = outcome.unwrap_or(Err(PersistError::Stopped));
+                actor.written(outcome, views, ctx)
+            })
+            .spawn(ctx);
+    }
+
+    /// A write finished: on success, ack, fan out and move on; on failure,
+    /// tell visitors to retry and retry the rest.
+    fn written(&mut self, outcome: Result<(), PersistError>, views: Vec<MessageView>, ctx: &mut Context<Self>) {
+        self.writing = false;
+        let done = std::mem::take(&mut self.in_flight);
+        match outcome {
+            Ok(()) => {
+                self.write_backoff = WRITE_RETRY_FIRST;
+                let mut changed = false;
+                for (pending, view) in done.into_iter().zip(views) {
+                    self.committed_seq = view.seq;
+                    self.last_activity = view.created_at;
+                    if let Some(id) = &pending.client_msg_id {
+                        self.client_ids.insert(id.clone(), view.seq);
+                        let ack = ServerFrame::Ack { client_msg_id: id, seq: view.seq }.encode();
+                        for &conn in &pending.ack_to {
+                            self.send_to(conn, ack.clone());
+                        }
+                    }
+                    let frame = ServerFrame::Message { message: &view }.encode();
+                    // A visitor's own socket has its ack; their other tabs get the message.
+                    self.broadcast(&frame, &pending.ack_to);
+                    changed |= pending.patch.status.is_some() || pending.patch.completion.is_some();
+                    if pending.origin == Origin::Visitor {
+                        self.needs_answer = true;
+                    }
+                    let view = Arc::new(view);
+                    self.hub.supervisor.do_send(SessionEvent::MessageStored { session_id: self.id, message: view.clone() });
+                    self.transcript.push_back(Arc::unwrap_or_clone(view));
+                    if self.transcript.len() > TRANSCRIPT_IN_MEMORY {
+                        self.transcript.pop_front();
+                    }
+                }
+                if changed {
+                    let frame = self.status_frame();
+                    self.broadcast(&frame, &[]);
+                }
+                self.hub.supervisor.do_send(SessionEvent::SessionChanged { session_id: self.id });
+                self.maybe_run_agent(ctx);
+            }
+            Err(e) => {
+                tracing::warn!(session = %self.id, error = %e, "a conversation write failed");
+                let mut kept = Vec::new();
+                for pending in done {
+                    if pending.origin == Origin::Visitor {
+                        let frame = error_frame(
+                            error_code::RETRY,
+                            "not stored: the database is busy or unavailable; resend this message",
+                            pending.client_msg_id.as_deref(),
+                        );
+                        for &conn in &pending.ack_to {
+                            self.send_to(conn, frame.clone());
+                        }
+                    } else {
+                        kept.push(pending);
+                    }
+                }
+                for pending in kept.into_iter().rev() {
+                    self.queued.push_front(pending);
+                }
+                if !self.queued.is_empty() {
+                    let delay = self.write_backoff;
+                    self.write_backoff = (self.write_backoff * 2).min(WRITE_RETRY_MAX);
+                    ctx.run_later(delay, |actor, ctx| actor.write(ctx));
+                }
+                return;
+            }
+        }
+        self.write(ctx);
+    }
+
+    fn has_pending_reply(&self) -> bool {
+        self.queued.iter().chain(self.in_flight.iter()).any(|p| p.origin != Origin::Visitor)
+    }
+
+    /// Starts the agent when a stored visitor message awaits an answer, the
+    /// AI is in charge, and no answer is already on its way.
+    fn maybe_run_agent(&mut self, ctx: &mut Context<Self>) {
+        if !self.needs_answer || self.agent_running || self.handler != SessionHandler::Ai || self.has_pending_reply() {
+            return;
+        }
+        let Some(last_text) = self.transcript.back().map(|m| m.text.clone()) else { return };
+        self.needs_answer = false;
+        self.agent_running = true;
+        self.set_typing(MessageRole::Ai, true);
+
+        let (partials_tx, mut partials_rx) = mpsc::channel::<String>(PARTIALS_BUFFER);
+        let address = ctx.address();
+        actix::spawn(async move {
+            while let Some(text) = partials_rx.recv().await {
+                address.do_send(AgentPartial(text));
+            }
+        });
+        let request = AgentRequest {
+            session_id: self.id,
+            channel: self.channel,
+            message: last_text,
+            history: self
+                .transcript
+                .iter()
+                .rev()
+                .take(HISTORY_LEN)
+                .rev()
+                .map(|m| HistoryItem { role: m.role, text: m.text.clone() })
+                .collect(),
+            customer: self.customer.clone(),
+            partials: Some(partials_tx),
+        };
+        let timeout_secs = self.hub.config.limits.agent_timeout_secs;
+        let call = tokio::time::timeout(Duration::from_secs(timeout_secs), self.hub.agent.reply(request));
+        let started = Instant::now();
+        call.into_actor(self)
+            .map(move |outcome, actor, ctx| {
+                let outcome = outcome.unwrap_or(Err(AgentError::Timeout(timeout_secs)));
+                actor.agent_answered(outcome, started.elapsed(), ctx);
+            })
+            .spawn(ctx);
+    }
+
+    fn agent_answered(&mut self, outcome: Result<AgentReply, AgentError>, took: Duration, ctx: &mut Context<Self>) {
+        self.agent_running = false;
+        self.set_typing(MessageRole::Ai, false);
+        let latency_ms = took.as_millis().min(i32::MAX as u128) as i32;
+        metrics::histogram!("chathub_agent_seconds").record(took.as_secs_f64());
+        match outcome {
+            // Staff took over while the agent was thinking: their word wins.
+            Ok(_) if self.handler == SessionHandler::Human => {}
+            Ok(reply) => {
+                let mut patch = SessionPatch::default();
+                if let Some(customer) = reply.customer {
+                    self.customer.merge(customer.clone());
+                    patch.customer = customer;
+                }
+                if reply.escalate {
+                    // Escalation pauses the AI until staff hand the conversation back.
+                    self.status = SessionStatus::Escalated;
+                    self.handler = SessionHandler::Human;
+                    patch.status = Some(SessionStatus::Escalated);
+                    patch.handler = Some(SessionHandler::Human);
+                    patch.escalated_at = Some(Utc::now());
+                    metrics::counter!("chathub_escalations_total").increment(1);
+                }
+                self.enqueue_reply(MessageRole::Ai, reply.text, Origin::Agent { latency_ms }, patch, ctx);
+            }
+            Err(e) => {
+                metrics::counter!("chathub_agent_failures_total").increment(1);
+                tracing::warn!(session = %self.id, agent = self.hub.agent.name(), error = %e, "the agent failed; sending the fallback");
+                self.hub.record_error(
+                    "agent",
+                    e.to_string(),
+                    json!({ "agent": self.hub.agent.name(), "latency_ms": latency_ms }),
+                    Some(self.id),
+                );
+                self.enqueue_reply(MessageRole::System, FALLBACK_TEXT.to_owned(), Origin::System, SessionPatch::default(), ctx);
+            }
+        }
+        self.maybe_run_agent(ctx);
+    }
+
+    fn set_typing(&mut self, role: MessageRole, on: bool) {
+        let frame = ServerFrame::Typing { role, on }.encode();
+        self.broadcast(&frame, &[]);
+        self.hub.supervisor.do_send(SessionEvent::Typing { session_id: self.id, role, on });
+    }
+}
+
+impl Actor for ChatSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let evict_after = Duration::from_secs(self.hub.config.limits.session_idle_evict_secs);
+        let check_every = (evict_after / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        ctx.run_interval(check_every, |actor, ctx| {
+            if actor.is_idle() {
+                ctx.stop();
+            }
+        });
+        self.maybe_run_agent(ctx);
+    }
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.hub.forget(self.id, &ctx.address());
+    }
+}
+
+/// Why a socket could not attach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachError {
+    /// `last_seq` is negative or past the newest stored message.
+    InvalidLastSeq { newest: Seq },
+}
+
+/// What a newly attached socket needs to catch up.
+pub struct Attached {
+    /// Stored messages after the client's `last_seq` that are in memory.
+    pub messages: Vec<MessageView>,
+    /// Older missed messages to read from PostgreSQL first: `(after, up_to]`.
+    pub gap: Option<(Seq, Seq)>,
+    pub status: ByteString,
+    pub agent_typing: bool,
+}
+
+/// A visitor socket joins the conversation, having seen up to `last_seq`.
+/// Attaching and taking the backlog happen in one step, so nothing committed
+/// in between is missed or sent twice.
+#[derive(Message)]
+#[rtype(result = "Result<Attached, AttachError>")]
+pub struct AttachVisitor {
+    pub outbound: Outbound,
+    pub last_seq: Seq,
+}
+
+impl Handler<AttachVisitor> for ChatSession {
+    type Result = MessageResult<AttachVisitor>;
+
+    fn handle(&mut self, msg: AttachVisitor, _: &mut Context<Self>) -> Self::Result {
+        if msg.last_seq < 0 || msg.last_seq > self.committed_seq {
+            return MessageResult(Err(AttachError::InvalidLastSeq { newest: self.committed_seq }));
+        }
+        self.touch();
+        self.visitors.push(msg.outbound);
+        let oldest_in_memory = self.transcript.front().map_or(self.committed_seq + 1, |m| m.seq);
+        let gap = (msg.last_seq + 1 < oldest_in_memory).then_some((msg.last_seq, oldest_in_memory - 1));
+        MessageResult(Ok(Attached {
+            messages: self.transcript.iter().filter(|m| m.seq > msg.last_seq).cloned().collect(),
+            gap,
+            status: self.status_frame(),
+            agent_typing: self.agent_running,
+        }))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DetachVisitor(pub ConnId);
+
+impl Handler<DetachVisitor> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, DetachVisitor(conn): DetachVisitor, _: &mut Context<Self>) {
+        self.visitors.retain(|v| v.id != conn);
+        self.touch();
+    }
+}
+
+/// A visitor's chat message, already validated at the socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct VisitorMessage {
+    pub conn: ConnId,
+    pub client_msg_id: ClientMsgId,
+    pub text: ChatText,
+}
+
+impl Handler<VisitorMessage> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: VisitorMessage, ctx: &mut Context<Self>) {
+        self.touch();
+        let id = msg.client_msg_id.as_str();
+        // Stored before: ack again with the same seq, store nothing.
+        if let Some(&seq) = self.client_ids.get(id) {
+            self.send_to(msg.conn, ServerFrame::Ack { client_msg_id: id, seq }.encode());
+            return;
+        }
+        // Still on its way: ack this socket too once it is stored.
+        if let Some(pending) = self
+            .queued
+            .iter_mut()
+            .chain(self.in_flight.iter_mut())
+            .find(|p| p.client_msg_id.as_deref() == Some(id))
+        {
+            if !pending.ack_to.contains(&msg.conn) {
+                pending.ack_to.push(msg.conn);
+            }
+            return;
+        }
+        if self.queued.len() >= MAX_QUEUED {
+            self.send_to(msg.conn, error_frame(error_code::RETRY, "too many messages waiting to be stored; resend later", Some(id)));
+            return;
+        }
+        self.queued.push_back(Pending {
+            role: MessageRole::Visitor,
+            text: msg.text.into_string(),
+            client_msg_id: Some(id.to_owned()),
+            origin: Origin::Visitor,
+            ack_to: vec![msg.conn],
+            patch: SessionPatch::default(),
+            outbox: Vec::new(),
+        });
+        self.write(ctx);
+    }
+}
+
+/// The visitor started or stopped typing (shown to staff).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct VisitorTyping(pub bool);
+
+impl Handler<VisitorTyping> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, VisitorTyping(on): VisitorTyping, _: &mut Context<Self>) {
+        self.touch();
+        self.hub.supervisor.do_send(SessionEvent::Typing { session_id: self.id, role: MessageRole::Visitor, on });
+    }
+}
+
+/// The answer so far from a streaming agent.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AgentPartial(String);
+
+impl Handler<AgentPartial> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, AgentPartial(text): AgentPartial, _: &mut Context<Self>) {
+        if self.agent_running {
+            let frame = ServerFrame::Partial { role: MessageRole::Ai, text: &text }.encode();
+            self.broadcast(&frame, &[]);
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The hub: the registry of live conversation actors (a `DashMap` from
+//! session id to address) and what every conversation shares: the database,
+//! the persistence and supervisor actors, the agent and the completion rules.
+//! A conversation not in memory is rebuilt from PostgreSQL on demand.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use uuid::Uuid;
+
+use super::chat_session::{ChatSession, SessionSnapshot};
+use super::persistence::{NewSessionRow, Persist, PersistError, Persistence, SessionPatch, SessionWrite};
+use super::supervisor::Supervisor;
+use crate::agents::Agent;
+use crate::completion::Rules;
+use crate::config::Config;
+use crate::domain::{Channel, Customer, Handler as SessionHandler, MessageRole, SessionId, SessionStatus};
+use crate::postgres::Db;
+use crate::ws::protocol::MessageView;
+
+/// Messages kept in a live conversation's memory; older ones are read from
+/// PostgreSQL when a resuming client needs them.
+pub const TRANSCRIPT_IN_MEMORY: usize = 200;
+
+pub struct Hub {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub persistence: Addr<Persistence>,
+    pub supervisor: Addr<Supervisor>,
+    pub agent: Arc<dyn Agent>,
+    pub rules: Rules,
+    /// Live conversations. An entry whose actor has stopped is replaced on
+    /// the next lookup; the actor removes its own entry when it stops.
+    sessions: DashMap<SessionId, Addr<ChatSession>>,
+}
+
+impl Hub {
+    pub fn new(
+        db: Db,
+        config: Arc<Config>,
+        persistence: Addr<Persistence>,
+        supervisor: Addr<Supervisor>,
+        agent: Arc<dyn Agent>,
+        rules: Rules,
+    ) -> Self {
+        Self { db, config, persistence, supervisor, agent, rules, sessions: DashMap::new() }
+    }
+
+    /// Conversations currently in memory.
+    pub fn live_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn live(&self, id: SessionId) -> Option<Addr<ChatSession>> {
+        self.sessions.get(&id).map(|a| a.clone()).filter(|a| a.connected())
+    }
+
+    /// Creates a conversation: its row is committed before this returns, so
+    /// the id (and the visitor's token) can be handed out safely.
+    pub async fn create_session(
+        self: &Arc<Self>,
+        row: NewSessionRow,
+    ) -> Result<(SessionId, Addr<ChatSession>), PersistError> {
+        let id = SessionId::new();
+        let snapshot = SessionSnapshot::new_session(id, &row);
+        let write = SessionWrite {
+            session_id: id,
+            channel: row.channel,
+            create: Some(row),
+            messages: Vec::new(),
+            patch: SessionPatch::default(),
+            outbox: Vec::new(),
+        };
+        self.persistence.send(Persist(write)).await.map_err(|_| PersistError::Stopped)??;
+        let addr = self.start(snapshot);
+        metrics::counter!("chathub_sessions_created_total").increment(1);
+        Ok((id, addr))
+    }
+
+    /// The live actor for `id`, rebuilt from PostgreSQL if it was evicted.
+    /// `None` if no such conversation exists.
+    pub async fn session(self: &Arc<Self>, id: SessionId) -> anyhow::Result<Option<Addr<ChatSession>>> {
+        if let Some(addr) = self.live(id) {
+            return Ok(Some(addr));
+        }
+        let Some(snapshot) = load_snapshot(&self.db, id).await? else { return Ok(None) };
+        Ok(Some(self.start(snapshot)))
+    }
+
+    /// Starts an actor for the snapshot unless another task got there first.
+    fn start(self: &Arc<Self>, snapshot: SessionSnapshot) -> Addr<ChatSession> {
+        let id = snapshot.id;
+        match self.sessions.entry(id) {
+            Entry::Occupied(mut entry) if !entry.get().connected() => {
+                let addr = ChatSession::new(self.clone(), snapshot).start();
+                entry.insert(addr.clone());
+                addr
+            }
+            Entry::Occupied(entry) => entry.get().clone(),
+            Entry::Vacant(entry) => {
+                let addr = ChatSession::new(self.clone(), snapshot).start();
+                entry.insert(addr.clone());
+                metrics::gauge!("chathub_live_sessions").increment(1.0);
+                addr
+            }
+        }
+    }
+
+    /// Called by a stopping actor: removes its entry if it is still the one
+    /// registered.
+    pub(crate) fn forget(&self, id: SessionId, addr: &Addr<ChatSession>) {
+        if self.sessions.remove_if(&id, |_, registered| registered == addr).is_some() {
+            metrics::gauge!("chathub_live_sessions").decrement(1.0);
+        }
+    }
+
+    /// The conversation a visitor token belongs to, with its site.
+    pub async fn find_by_visitor_token(&self, token: &str) -> anyhow::Result<Option<(SessionId, Option<Uuid>)>> {
+        let row = self
+            .db
+            .get()
+            .await?
+            .query_opt(
+                "SELECT id, site_id FROM sessions WHERE visitor_token_hash = $1",
+                &[&crate::auth::sha256(token)],
+            )
+            .await?;
+        Ok(row.map(|r| (SessionId(r.get(0)), r.get(1))))
+    }
+
+    /// Stored messages with `after < seq <= up_to`, in order.
+    pub async fn messages_between(&self, id: SessionId, after: i64, up_to: i64) -> anyhow::Result<Vec<MessageView>> {
+        let rows = self
+            .db
+            .get()
+            .await?
+            .query(
+                "SELECT seq, role, text, created_at FROM messages
+                 WHERE session_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                &[&id.0, &after, &up_to],
+            )
+            .await?;
+        Ok(rows.iter().map(message_from_row).collect())
+    }
+
+    /// Records a failure in the errors table (shown on the dashboard). Never
+    /// fails the caller: a lost error row is logged instead.
+    pub fn record_error(&self, source: &str, message: String, details: serde_json::Value, session_id: Option<SessionId>) {
+        let db = self.db.clone();
+        let source = source.to_owned();
+        actix::spawn(async move {
+            let outcome = async {
+                db.get()
+                    .await?
+                    .execute(
+                        "INSERT INTO errors (source, message, details, session_id) VALUES ($1, $2, $3, $4)",
+                        &[&source, &message, &details, &session_id.map(|s| s.0)],
+                    )
+                    .await?;
+                anyhow::Ok(())
+            };
+            if let Err(e) = outcome.await {
+                tracing::error!(error = %e, %source, %message, "could not record an error row");
+            }
+        });
+    }
+}
+
+fn message_from_row(row: &tokio_postgres::Row) -> MessageView {
+    MessageView {
+        seq: row.get(0),
+        role: MessageRole::parse(row.get(1)).unwrap_or(MessageRole::System),
+        text: row.get(2),
+        created_at: row.get(3),
+    }
+}
+
+async fn load_snapshot(db: &Db, id: SessionId) -> anyhow::Result<Option<SessionSnapshot>> {
+    let client = db.get().await?;
+    let Some(row) = client
+        .query_opt(
+            "SELECT channel, site_id, customer_name, customer_email, customer_phone, status, handler,
+                    completed_at, completion_rule, last_seq, created_at, COALESCE(last_message_at, created_at)
+             FROM sessions WHERE id = $1",
+            &[&id.0],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let recent = client
+        .query(
+            "SELECT seq, role, text, created_at FROM messages WHERE session_id = $1 ORDER BY seq DESC LIMIT $2",
+            &[&id.0, &(TRANSCRIPT_IN_MEMORY as i64)],
+        )
+        .await?;
+    let client_ids: HashMap<String, i64> = client
+        .query(
+            "SELECT client_msg_id, seq FROM messages WHERE session_id = $1 AND client_msg_id IS NOT NULL",
+            &[&id.0],
+        )
+        .await?
+        .iter()
+        .map(|key| (key.get(0), key.get(1)))
+        .collect();
+    let completed_at: Option<DateTime<Utc>> = row.get(7);
+    Ok(Some(SessionSnapshot {
+        id,
+        channel: Channel::parse(row.get(0)).unwrap_or(Channel::Web),
+        site_id: row.get(1),
+        customer: Customer { name: row.get(2), email: row.get(3), phone: row.get(4) },
+        status: SessionStatus::parse(row.get(5)).unwrap_or(SessionStatus::Active),
+        handler: SessionHandler::parse(row.get(6)).unwrap_or(SessionHandler::Ai),
+        completed_at,
+        completion_rule: row.get(8),
+        last_seq: row.get(9),
+        created_at: row.get(10),
+        last_activity: row.get(11),
+        transcript: recent.iter().rev().map(message_from_row).collect(),
+        client_ids,
+    }))
+}

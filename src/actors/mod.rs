@@ -1,0 +1,15 @@
+//! The actors and the hub that wires them together.
+//!
+//! - [`chat_session::ChatSession`]: one per live conversation; owns its
+//!   transcript and `seq`, calls the agent, runs completion rules, fans out.
+//! - [`persistence::Persistence`]: group-commits every conversation's writes.
+//! - [`supervisor::Supervisor`]: receives every conversation event for the
+//!   staff dashboards.
+//! - [`hub::Hub`]: the registry of live conversations and what they share.
+
+pub mod chat_session;
+pub mod hub;
+pub mod persistence;
+pub mod supervisor;
+
+pub use hub::Hub;

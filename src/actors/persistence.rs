@@ -1,0 +1,414 @@
+//! The persistence actor: group commit for every conversation's writes.
+//!
+//! Inputs: `Persist` (one conversation's new session row, messages, session
+//! changes and outbox rows) and `Drain` (shutdown: wait until all is written).
+//!
+//! Writes from many conversations are merged into one transaction: new
+//! sessions, then all messages in one `INSERT … SELECT unnest(…)`, the
+//! sessions' counters in one `UPDATE … FROM unnest(…)`, then the per-session
+//! changes and outbox rows. The caller's future resolves only after COMMIT,
+//! which is what lets a visitor's `ack` mean "stored".
+//!
+//! Batching is natural group commit: a write goes out at once when fewer than
+//! `MAX_IN_FLIGHT` transactions are running; otherwise it waits and joins the
+//! next batch. The queue is bounded (`PERSIST_QUEUE` rows): past it, `Persist`
+//! fails at once with `Overloaded`, and the conversation tells its visitor to
+//! retry, rather than buffering without limit while PostgreSQL is slow or
+//! down. When a merged batch fails, each write is retried alone, so one bad
+//! write cannot fail its neighbours.
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::domain::{Channel, Customer, Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
+use crate::postgres::Db;
+
+/// Transactions running at once (each on its own pooled connection).
+const MAX_IN_FLIGHT: usize = 2;
+/// Characters of the last message kept on the session row for the list view.
+const PREVIEW_CHARS: usize = 200;
+
+/// A session row to create.
+#[derive(Debug, Clone)]
+pub struct NewSessionRow {
+    pub channel: Channel,
+    pub external_id: Option<String>,
+    pub site_id: Option<Uuid>,
+    pub visitor_token_hash: Option<Vec<u8>>,
+    pub customer: Customer,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message to append; `seq` was assigned by the conversation's actor.
+#[derive(Debug, Clone)]
+pub struct MessageRow {
+    pub seq: Seq,
+    pub role: MessageRole,
+    pub text: String,
+    pub client_msg_id: Option<String>,
+    pub external_id: Option<String>,
+    pub author_id: Option<Uuid>,
+    pub latency_ms: Option<i32>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Changes to a session row; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct SessionPatch {
+    pub customer: Customer,
+    pub status: Option<SessionStatus>,
+    pub handler: Option<SessionHandler>,
+    pub escalated_at: Option<DateTime<Utc>>,
+    /// Rule name and time; only the first completion is kept.
+    pub completion: Option<(String, DateTime<Utc>)>,
+}
+
+impl SessionPatch {
+    pub fn is_empty(&self) -> bool {
+        self.customer == Customer::default()
+            && self.status.is_none()
+            && self.handler.is_none()
+            && self.escalated_at.is_none()
+            && self.completion.is_none()
+    }
+
+    /// Folds a later patch into this one (later values win).
+    pub fn merge(&mut self, later: SessionPatch) {
+        self.customer.merge(later.customer);
+        self.status = later.status.or(self.status);
+        self.handler = later.handler.or(self.handler);
+        self.escalated_at = later.escalated_at.or(self.escalated_at);
+        if self.completion.is_none() {
+            self.completion = later.completion;
+        }
+    }
+}
+
+/// A notification to deliver, written with its cause.
+#[derive(Debug, Clone)]
+pub struct OutboxRow {
+    pub event_type: &'static str,
+    pub payload: Value,
+    pub idempotency_key: String,
+}
+
+/// Everything one conversation needs written atomically.
+#[derive(Debug, Clone)]
+pub struct SessionWrite {
+    pub session_id: SessionId,
+    pub channel: Channel,
+    pub create: Option<NewSessionRow>,
+    pub messages: Vec<MessageRow>,
+    pub patch: SessionPatch,
+    pub outbox: Vec<OutboxRow>,
+}
+
+impl SessionWrite {
+    fn rows(&self) -> usize {
+        self.messages.len() + self.outbox.len() + 1
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PersistError {
+    #[error("the write queue is full")]
+    Overloaded,
+    #[error("the database write failed: {0}")]
+    Database(String),
+    #[error("the persistence actor stopped")]
+    Stopped,
+}
+
+/// Writes a conversation's changes; resolves after COMMIT.
+#[derive(Message)]
+#[rtype(result = "Result<(), PersistError>")]
+pub struct Persist(pub SessionWrite);
+
+/// Resolves once nothing is queued or being written.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
+
+type Reply = oneshot::Sender<Result<(), PersistError>>;
+
+pub struct Persistence {
+    db: Db,
+    /// Writes waiting for a free transaction slot, in arrival order.
+    queue: Vec<(SessionWrite, Reply)>,
+    /// Rows queued or being written; bounded by `max_rows`.
+    rows: usize,
+    /// `PERSIST_QUEUE`: beyond it, new writes are refused with `Overloaded`.
+    max_rows: usize,
+    /// `PERSIST_BATCH`: most rows merged into one transaction.
+    batch_rows: usize,
+    in_flight: usize,
+    /// `Drain` callers waiting for quiet.
+    drain_waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Persistence {
+    pub fn new(db: Db, max_rows: usize, batch_rows: usize) -> Self {
+        Self { db, queue: Vec::new(), rows: 0, max_rows, batch_rows: batch_rows.max(1), in_flight: 0, drain_waiters: Vec::new() }
+    }
+
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        while self.in_flight < MAX_IN_FLIGHT && !self.queue.is_empty() {
+            let mut take = 0;
+            let mut rows = 0;
+            for (write, _) in &self.queue {
+                if take > 0 && rows + write.rows() > self.batch_rows {
+                    break;
+                }
+                rows += write.rows();
+                take += 1;
+            }
+            let batch: Vec<(SessionWrite, Reply)> = self.queue.drain(..take).collect();
+            self.in_flight += 1;
+            let db = self.db.clone();
+            ctx.spawn(
+                async move {
+                    let (writes, replies): (Vec<SessionWrite>, Vec<Reply>) = batch.into_iter().unzip();
+                    let outcomes = write_with_isolation(&db, &writes).await;
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                    rows
+                }
+                .into_actor(self)
+                .map(|rows, actor, ctx| {
+                    actor.in_flight -= 1;
+                    actor.rows -= rows;
+                    actor.flush(ctx);
+                    if actor.in_flight == 0 && actor.queue.is_empty() {
+                        for waiter in actor.drain_waiters.drain(..) {
+                            let _ = waiter.send(());
+                        }
+                    }
+                }),
+            );
+        }
+    }
+}
+
+impl Actor for Persistence {
+    type Context = Context<Self>;
+}
+
+impl Handler<Persist> for Persistence {
+    type Result = ResponseFuture<Result<(), PersistError>>;
+
+    fn handle(&mut self, Persist(write): Persist, ctx: &mut Context<Self>) -> Self::Result {
+        let rows = write.rows();
+        if self.rows + rows > self.max_rows {
+            metrics::counter!("chathub_persist_overloaded_total").increment(1);
+            return Box::pin(async { Err(PersistError::Overloaded) });
+        }
+        self.rows += rows;
+        let (tx, rx) = oneshot::channel();
+        self.queue.push((write, tx));
+        self.flush(ctx);
+        Box::pin(async move { rx.await.unwrap_or(Err(PersistError::Stopped)) })
+    }
+}
+
+impl Handler<Drain> for Persistence {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, _: &mut Context<Self>) -> Self::Result {
+        if self.in_flight == 0 && self.queue.is_empty() {
+            return Box::pin(async {});
+        }
+        let (tx, rx) = oneshot::channel();
+        self.drain_waiters.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+/// Writes the batch in one transaction; if that fails and there is more than
+/// one write, each is retried in a transaction of its own.
+async fn write_with_isolation(db: &Db, writes: &[SessionWrite]) -> Vec<Result<(), PersistError>> {
+    let started = std::time::Instant::now();
+    match write_batch(db, writes).await {
+        Ok(()) => {
+            metrics::histogram!("chathub_persist_batch_seconds").record(started.elapsed().as_secs_f64());
+            metrics::counter!("chathub_persist_messages_total")
+                .increment(writes.iter().map(|w| w.messages.len() as u64).sum());
+            vec![Ok(()); writes.len()]
+        }
+        Err(e) if writes.len() == 1 => {
+            tracing::warn!(error = %e, "a write failed");
+            vec![Err(PersistError::Database(e.to_string()))]
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, writes = writes.len(), "a merged batch failed; retrying its writes one by one");
+            let mut outcomes = Vec::with_capacity(writes.len());
+            for write in writes {
+                outcomes.push(
+                    write_batch(db, std::slice::from_ref(write))
+                        .await
+                        .map_err(|e| PersistError::Database(e.to_string())),
+                );
+            }
+            outcomes
+        }
+    }
+}
+
+async fn write_batch(db: &Db, writes: &[SessionWrite]) -> anyhow::Result<()> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+
+    for write in writes {
+        if let Some(new) = &write.create {
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO sessions (id, channel, external_id, site_id, visitor_token_hash,
+                        customer_name, customer_email, customer_phone, metadata, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                )
+                .await?;
+            tx.execute(
+                &statement,
+                &[
+                    &write.session_id.0,
+                    &new.channel.as_str(),
+                    &new.external_id,
+                    &new.site_id,
+                    &new.visitor_token_hash,
+                    &new.customer.name,
+                    &new.customer.email,
+                    &new.customer.phone,
+                    &new.metadata,
+                    &new.created_at,
+                ],
+            )
+            .await?;
+        }
+    }
+
+    let total: usize = writes.iter().map(|w| w.messages.len()).sum();
+    if total > 0 {
+        let mut session_ids = Vec::with_capacity(total);
+        let mut seqs = Vec::with_capacity(total);
+        let mut roles = Vec::with_capacity(total);
+        let mut texts = Vec::with_capacity(total);
+        let mut client_ids = Vec::with_capacity(total);
+        let mut channels = Vec::with_capacity(total);
+        let mut external_ids = Vec::with_capacity(total);
+        let mut authors = Vec::with_capacity(total);
+        let mut latencies = Vec::with_capacity(total);
+        let mut times = Vec::with_capacity(total);
+        let (mut counter_ids, mut counts, mut last_seqs, mut last_times, mut previews) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for write in writes {
+            for m in &write.messages {
+                session_ids.push(write.session_id.0);
+                seqs.push(m.seq);
+                roles.push(m.role.as_str());
+                texts.push(m.text.as_str());
+                client_ids.push(m.client_msg_id.as_deref());
+                channels.push(write.channel.as_str());
+                external_ids.push(m.external_id.as_deref());
+                authors.push(m.author_id);
+                latencies.push(m.latency_ms);
+                times.push(m.created_at);
+            }
+            if let Some(last) = write.messages.last() {
+                counter_ids.push(write.session_id.0);
+                counts.push(write.messages.len() as i32);
+                last_seqs.push(last.seq);
+                last_times.push(last.created_at);
+                previews.push(last.text.chars().take(PREVIEW_CHARS).collect::<String>());
+            }
+        }
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO messages (session_id, seq, role, text, client_msg_id, channel, external_id,
+                    author_id, latency_ms, created_at)
+                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                    $6::text[], $7::text[], $8::uuid[], $9::int[], $10::timestamptz[])",
+            )
+            .await?;
+        tx.execute(
+            &insert,
+            &[&session_ids, &seqs, &roles, &texts, &client_ids, &channels, &external_ids, &authors, &latencies, &times],
+        )
+        .await?;
+        let counters = tx
+            .prepare_cached(
+                "UPDATE sessions s SET message_count = s.message_count + u.n, last_seq = u.last_seq,
+                    last_message_at = u.last_at, last_message_text = u.preview, updated_at = now()
+                 FROM unnest($1::uuid[], $2::int[], $3::bigint[], $4::timestamptz[], $5::text[])
+                    AS u(id, n, last_seq, last_at, preview)
+                 WHERE s.id = u.id",
+            )
+            .await?;
+        tx.execute(&counters, &[&counter_ids, &counts, &last_seqs, &last_times, &previews]).await?;
+    }
+
+    for write in writes {
+        let patch = &write.patch;
+        if !patch.is_empty() {
+            let statement = tx
+                .prepare_cached(
+                    "UPDATE sessions SET
+                        customer_name = COALESCE($2, customer_name),
+                        customer_email = COALESCE($3, customer_email),
+                        customer_phone = COALESCE($4, customer_phone),
+                        status = COALESCE($5, status),
+                        handler = COALESCE($6, handler),
+                        escalated_at = COALESCE($7, escalated_at),
+                        completion_rule = COALESCE(completion_rule, $8),
+                        completed_at = COALESCE(completed_at, $9),
+                        updated_at = now()
+                     WHERE id = $1",
+                )
+                .await?;
+            let (rule, completed_at) = match &patch.completion {
+                Some((rule, at)) => (Some(rule.as_str()), Some(*at)),
+                None => (None, None),
+            };
+            tx.execute(
+                &statement,
+                &[
+                    &write.session_id.0,
+                    &patch.customer.name,
+                    &patch.customer.email,
+                    &patch.customer.phone,
+                    &patch.status.map(|s| s.as_str()),
+                    &patch.handler.map(|h| h.as_str()),
+                    &patch.escalated_at,
+                    &rule,
+                    &completed_at,
+                ],
+            )
+            .await?;
+            if let Some(rule) = rule {
+                tx.execute(
+                    "UPDATE completion_rules SET fire_count = fire_count + 1, last_fired_at = now() WHERE name = $1",
+                    &[&rule],
+                )
+                .await?;
+            }
+        }
+        for row in &write.outbox {
+            let statement = tx
+                .prepare_cached(
+                    "INSERT INTO outbox (event_type, payload, idempotency_key, session_id)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+                )
+                .await?;
+            tx.execute(&statement, &[&row.event_type, &row.payload, &row.idempotency_key, &write.session_id.0])
+                .await?;
+        }
+    }
+
+    tx.commit().await?;
+    Ok(())
+}

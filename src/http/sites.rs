@@ -1,0 +1,20 @@
+//! Site routes. Public: `GET /api/sites/{key}/public`, the widget's settings.
+//! (The admin routes for managing sites arrive with the staff-side work.)
+
+use actix_web::{HttpResponse, get, web};
+
+use super::ApiError;
+use crate::sites;
+use crate::startup::AppState;
+
+/// Longest site key (matches the column's CHECK).
+const MAX_KEY_CHARS: usize = 64;
+
+#[get("/api/sites/{key}/public")]
+pub async fn public_settings(key: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if key.len() > MAX_KEY_CHARS {
+        return Err(ApiError::NotFound("site"));
+    }
+    let site = sites::find_by_key(&state.db, &key).await?.ok_or(ApiError::NotFound("site"))?;
+    Ok(HttpResponse::Ok().json(site))
+}

@@ -1,0 +1,86 @@
+//! Sites: the websites a widget may sit on, each with its public key, the
+//! origins allowed to open its socket, and its widget settings.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::postgres::Db;
+
+/// The site used when a widget names none.
+pub const DEFAULT_SITE: &str = "default";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Site {
+    #[serde(skip)]
+    pub id: Uuid,
+    pub key: String,
+    pub name: String,
+    #[serde(skip)]
+    pub allowed_origins: Vec<String>,
+    pub greeting: Option<String>,
+    pub color: String,
+    pub position: String,
+    pub prechat_form: bool,
+}
+
+impl Site {
+    /// `*` allows any origin. A restricted site refuses a request with no
+    /// `Origin` header too (browsers always send one on a socket handshake).
+    pub fn allows_origin(&self, origin: Option<&str>) -> bool {
+        if self.allowed_origins.iter().any(|o| o == "*") {
+            return true;
+        }
+        origin.is_some_and(|origin| {
+            self.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        })
+    }
+}
+
+pub async fn find_by_key(db: &Db, key: &str) -> anyhow::Result<Option<Site>> {
+    let row = db
+        .get()
+        .await?
+        .query_opt(
+            "SELECT id, key, name, allowed_origins, greeting, color, position, prechat_form FROM sites WHERE key = $1",
+            &[&key],
+        )
+        .await?;
+    Ok(row.map(|r| Site {
+        id: r.get(0),
+        key: r.get(1),
+        name: r.get(2),
+        allowed_origins: r.get(3),
+        greeting: r.get(4),
+        color: r.get(5),
+        position: r.get(6),
+        prechat_form: r.get(7),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(origins: &[&str]) -> Site {
+        Site {
+            id: Uuid::nil(),
+            key: "k".into(),
+            name: "n".into(),
+            allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
+            greeting: None,
+            color: "#000".into(),
+            position: "right".into(),
+            prechat_form: false,
+        }
+    }
+
+    #[test]
+    fn origins_are_checked_against_the_allow_list() {
+        assert!(site(&["*"]).allows_origin(None));
+        let shop = site(&["https://shop.example.com/"]);
+        assert!(shop.allows_origin(Some("https://shop.example.com")));
+        assert!(!shop.allows_origin(Some("https://evil.example")));
+        assert!(!shop.allows_origin(None));
+        assert!(!site(&[]).allows_origin(Some("https://shop.example.com")));
+    }
+}

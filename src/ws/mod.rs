@@ -1,0 +1,101 @@
+//! WebSocket transports: the visitor socket (`/ws/chat`), and what sockets
+//! share: the wire protocol, the bounded writer queue, per-IP connection caps
+//! and per-connection rate limits.
+
+pub mod outbound;
+pub mod protocol;
+pub mod visitor;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dashmap::DashMap;
+
+/// Counts open sockets per client IP and refuses past the cap.
+pub struct IpLimiter {
+    open: DashMap<IpAddr, usize>,
+    max_per_ip: usize,
+}
+
+/// One counted socket; dropping it frees the slot.
+pub struct IpSlot {
+    limiter: Arc<IpLimiter>,
+    ip: IpAddr,
+}
+
+impl IpLimiter {
+    pub fn new(max_per_ip: usize) -> Arc<Self> {
+        Arc::new(Self { open: DashMap::new(), max_per_ip })
+    }
+
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut count = self.open.entry(ip).or_insert(0);
+        if *count >= self.max_per_ip {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot { limiter: self.clone(), ip })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Some(mut count) = self.limiter.open.get_mut(&self.ip) {
+            *count -= 1;
+        }
+        self.limiter.open.remove_if(&self.ip, |_, count| *count == 0);
+    }
+}
+
+/// A token bucket: `rate` frames per second sustained, `burst` at once.
+pub struct RateLimit {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    pub fn new(rate: u32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self { tokens: burst, rate: f64::from(rate.max(1)), burst, last: Instant::now() }
+    }
+
+    /// Takes a token if one is left.
+    pub fn allow(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ip_cap_counts_open_slots_and_frees_them_on_drop() {
+        let limiter = IpLimiter::new(2);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let a = limiter.acquire(ip).unwrap();
+        let _b = limiter.acquire(ip).unwrap();
+        assert!(limiter.acquire(ip).is_none());
+        assert!(limiter.acquire("127.0.0.2".parse().unwrap()).is_some());
+        drop(a);
+        assert!(limiter.acquire(ip).is_some());
+    }
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_refuses() {
+        let mut limit = RateLimit::new(1, 3);
+        assert!((0..3).all(|_| limit.allow()));
+        assert!(!limit.allow());
+    }
+}

@@ -1,0 +1,99 @@
+//! The one writer queue per socket. Producers (conversation actors, the
+//! supervisor) `send` pre-encoded frames without waiting; the socket task
+//! drains the queue. The queue is bounded: when it is full the peer is not
+//! reading fast enough, and instead of growing memory the socket is closed
+//! with `SLOW_CONSUMER` (the client resumes from its last seq).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytestring::ByteString;
+use tokio::sync::{Notify, mpsc};
+
+use super::protocol::close;
+
+/// Identifies one socket connection within the process.
+pub type ConnId = u64;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Shared {
+    /// Set once: the close code and reason the socket task must close with.
+    close: OnceLock<(u16, &'static str)>,
+    wake: Notify,
+}
+
+/// The producer side; cheap to clone.
+#[derive(Clone)]
+pub struct Outbound {
+    pub id: ConnId,
+    tx: mpsc::Sender<ByteString>,
+    shared: Arc<Shared>,
+}
+
+/// The socket task's side.
+pub struct OutboundReceiver {
+    rx: mpsc::Receiver<ByteString>,
+    shared: Arc<Shared>,
+}
+
+/// What the socket task should do next.
+pub enum Next {
+    Frame(ByteString),
+    Close(u16, &'static str),
+}
+
+pub fn channel(capacity: usize) -> (Outbound, OutboundReceiver) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let shared = Arc::new(Shared { close: OnceLock::new(), wake: Notify::new() });
+    let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+    (Outbound { id, tx, shared: shared.clone() }, OutboundReceiver { rx, shared })
+}
+
+impl Outbound {
+    /// Queues a frame. Returns false if the socket is gone or was just
+    /// closed for falling behind.
+    pub fn send(&self, frame: ByteString) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                metrics::counter!("chathub_ws_slow_consumer_closes_total").increment(1);
+                self.close(close::SLOW_CONSUMER, "send queue full: reading too slowly");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the socket task to close with `code` (first request wins).
+    pub fn close(&self, code: u16, reason: &'static str) {
+        if self.shared.close.set((code, reason)).is_ok() {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.tx.is_closed() || self.shared.close.get().is_some()
+    }
+}
+
+impl OutboundReceiver {
+    /// The next frame to write, or the close to perform. A pending close wins
+    /// over queued frames: a slow consumer is cut off, not drained.
+    pub async fn next(&mut self) -> Next {
+        loop {
+            if let Some(&(code, reason)) = self.shared.close.get() {
+                return Next::Close(code, reason);
+            }
+            tokio::select! {
+                biased;
+                _ = self.shared.wake.notified() => continue,
+                frame = self.rx.recv() => match frame {
+                    Some(frame) => return Next::Frame(frame),
+                    // Every producer is gone; nothing more will come.
+                    None => std::future::pending::<()>().await,
+                },
+            }
+        }
+    }
+}

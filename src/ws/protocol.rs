@@ -1,0 +1,189 @@
+//! The wire contract of the sockets (SPEC §10): client and server frames, the
+//! message object, error codes and close codes. Clients outside this
+//! repository speak it, so changes here must stay backwards compatible.
+
+use bytestring::ByteString;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Completion, MessageRole, Seq, SessionId, SessionStatus};
+
+/// Close codes. 1xxx are RFC 6455; 4xxx are chathub's own. "Reconnect" says
+/// whether a client should reconnect (with backoff) after it.
+pub mod close {
+    /// Server shutting down. Reconnect.
+    pub const GOING_AWAY: u16 = 1001;
+    /// Binary or otherwise unsupported data. Do not reconnect unchanged.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// Frame larger than `WS_MAX_FRAME_BYTES`. Do not resend it.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Malformed WebSocket framing.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// No `hello` within `WS_HELLO_TIMEOUT_SECS`. Reconnect and say hello.
+    pub const HELLO_TIMEOUT: u16 = 4001;
+    /// Nothing heard (not even a pong) within `WS_IDLE_TIMEOUT_SECS`. Reconnect.
+    pub const IDLE_TIMEOUT: u16 = 4002;
+    /// The conversation was deleted by staff. Start a new one.
+    pub const SESSION_DELETED: u16 = 4004;
+    /// The client read too slowly and its send queue filled. Reconnect and
+    /// resume from the last seq seen.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// Sustained flooding past the rate limit. Reconnect after a pause.
+    pub const RATE_LIMITED: u16 = 4029;
+}
+
+/// Error codes in `{"type":"error","code"}` frames. The connection survives.
+pub mod error_code {
+    pub const INVALID_JSON: &str = "invalid_json";
+    pub const UNKNOWN_TYPE: &str = "unknown_type";
+    pub const INVALID_FRAME: &str = "invalid_frame";
+    pub const HELLO_REQUIRED: &str = "hello_required";
+    pub const ALREADY_WELCOMED: &str = "already_welcomed";
+    pub const INVALID_TOKEN: &str = "invalid_token";
+    pub const INVALID_LAST_SEQ: &str = "invalid_last_seq";
+    pub const BINARY_NOT_SUPPORTED: &str = "binary_not_supported";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// Not stored: PostgreSQL is slow or down, or the queue is full. Resend
+    /// the same `client_msg_id` later.
+    pub const RETRY: &str = "retry";
+    pub const INTERNAL: &str = "internal";
+}
+
+/// A frame from a visitor.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum VisitorFrame {
+    Hello {
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        last_seq: Option<i64>,
+        #[serde(default)]
+        visitor: Option<VisitorInfo>,
+    },
+    Message {
+        client_msg_id: String,
+        text: String,
+    },
+    Typing {
+        on: bool,
+    },
+    Read {
+        seq: i64,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct VisitorInfo {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// Parses a client frame, telling "not JSON" apart from "JSON of an unknown
+/// type" and "a known type with bad fields".
+pub fn parse_frame<T: serde::de::DeserializeOwned>(
+    text: &str,
+    known_types: &[&str],
+) -> Result<T, (&'static str, String)> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| (error_code::INVALID_JSON, format!("not valid JSON: {e}")))?;
+    let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or_default().to_owned();
+    if !known_types.contains(&kind.as_str()) {
+        return Err((error_code::UNKNOWN_TYPE, format!("unknown frame type {kind:?}")));
+    }
+    serde_json::from_value(value).map_err(|e| (error_code::INVALID_FRAME, format!("bad {kind} frame: {e}")))
+}
+
+pub const VISITOR_FRAME_TYPES: &[&str] = &["hello", "message", "typing", "read"];
+
+/// The message object of the wire contract.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MessageView {
+    pub seq: Seq,
+    pub role: MessageRole,
+    pub text: String,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// A frame from the server. Serialised once per event and shared by all
+/// recipients (see `encode`).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    Welcome { session_id: SessionId, token: &'a str, messages: &'a [MessageView] },
+    Ack { client_msg_id: &'a str, seq: Seq },
+    Message { message: &'a MessageView },
+    Typing { role: MessageRole, on: bool },
+    /// The AI's answer so far, while an OpenAI-compatible agent streams it
+    /// (an extra: clients may ignore it and wait for the `message`).
+    Partial { role: MessageRole, text: &'a str },
+    Status { completion: Completion, status: SessionStatus },
+    Error {
+        code: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<&'a str>,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// JSON text, ready to share between sockets (cloning is a refcount bump).
+    pub fn encode(&self) -> ByteString {
+        ByteString::from(serde_json::to_string(self).expect("server frames always serialise"))
+    }
+}
+
+pub fn error_frame(code: &str, message: &str, client_msg_id: Option<&str>) -> ByteString {
+    ServerFrame::Error { code, message, client_msg_id }.encode()
+}
+
+/// RFC 3339 UTC with milliseconds, the one time format on the wire.
+pub mod rfc3339 {
+    use super::*;
+
+    pub fn format(t: &DateTime<Utc>) -> String {
+        t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    pub fn serialize<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(t))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_told_apart_by_failure_kind() {
+        let parse = |t: &str| parse_frame::<VisitorFrame>(t, VISITOR_FRAME_TYPES).map_err(|e| e.0);
+        assert_eq!(parse("{nope").unwrap_err(), error_code::INVALID_JSON);
+        assert_eq!(parse(r#"{"type":"shout"}"#).unwrap_err(), error_code::UNKNOWN_TYPE);
+        assert_eq!(parse(r#"{"type":"message","text":"hi"}"#).unwrap_err(), error_code::INVALID_FRAME);
+        assert!(matches!(parse(r#"{"type":"hello","token":null,"last_seq":0}"#), Ok(VisitorFrame::Hello { .. })));
+    }
+
+    #[test]
+    fn server_frames_match_the_wire_contract() {
+        let message = MessageView {
+            seq: 3,
+            role: MessageRole::Ai,
+            text: "hi".into(),
+            created_at: DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z").unwrap().with_timezone(&Utc),
+        };
+        let json: serde_json::Value = serde_json::from_str(&ServerFrame::Message { message: &message }.encode()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type":"message","message":{"seq":3,"role":"ai","text":"hi","created_at":"2026-01-02T03:04:05.678Z"}})
+        );
+        let ack: serde_json::Value = serde_json::from_str(&ServerFrame::Ack { client_msg_id: "c1", seq: 4 }.encode()).unwrap();
+        assert_eq!(ack, serde_json::json!({"type":"ack","client_msg_id":"c1","seq":4}));
+    }
+}

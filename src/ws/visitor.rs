@@ -1,0 +1,345 @@
+//! The visitor socket, `GET /ws/chat?site=KEY`: handshake checks, then one
+//! task per connection that reads client frames, writes queued server frames,
+//! pings, and enforces the limits. The conversation itself lives in the
+//! `ChatSession` actor; this module only speaks the protocol.
+//!
+//! Refused before the upgrade (HTTP, JSON error body): unknown site (404),
+//! origin not allowed for the site (403), too many sockets from one IP (429).
+//! After the upgrade, see `protocol::close` and `protocol::error_code`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_ws::{AggregatedMessage, CloseReason, ProtocolError, Session};
+use bytestring::ByteString;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::outbound::{self, Next, Outbound};
+use super::protocol::{self, VisitorFrame, close, error_code, error_frame};
+use super::{IpSlot, RateLimit};
+use crate::actors::Hub;
+use crate::actors::chat_session::{AttachError, AttachVisitor, ChatSession, DetachVisitor, VisitorMessage, VisitorTyping};
+use crate::actors::persistence::NewSessionRow;
+use crate::domain::{Channel, ChatText, ClientMsgId, Customer, SessionId};
+use crate::http::ApiError;
+use crate::sites::{self, Site};
+use crate::startup::AppState;
+
+/// Consecutive rate-limited frames after which a flooding socket is closed.
+const MAX_RATE_VIOLATIONS: u32 = 100;
+
+#[derive(Debug, Deserialize)]
+pub struct ChatQuery {
+    site: Option<String>,
+    /// `test` for the dashboard's "Test AI" window; `web` otherwise.
+    channel: Option<String>,
+}
+
+#[get("/ws/chat")]
+pub async fn visitor_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    query: web::Query<ChatQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let site_key = query.site.as_deref().unwrap_or(sites::DEFAULT_SITE);
+    let site = sites::find_by_key(&state.db, site_key).await?.ok_or(ApiError::NotFound("site"))?;
+    let origin = req.headers().get("origin").and_then(|o| o.to_str().ok());
+    if !site.allows_origin(origin) {
+        return Err(ApiError::Forbidden("this origin may not open the chat of this site"));
+    }
+    let channel = match query.channel.as_deref() {
+        None | Some("web") => Channel::Web,
+        Some("test") => Channel::Test,
+        Some(_) => return Err(ApiError::invalid("invalid_channel", "channel must be web or test")),
+    };
+    let ip = req.peer_addr().map(|a| a.ip()).ok_or(ApiError::invalid("no_peer", "unknown peer address"))?;
+    let slot = state.visitor_ips.acquire(ip).ok_or(ApiError::RateLimited { retry_after_secs: 10 })?;
+
+    let (response, session, stream) =
+        actix_ws::handle(&req, body).map_err(|e| ApiError::invalid("not_a_websocket", e.to_string()))?;
+    let limits = &state.config.limits;
+    let stream = stream
+        .max_frame_size(limits.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(limits.max_frame_bytes);
+    let connection = Connection::new(state.hub.clone(), session, site, channel, slot);
+    actix_web::rt::spawn(connection.run(stream));
+    Ok(response)
+}
+
+/// Where a socket is in the protocol.
+enum Phase {
+    /// Waiting for `hello` until the deadline.
+    Hello { deadline: Instant },
+    /// Attached to a conversation.
+    Chatting { actor: Addr<ChatSession> },
+}
+
+struct Connection {
+    hub: Arc<Hub>,
+    session: Session,
+    site: Site,
+    channel: Channel,
+    outbound: Outbound,
+    receiver: outbound::OutboundReceiver,
+    phase: Phase,
+    rate: RateLimit,
+    rate_violations: u32,
+    last_heard: Instant,
+    /// Held for the life of the socket: the per-IP count.
+    _slot: IpSlot,
+}
+
+/// What handling a client frame asks of the loop.
+enum Flow {
+    Continue,
+    Close(u16, &'static str),
+}
+
+impl Connection {
+    fn new(hub: Arc<Hub>, session: Session, site: Site, channel: Channel, slot: IpSlot) -> Self {
+        let limits = &hub.config.limits;
+        let (outbound, receiver) = outbound::channel(limits.send_queue);
+        let hello_deadline = Instant::now() + Duration::from_secs(limits.hello_timeout_secs);
+        let rate = RateLimit::new(limits.rate_per_sec, limits.rate_burst);
+        metrics::gauge!("chathub_visitor_sockets").increment(1.0);
+        Self {
+            hub,
+            session,
+            site,
+            channel,
+            outbound,
+            receiver,
+            phase: Phase::Hello { deadline: hello_deadline },
+            rate,
+            rate_violations: 0,
+            last_heard: Instant::now(),
+            _slot: slot,
+        }
+    }
+
+    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream) {
+        let limits = self.hub.config.limits.clone();
+        let idle_timeout = Duration::from_secs(limits.client_timeout_secs);
+        let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs.max(1)));
+        ping.reset();
+        let close: Option<(u16, &'static str)> = loop {
+            let hello_deadline = match self.phase {
+                Phase::Hello { deadline } => Some(deadline),
+                Phase::Chatting { .. } => None,
+            };
+            tokio::select! {
+                next = self.receiver.next() => match next {
+                    Next::Frame(frame) => {
+                        if self.session.text(frame).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Next::Close(code, reason) => break Some((code, reason)),
+                },
+                incoming = stream.recv() => {
+                    let Some(incoming) = incoming else { break None };
+                    self.last_heard = Instant::now();
+                    let flow = match incoming {
+                        Ok(AggregatedMessage::Text(text)) => self.on_text(&text).await,
+                        Ok(AggregatedMessage::Binary(_)) => {
+                            self.reply(error_frame(error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None)).await
+                        }
+                        Ok(AggregatedMessage::Ping(bytes)) => {
+                            let _ = self.session.pong(&bytes).await;
+                            Flow::Continue
+                        }
+                        Ok(AggregatedMessage::Pong(_)) => Flow::Continue,
+                        Ok(AggregatedMessage::Close(_)) => break Some((1000, "bye")),
+                        Err(ProtocolError::Overflow) => {
+                            Flow::Close(close::MESSAGE_TOO_BIG, "frame larger than the limit")
+                        }
+                        Err(_) => Flow::Close(close::PROTOCOL_ERROR, "malformed WebSocket frame"),
+                    };
+                    if let Flow::Close(code, reason) = flow {
+                        break Some((code, reason));
+                    }
+                }
+                _ = ping.tick() => {
+                    if self.last_heard.elapsed() > idle_timeout {
+                        break Some((close::IDLE_TIMEOUT, "no response to pings"));
+                    }
+                    if self.session.ping(b"").await.is_err() {
+                        break None;
+                    }
+                }
+                _ = tokio::time::sleep_until(hello_deadline.unwrap_or_else(Instant::now).into()), if hello_deadline.is_some() => {
+                    break Some((close::HELLO_TIMEOUT, "no hello in time"));
+                }
+            }
+        };
+        if let Phase::Chatting { actor, .. } = &self.phase {
+            actor.do_send(DetachVisitor(self.outbound.id));
+        }
+        metrics::gauge!("chathub_visitor_sockets").decrement(1.0);
+        let reason = close.map(|(code, description)| CloseReason {
+            code: code.into(),
+            description: Some(description.to_owned()),
+        });
+        let _ = self.session.close(reason).await;
+    }
+
+    /// Writes a direct reply (an error or the welcome) to this socket.
+    async fn reply(&mut self, frame: ByteString) -> Flow {
+        let _ = self.session.text(frame).await;
+        Flow::Continue
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        if !self.rate.allow() {
+            self.rate_violations += 1;
+            if self.rate_violations > MAX_RATE_VIOLATIONS {
+                return Flow::Close(close::RATE_LIMITED, "flooding past the rate limit");
+            }
+            let client_msg_id = serde_json::from_str::<Value>(text)
+                .ok()
+                .and_then(|v| v.get("client_msg_id").and_then(|c| c.as_str()).map(str::to_owned));
+            return self
+                .reply(error_frame(error_code::RATE_LIMITED, "too many frames; slow down and resend", client_msg_id.as_deref()))
+                .await;
+        }
+        self.rate_violations = 0;
+        let frame = match protocol::parse_frame::<VisitorFrame>(text, protocol::VISITOR_FRAME_TYPES) {
+            Ok(frame) => frame,
+            Err((code, message)) => return self.reply(error_frame(code, &message, None)).await,
+        };
+        match frame {
+            VisitorFrame::Hello { token, last_seq, visitor } => self.on_hello(token, last_seq.unwrap_or(0), visitor).await,
+            VisitorFrame::Message { client_msg_id, text } => {
+                let Phase::Chatting { actor, .. } = &self.phase else {
+                    return self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", Some(&client_msg_id))).await;
+                };
+                let parsed = ClientMsgId::parse(&client_msg_id)
+                    .and_then(|id| ChatText::parse(&text, self.hub.config.limits.max_message_chars).map(|t| (id, t)));
+                match parsed {
+                    Ok((client_msg_id, text)) => {
+                        actor.do_send(VisitorMessage { conn: self.outbound.id, client_msg_id, text });
+                        Flow::Continue
+                    }
+                    Err(e) => {
+                        let id = (client_msg_id.chars().count() <= 64).then_some(client_msg_id.as_str());
+                        let frame = error_frame(e.code, &e.message, id);
+                        self.reply(frame).await
+                    }
+                }
+            }
+            VisitorFrame::Typing { on } => match &self.phase {
+                Phase::Chatting { actor, .. } => {
+                    actor.do_send(VisitorTyping(on));
+                    Flow::Continue
+                }
+                Phase::Hello { .. } => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
+            },
+            VisitorFrame::Read { seq } => match &self.phase {
+                Phase::Chatting { .. } if seq >= 0 => Flow::Continue,
+                Phase::Chatting { .. } => self.reply(error_frame(error_code::INVALID_FRAME, "seq must not be negative", None)).await,
+                Phase::Hello { .. } => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
+            },
+        }
+    }
+
+    async fn on_hello(&mut self, token: Option<String>, last_seq: i64, visitor: Option<protocol::VisitorInfo>) -> Flow {
+        if let Phase::Chatting { .. } = self.phase {
+            return self.reply(error_frame(error_code::ALREADY_WELCOMED, "this socket already said hello", None)).await;
+        }
+        if last_seq < 0 {
+            return self.reply(error_frame(error_code::INVALID_LAST_SEQ, "last_seq must not be negative", None)).await;
+        }
+        let customer = match visitor {
+            Some(v) => match Customer::parse(v.name.as_deref(), v.email.as_deref(), v.phone.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return self.reply(error_frame(e.code, &e.message, None)).await,
+            },
+            None => Customer::default(),
+        };
+        let opened = match token.filter(|t| !t.is_empty()) {
+            Some(token) => self.resume(&token).await,
+            None if last_seq > 0 => Err((error_code::INVALID_LAST_SEQ, "a new conversation has no messages yet".into())),
+            None => self.create(customer).await,
+        };
+        let (session_id, token, actor) = match opened {
+            Ok(opened) => opened,
+            Err((code, message)) => return self.reply(error_frame(code, &message, None)).await,
+        };
+        let attached = match actor.send(AttachVisitor { outbound: self.outbound.clone(), last_seq }).await {
+            Ok(Ok(attached)) => attached,
+            Ok(Err(AttachError::InvalidLastSeq { newest })) => {
+                let message = format!("last_seq is past the newest message ({newest})");
+                return self.reply(error_frame(error_code::INVALID_LAST_SEQ, &message, None)).await;
+            }
+            Err(_) => return self.reply(error_frame(error_code::RETRY, "the conversation is restarting; say hello again", None)).await,
+        };
+        self.phase = Phase::Chatting { actor };
+        let mut messages = Vec::new();
+        if let Some((after, up_to)) = attached.gap {
+            match self.hub.messages_between(session_id, after, up_to).await {
+                Ok(older) => messages = older,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read older messages for a resume");
+                    return Flow::Close(close::GOING_AWAY, "could not load the conversation; reconnect");
+                }
+            }
+        }
+        messages.extend(attached.messages);
+        let welcome = protocol::ServerFrame::Welcome { session_id, token: &token, messages: &messages }.encode();
+        if self.session.text(welcome).await.is_err() || self.session.text(attached.status).await.is_err() {
+            return Flow::Close(1000, "gone");
+        }
+        if attached.agent_typing {
+            let typing = protocol::ServerFrame::Typing { role: crate::domain::MessageRole::Ai, on: true }.encode();
+            let _ = self.session.text(typing).await;
+        }
+        Flow::Continue
+    }
+
+    async fn resume(&self, token: &str) -> Result<(SessionId, String, Addr<ChatSession>), (&'static str, String)> {
+        let found = self.hub.find_by_visitor_token(token).await.map_err(|e| {
+            tracing::warn!(error = %e, "token lookup failed");
+            (error_code::RETRY, "the conversation could not be looked up; try again".to_owned())
+        })?;
+        let invalid = || (error_code::INVALID_TOKEN, "unknown or expired conversation token".to_owned());
+        let (session_id, site_id) = found.ok_or_else(invalid)?;
+        // A token only resumes a conversation of the site it was issued for.
+        if site_id.is_some_and(|s| s != self.site.id) {
+            return Err(invalid());
+        }
+        match self.hub.session(session_id).await {
+            Ok(Some(actor)) => Ok((session_id, token.to_owned(), actor)),
+            Ok(None) => Err(invalid()),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load a conversation");
+                Err((error_code::RETRY, "the conversation could not be loaded; try again".into()))
+            }
+        }
+    }
+
+    async fn create(&self, customer: Customer) -> Result<(SessionId, String, Addr<ChatSession>), (&'static str, String)> {
+        let token = crate::auth::random_token(32);
+        let row = NewSessionRow {
+            channel: self.channel,
+            external_id: None,
+            site_id: Some(self.site.id),
+            visitor_token_hash: Some(crate::auth::sha256(&token)),
+            customer,
+            metadata: serde_json::json!({}),
+            created_at: Utc::now(),
+        };
+        match self.hub.create_session(row).await {
+            Ok((id, actor)) => Ok((id, token, actor)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not create a conversation");
+                Err((error_code::RETRY, "the conversation could not be started; say hello again".into()))
+            }
+        }
+    }
+}
