@@ -11,6 +11,7 @@ use actix_web::dev::{Server, ServerHandle, Service as _};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::actors::Hub;
@@ -38,6 +39,9 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Open visitor sockets per client IP (`WS_MAX_CONNECTIONS_PER_IP`).
     pub visitor_ips: Arc<IpLimiter>,
+    /// Turns true when shutdown starts: every socket closes with 1001 so
+    /// clients reconnect elsewhere instead of holding the drain open.
+    pub shutting_down: watch::Receiver<bool>,
 }
 
 /// A hub whose server is bound and running (once awaited).
@@ -50,6 +54,7 @@ pub struct Application {
     persistence: Addr<Persistence>,
     /// The thread the hub-wide actors run on.
     actor_arbiter: Arbiter,
+    shutdown: watch::Sender<bool>,
     /// SIGINT/SIGTERM, registered before the port is announced so a signal
     /// sent right after start is never lost to the default (kill) action.
     signals: ShutdownSignals,
@@ -93,6 +98,7 @@ impl Application {
             Persistence::new(persist_db, limits.persist_queue, limits.persist_batch)
         });
         let supervisor = Supervisor::start_in_arbiter(&actor_arbiter.handle(), |_| Supervisor);
+        let (shutdown, shutting_down) = watch::channel(false);
         let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence.clone(), supervisor, agent, rules));
         let state = web::Data::new(AppState {
             db,
@@ -101,6 +107,7 @@ impl Application {
             started_at: Instant::now(),
             hub,
             visitor_ips: IpLimiter::new(config.limits.max_connections_per_ip),
+            shutting_down,
         });
 
         let listener = TcpListener::bind(config.bind)
@@ -142,7 +149,7 @@ impl Application {
         let signals = ShutdownSignals::register()?;
         let server = server.run();
         tracing::info!("chathub is listening on http://{address}");
-        Ok(Self { port: address.port(), server, local_postgres, signals, persistence, actor_arbiter })
+        Ok(Self { port: address.port(), server, local_postgres, signals, persistence, actor_arbiter, shutdown })
     }
 
     pub fn port(&self) -> u16 {
@@ -157,13 +164,14 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or `handle().stop`), then shuts down in
     /// order: stop accepting, drain requests, flush, stop the private cluster.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, local_postgres, mut signals, persistence, actor_arbiter, .. } = self;
+        let Self { server, local_postgres, mut signals, persistence, actor_arbiter, shutdown, .. } = self;
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
         tokio::select! {
             result = &mut server => result.context("HTTP server")?,
             signal = signals.recv() => {
-                tracing::info!(signal, "shutting down: no new connections, draining requests");
+                tracing::info!(signal, "shutting down: no new connections, closing sockets, draining requests");
+                let _ = shutdown.send(true);
                 // The stop command is carried out by the server future itself,
                 // so send it and then drive the server to completion.
                 let stopped = handle.stop(true);

@@ -17,6 +17,7 @@ use bytestring::ByteString;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::watch;
 
 use super::outbound::{self, Next, Outbound};
 use super::protocol::{self, VisitorFrame, close, error_code, error_frame};
@@ -68,7 +69,7 @@ pub async fn visitor_socket(
         .aggregate_continuations()
         .max_continuation_size(limits.max_frame_bytes);
     let connection = Connection::new(state.hub.clone(), session, site, channel, slot);
-    actix_web::rt::spawn(connection.run(stream));
+    actix_web::rt::spawn(connection.run(stream, state.shutting_down.clone()));
     Ok(response)
 }
 
@@ -123,7 +124,7 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream) {
+    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream, mut shutting_down: watch::Receiver<bool>) {
         let limits = self.hub.config.limits.clone();
         let idle_timeout = Duration::from_secs(limits.client_timeout_secs);
         let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs.max(1)));
@@ -172,6 +173,9 @@ impl Connection {
                     if self.session.ping(b"").await.is_err() {
                         break None;
                     }
+                }
+                _ = shutting_down.wait_for(|&down| down) => {
+                    break Some((close::GOING_AWAY, "server shutting down; reconnect"));
                 }
                 _ = tokio::time::sleep_until(hello_deadline.unwrap_or_else(Instant::now).into()), if hello_deadline.is_some() => {
                     break Some((close::HELLO_TIMEOUT, "no hello in time"));

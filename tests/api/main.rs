@@ -6,4 +6,5 @@ mod helpers;
 mod ws_client;
 
 mod chat;
+mod durability;
 mod foundation;

@@ -41,6 +41,11 @@ impl Visitor {
         self.ws.send(Message::text(frame.to_string())).await.unwrap();
     }
 
+    /// Sends unless the connection is gone; returns whether it went out.
+    pub async fn try_send(&mut self, frame: Value) -> bool {
+        self.ws.send(Message::text(frame.to_string())).await.is_ok()
+    }
+
     pub async fn send_raw(&mut self, message: Message) {
         self.ws.send(message).await.unwrap();
     }

@@ -1,0 +1,207 @@
+//! What survives: `kill -9` in the middle of many visitors' streams, SIGTERM,
+//! and a visitor that stops reading.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::ws_client::{Event, Visitor};
+
+/// What one visitor sent and which of its messages were acked before the crash.
+#[derive(Default)]
+struct Ledger {
+    token: String,
+    session_id: String,
+    sent: Vec<String>,
+    acked: HashMap<String, i64>,
+}
+
+const VISITORS: usize = 20;
+/// Messages a visitor keeps in flight without an ack.
+const WINDOW: usize = 4;
+
+async fn stream_until_killed(port: u16, ledger: Arc<Mutex<Ledger>>, visitor_no: usize) {
+    let mut visitor = Visitor::connect(port).await;
+    visitor.hello().await;
+    {
+        let mut l = ledger.lock().unwrap();
+        l.token = visitor.token.clone().unwrap();
+        l.session_id = visitor.session_id.clone().unwrap();
+    }
+    let mut next = 0usize;
+    let mut unacked = 0usize;
+    loop {
+        while unacked < WINDOW {
+            let id = format!("v{visitor_no}-m{next}");
+            ledger.lock().unwrap().sent.push(id.clone());
+            let frame = json!({"type": "message", "client_msg_id": id, "text": format!("message {next}")});
+            if !visitor.try_send(frame).await {
+                return;
+            }
+            next += 1;
+            unacked += 1;
+        }
+        match visitor.next_event().await {
+            Event::Frame(frame) if frame["type"] == "ack" => {
+                let id = frame["client_msg_id"].as_str().unwrap().to_owned();
+                ledger.lock().unwrap().acked.insert(id, frame["seq"].as_i64().unwrap());
+                unacked -= 1;
+            }
+            Event::Frame(frame) if frame["type"] == "error" => panic!("unexpected error frame {frame}"),
+            Event::Frame(_) => {}
+            Event::Closed(_) => return,
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_a_kill_9_every_acked_message_is_stored_once_and_resends_store_the_rest_once() {
+    let url = fresh_database().await;
+    let envs = [("DATABASE_URL", url.as_str()), ("WS_RATE_PER_SEC", "100000"), ("WS_RATE_BURST", "100000")];
+    let server = ChildServer::start(&envs);
+    let ledgers: Vec<Arc<Mutex<Ledger>>> = (0..VISITORS).map(|_| Arc::default()).collect();
+    let tasks: Vec<_> = ledgers
+        .iter()
+        .enumerate()
+        .map(|(i, ledger)| tokio::spawn(stream_until_killed(server.port, ledger.clone(), i)))
+        .collect();
+    // Let the streams run, then pull the plug mid-stream.
+    let acked_total = || ledgers.iter().map(|l| l.lock().unwrap().acked.len()).sum::<usize>();
+    assert!(eventually(Duration::from_secs(30), async || acked_total() >= 500).await, "the streams got going");
+    server.kill_hard();
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(20), task).await.expect("visitor notices the crash").unwrap();
+    }
+
+    let db = connect(&url).await;
+    let mut unacked_stored = 0;
+    for ledger in &ledgers {
+        let ledger = ledger.lock().unwrap();
+        let rows = db
+            .query(
+                "SELECT client_msg_id, seq FROM messages WHERE session_id = $1::text::uuid AND client_msg_id IS NOT NULL",
+                &[&ledger.session_id],
+            )
+            .await
+            .unwrap();
+        let mut stored: HashMap<String, Vec<i64>> = HashMap::new();
+        for row in &rows {
+            stored.entry(row.get(0)).or_default().push(row.get(1));
+        }
+        for (id, seq) in &ledger.acked {
+            assert_eq!(stored.get(id), Some(&vec![*seq]), "acked {id} is stored exactly once with its seq");
+        }
+        for id in ledger.sent.iter().filter(|id| !ledger.acked.contains_key(*id)) {
+            let copies = stored.get(id).map_or(0, Vec::len);
+            assert!(copies <= 1, "unacked {id} stored at most once");
+            unacked_stored += copies;
+        }
+        // Gap-free seqs.
+        let seqs: Vec<i64> = db
+            .query("SELECT seq FROM messages WHERE session_id = $1::text::uuid ORDER BY seq", &[&ledger.session_id])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "no gaps");
+    }
+    eprintln!("crash test: {} acked, {unacked_stored} unacked-but-stored", acked_total());
+
+    // Restart; each visitor resumes and resends everything that was not acked.
+    let server = ChildServer::start(&envs);
+    for ledger in &ledgers {
+        let (token, pending): (String, Vec<String>) = {
+            let l = ledger.lock().unwrap();
+            (l.token.clone(), l.sent.iter().filter(|id| !l.acked.contains_key(*id)).cloned().collect())
+        };
+        let mut visitor = Visitor::connect(server.port).await;
+        visitor.resume(&token, 0).await;
+        for id in &pending {
+            visitor.say(id, "resent").await;
+        }
+        visitor.close().await;
+    }
+    let all_sent: HashSet<String> = ledgers.iter().flat_map(|l| l.lock().unwrap().sent.clone()).collect();
+    let counts = db
+        .query("SELECT client_msg_id, count(*) FROM messages WHERE client_msg_id IS NOT NULL GROUP BY 1", &[])
+        .await
+        .unwrap();
+    assert_eq!(counts.len(), all_sent.len(), "every message sent is stored");
+    for row in counts {
+        assert_eq!(row.get::<_, i64>(1), 1, "{} stored once", row.get::<_, String>(0));
+    }
+    assert!(server.terminate());
+}
+
+#[tokio::test]
+async fn sigterm_closes_sockets_with_1001_and_exits_cleanly_with_everything_acked_stored() {
+    let url = fresh_database().await;
+    let server = ChildServer::start(&[("DATABASE_URL", &url)]);
+    let mut visitors = Vec::new();
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let mut visitor = Visitor::connect(server.port).await;
+        visitor.hello().await;
+        let id = format!("t{i}");
+        acked.push((visitor.say(&id, "before shutdown").await, id));
+        visitors.push(visitor);
+    }
+    let started = std::time::Instant::now();
+    assert!(server.terminate(), "exit code 0");
+    assert!(started.elapsed() < Duration::from_secs(8), "sockets do not hold the shutdown open");
+    for mut visitor in visitors {
+        assert_eq!(visitor.closed().await, Some(1001));
+    }
+    let db = connect(&url).await;
+    for (seq, id) in acked {
+        let stored: i64 = db.query_one("SELECT seq FROM messages WHERE client_msg_id = $1", &[&id]).await.unwrap().get(0);
+        assert_eq!(stored, seq);
+    }
+}
+
+#[tokio::test]
+async fn a_visitor_tab_that_stops_reading_is_closed_with_4008_and_the_conversation_goes_on() {
+    let url = fresh_database().await;
+    let server = ChildServer::start(&[
+        ("DATABASE_URL", &url),
+        ("WS_SEND_QUEUE", "8"),
+        ("WS_RATE_PER_SEC", "100000"),
+        ("WS_RATE_BURST", "100000"),
+        ("MAX_MESSAGE_CHARS", "16000"),
+        ("WS_MAX_FRAME_BYTES", "65536"),
+    ]);
+    let mut writer = Visitor::connect(server.port).await;
+    writer.hello().await;
+    let token = writer.token.clone().unwrap();
+    // A second tab of the same conversation that never reads.
+    let mut stalled = Visitor::connect(server.port).await;
+    stalled.resume(&token, 0).await;
+
+    let closes = async || {
+        let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+        text.lines().any(|l| l.starts_with("chathub_ws_slow_consumer_closes_total") && !l.ends_with(" 0"))
+    };
+    let big = "x".repeat(15_000);
+    let mut sent = 0;
+    while !closes().await {
+        assert!(sent < 4000, "the stalled tab should have been cut off by now");
+        for _ in 0..50 {
+            writer.say(&format!("m{sent}"), &big).await;
+            sent += 1;
+        }
+    }
+    // The stalled tab drains what the kernel buffered, then sees the close.
+    let code = loop {
+        match stalled.next_event().await {
+            Event::Closed(code) => break code,
+            Event::Frame(_) => {}
+        }
+    };
+    assert_eq!(code, Some(4008));
+    // The writer is unaffected.
+    writer.say("after", "still here").await;
+}
