@@ -37,9 +37,9 @@ pub struct Config {
     #[arg(long, env = "CHATHUB_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
 
-    /// Secret for signing visitor tokens and other server-made values. When
-    /// unset, a random one is made at start (visitor tokens then still work,
-    /// because they are stored hashed, not signed).
+    /// Accepted for compatibility with the seeds' deployments, where it signed
+    /// Flask cookies. chathub needs no signing secret: staff cookies and
+    /// visitor tokens are random values stored only as SHA-256 hashes.
     #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
     pub session_secret: Option<String>,
 
@@ -187,7 +187,7 @@ pub struct Limits {
     #[arg(long, env = "WS_RATE_BURST", default_value_t = 20)]
     pub rate_burst: u32,
 
-    /// Open visitor sockets allowed from one IP address (close 1013 above it).
+    /// Open visitor sockets allowed from one IP address (HTTP 429 above it).
     #[arg(long, env = "WS_MAX_CONNECTIONS_PER_IP", default_value_t = 50)]
     pub max_connections_per_ip: usize,
 
