@@ -1,6 +1,43 @@
-//! chathub load generator. The scenarios (idle, chat, fanout, messenger, churn,
-//! slow-consumer) arrive with the load-testing issue; this binary exists so the
-//! workspace layout is settled now.
-fn main() {
-    eprintln!("loadtests: no scenarios yet; see the README's load-testing section");
+//! chathub's load generator. Each scenario is bounded in count and time,
+//! sends only to loopback, stops by itself, and prints a table (and, with
+//! `--json FILE`, a JSON report). Latencies are HdrHistogram percentiles
+//! measured from each message's *intended* send time (open loop), so a
+//! stalled server shows up as latency instead of hiding as a lower rate.
+//!
+//! Scenarios: `persist` (the persistence actor against a plain COPY, in
+//! process), `chat` (visitors at a constant total rate: send→ack and
+//! send→agent reply), `idle` (many idle visitors: server memory per session).
+
+mod chat;
+mod client;
+mod idle;
+mod persist;
+mod report;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "loadtests", about = "Load generator for chathub (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Persistence throughput: the group-commit actor vs a plain binary COPY.
+    Persist(persist::Args),
+    /// Visitors chatting at a constant total rate (open loop).
+    Chat(chat::Args),
+    /// Idle visitor sessions: server memory per session.
+    Idle(idle::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.scenario {
+        Scenario::Persist(args) => persist::run(args),
+        Scenario::Chat(args) => tokio::runtime::Runtime::new()?.block_on(chat::run(args)),
+        Scenario::Idle(args) => tokio::runtime::Runtime::new()?.block_on(idle::run(args)),
+    }
 }

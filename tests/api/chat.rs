@@ -48,7 +48,7 @@ async fn the_demo_conversation_runs_from_greeting_to_completion() {
     let db = app.db().await;
     let session = db
         .query_one(
-            "SELECT completion_rule, completed_at IS NOT NULL, customer_name, customer_email, message_count, last_seq
+            "SELECT completion_rule, completed_at IS NOT NULL, customer_name, customer_email, last_seq, last_message_at IS NOT NULL
              FROM sessions WHERE id = $1::text::uuid",
             &[&visitor.session_id.as_deref().unwrap()],
         )
@@ -58,7 +58,7 @@ async fn the_demo_conversation_runs_from_greeting_to_completion() {
     assert!(session.get::<_, bool>(1));
     assert_eq!(session.get::<_, Option<String>>(2).as_deref(), Some("Ada Lovelace"));
     assert_eq!(session.get::<_, Option<String>>(3).as_deref(), Some("ada@example.com"));
-    assert_eq!((session.get::<_, i32>(4), session.get::<_, i64>(5)), (6, 6));
+    assert_eq!((session.get::<_, i64>(4), session.get::<_, bool>(5)), (6, true));
     let seqs: Vec<i64> = db
         .query("SELECT seq FROM messages ORDER BY seq", &[])
         .await

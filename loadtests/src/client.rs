@@ -1,0 +1,55 @@
+//! A minimal visitor client for the wire contract, able to bind a chosen
+//! loopback source address (one address holds ~28k ports).
+
+use std::net::{IpAddr, SocketAddr};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{WebSocketStream, client_async};
+
+pub type Socket = WebSocketStream<TcpStream>;
+
+/// Connects to `ws://{server}{path}` from `source` (port chosen by the kernel).
+pub async fn connect(server: SocketAddr, path: &str, source: Option<IpAddr>) -> anyhow::Result<Socket> {
+    let socket = if server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    let (ws, _) = client_async(format!("ws://{server}{path}"), stream).await?;
+    Ok(ws)
+}
+
+/// Says hello and waits for the welcome; returns the socket.
+pub async fn visitor(server: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<Socket> {
+    let mut ws = connect(server, "/ws/chat", source).await?;
+    ws.send(Message::text(json!({"type": "hello", "token": null, "last_seq": 0}).to_string())).await?;
+    while let Some(frame) = ws.next().await {
+        if let Message::Text(text) = frame? {
+            let value: Value = serde_json::from_str(&text)?;
+            if value["type"] == "welcome" {
+                return Ok(ws);
+            }
+            anyhow::bail!("expected welcome, got {value}");
+        }
+    }
+    anyhow::bail!("closed before welcome")
+}
+
+/// Parses `127.0.0.2,127.0.0.3` into source addresses.
+pub fn sources(list: &Option<String>) -> Vec<Option<IpAddr>> {
+    match list {
+        Some(list) => list.split(',').filter_map(|s| s.trim().parse().ok()).map(Some).collect(),
+        None => vec![None],
+    }
+}
+
+/// Only loopback targets: this tool must never load anything else.
+pub fn loopback(server: &str) -> anyhow::Result<SocketAddr> {
+    let addr: SocketAddr = server.parse()?;
+    anyhow::ensure!(addr.ip().is_loopback(), "the load generator only targets loopback addresses");
+    Ok(addr)
+}
