@@ -187,6 +187,9 @@ async fn visitor_loop(socket: client::Socket, mut commands: mpsc::UnboundedRecei
                 if !awaiting_ack.is_empty() {
                     *result.errors.entry("no_ack_in_time".into()).or_insert(0) += awaiting_ack.len() as u64;
                 }
+                if !awaiting_reply.is_empty() {
+                    *result.errors.entry("no_reply_in_time".into()).or_insert(0) += awaiting_reply.len() as u64;
+                }
                 break;
             }
         }
