@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -141,6 +140,14 @@ pub struct Config {
     #[arg(long, env = "INACTIVE_AFTER_HOURS", default_value_t = 12)]
     pub inactive_after_hours: u32,
 
+    /// Minutes a staff login may sit unused before it ends.
+    #[arg(long, env = "STAFF_SESSION_IDLE_MINUTES", default_value_t = 12 * 60)]
+    pub staff_session_idle_minutes: i64,
+
+    /// Hours after which a staff login ends however active it is.
+    #[arg(long, env = "STAFF_SESSION_MAX_HOURS", default_value_t = 7 * 24)]
+    pub staff_session_max_hours: i64,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -224,7 +231,10 @@ impl Config {
         <EnvOnly as clap::Parser>::try_parse_from(["chathub"]).map(|e| e.config)
     }
 
-    pub fn hello_timeout(&self) -> Duration {
-        Duration::from_secs(self.limits.hello_timeout_secs)
+    pub fn staff_lifetimes(&self) -> crate::auth::staff_sessions::Lifetimes {
+        crate::auth::staff_sessions::Lifetimes {
+            idle: chrono::Duration::minutes(self.staff_session_idle_minutes.max(1)),
+            absolute: chrono::Duration::hours(self.staff_session_max_hours.max(1)),
+        }
     }
 }

@@ -20,6 +20,7 @@
 //! - [`completion`]: completion rules.
 //! - [`ws`]: the WebSocket transports and the wire protocol.
 //! - [`sites`]: the websites a widget may sit on.
+//! - [`sessions`]: sessions as staff see them: summary JSON, filters, stats.
 //! - [`auth`]: passwords, API keys, users.
 //! - [`domain`]: validated types the rest of the code passes around.
 //! - [`telemetry`]: logs and metrics.
@@ -32,6 +33,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod postgres;
+pub mod sessions;
 pub mod sites;
 pub mod startup;
 pub mod telemetry;

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::actors::Hub;
+use crate::auth::throttle::LoginThrottle;
 use crate::actors::persistence::{Drain, Persistence};
 use crate::actors::supervisor::Supervisor;
 use crate::completion::{RuleSet, Rules};
@@ -39,6 +40,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Open visitor sockets per client IP (`WS_MAX_CONNECTIONS_PER_IP`).
     pub visitor_ips: Arc<IpLimiter>,
+    /// Failed-login counters (per IP and per account).
+    pub login_throttle: LoginThrottle,
     /// Turns true when shutdown starts: every socket closes with 1001 so
     /// clients reconnect elsewhere instead of holding the drain open.
     pub shutting_down: watch::Receiver<bool>,
@@ -97,7 +100,8 @@ impl Application {
         let persistence = Persistence::start_in_arbiter(&actor_arbiter.handle(), move |_| {
             Persistence::new(persist_db, limits.persist_queue, limits.persist_batch)
         });
-        let supervisor = Supervisor::start_in_arbiter(&actor_arbiter.handle(), |_| Supervisor);
+        let (supervisor_db, hours) = (db.clone(), config.inactive_after_hours);
+        let supervisor = Supervisor::start_in_arbiter(&actor_arbiter.handle(), move |_| Supervisor::new(supervisor_db, hours));
         let (shutdown, shutting_down) = watch::channel(false);
         let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence.clone(), supervisor, agent, rules));
         let state = web::Data::new(AppState {
@@ -107,6 +111,7 @@ impl Application {
             started_at: Instant::now(),
             hub,
             visitor_ips: IpLimiter::new(config.limits.max_connections_per_ip),
+            login_throttle: LoginThrottle::default(),
             shutting_down,
         });
 

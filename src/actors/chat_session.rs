@@ -22,7 +22,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::hub::{Hub, TRANSCRIPT_IN_MEMORY};
@@ -34,7 +34,7 @@ use crate::domain::{
     SessionStatus,
 };
 use crate::ws::outbound::{ConnId, Outbound};
-use crate::ws::protocol::{MessageView, ServerFrame, error_code, error_frame};
+use crate::ws::protocol::{MessageView, ServerFrame, StaffFrame, close, error_code, error_frame};
 
 /// Messages waiting for their write; beyond it a visitor is told to retry.
 const MAX_QUEUED: usize = 64;
@@ -45,6 +45,8 @@ const WRITE_RETRY_FIRST: Duration = Duration::from_millis(200);
 const WRITE_RETRY_MAX: Duration = Duration::from_secs(5);
 /// Partial-answer updates buffered from a streaming agent (extra ones are skipped).
 const PARTIALS_BUFFER: usize = 8;
+/// What a sender reads when its message could not be stored.
+const RETRY_TEXT: &str = "not stored: the database is busy or unavailable; resend this message";
 /// What the visitor reads when the agent fails.
 pub const FALLBACK_TEXT: &str =
     "Sorry, I'm having trouble answering right now. A member of our team will follow up with you shortly.";
@@ -91,7 +93,27 @@ impl SessionSnapshot {
 enum Origin {
     Visitor,
     Agent { latency_ms: i32 },
+    Staff,
     System,
+}
+
+/// Who hears that a message was stored (or not).
+enum AckTo {
+    /// A visitor socket: `{"type":"ack","client_msg_id","seq"}`.
+    Visitor(Outbound),
+    /// A dashboard socket: the same, with `session_id`.
+    Staff(Outbound),
+    /// An HTTP request waiting for the outcome.
+    Waiter(oneshot::Sender<Result<Seq, PersistError>>),
+}
+
+impl AckTo {
+    fn visitor_conn(&self) -> Option<ConnId> {
+        match self {
+            AckTo::Visitor(outbound) => Some(outbound.id),
+            _ => None,
+        }
+    }
 }
 
 /// A message (and the session changes that must commit with it) waiting for
@@ -101,8 +123,10 @@ struct Pending {
     text: String,
     client_msg_id: Option<String>,
     origin: Origin,
-    /// Sockets to ack once stored (a resend from a reconnected socket adds one).
-    ack_to: Vec<ConnId>,
+    /// The staff member who wrote an `agent` message.
+    author_id: Option<Uuid>,
+    /// Whom to tell once stored (a resend from a reconnected socket adds one).
+    ack_to: Vec<AckTo>,
     patch: SessionPatch,
     outbox: Vec<OutboxRow>,
 }
@@ -177,12 +201,6 @@ impl ChatSession {
         ServerFrame::Status { completion: self.completion(), status: self.status }.encode()
     }
 
-    fn send_to(&self, conn: ConnId, frame: ByteString) {
-        if let Some(visitor) = self.visitors.iter().find(|v| v.id == conn) {
-            visitor.send(frame);
-        }
-    }
-
     /// One encoded frame shared by every attached socket except `skip`.
     fn broadcast(&mut self, frame: &ByteString, skip: &[ConnId]) {
         self.visitors.retain(|v| {
@@ -210,16 +228,10 @@ impl ChatSession {
     /// message that caused it, together with its `lead.completed` outbox row.
     fn enqueue_reply(&mut self, role: MessageRole, text: String, origin: Origin, mut patch: SessionPatch, ctx: &mut Context<Self>) {
         let mut outbox = Vec::new();
-        if self.completed_at.is_none() && matches!(role, MessageRole::Ai | MessageRole::Agent) {
-            if let Some(rule) = self.hub.rules.current().first_match(&text) {
-                let now = Utc::now();
-                self.completed_at = Some(now);
-                self.completion_rule = Some(rule.to_owned());
-                patch.completion = Some((rule.to_owned(), now));
-                outbox.push(self.lead_completed(rule, now));
-            }
+        if matches!(role, MessageRole::Ai | MessageRole::Agent) {
+            self.check_completion(&text, &mut patch, &mut outbox);
         }
-        self.queued.push_back(Pending { role, text, client_msg_id: None, origin, ack_to: Vec::new(), patch, outbox });
+        self.queued.push_back(Pending { role, text, client_msg_id: None, origin, author_id: None, ack_to: Vec::new(), patch, outbox });
         self.write(ctx);
     }
 
@@ -261,7 +273,7 @@ impl ChatSession {
                 text: pending.text.clone(),
                 client_msg_id: pending.client_msg_id.clone(),
                 external_id: None,
-                author_id: None,
+                author_id: pending.author_id,
                 latency_ms: match pending.origin {
                     Origin::Agent { latency_ms } => Some(latency_ms),
                     _ => None,
@@ -299,14 +311,12 @@ impl ChatSession {
                     self.last_activity = view.created_at;
                     if let Some(id) = &pending.client_msg_id {
                         self.client_ids.insert(id.clone(), view.seq);
-                        let ack = ServerFrame::Ack { client_msg_id: id, seq: view.seq }.encode();
-                        for &conn in &pending.ack_to {
-                            self.send_to(conn, ack.clone());
-                        }
                     }
+                    let skip: Vec<ConnId> = pending.ack_to.iter().filter_map(AckTo::visitor_conn).collect();
+                    self.acknowledge(pending.ack_to, pending.client_msg_id.as_deref(), Ok(view.seq));
                     let frame = ServerFrame::Message { message: &view }.encode();
                     // A visitor's own socket has its ack; their other tabs get the message.
-                    self.broadcast(&frame, &pending.ack_to);
+                    self.broadcast(&frame, &skip);
                     changed |= pending.patch.status.is_some() || pending.patch.completion.is_some();
                     if pending.origin == Origin::Visitor {
                         self.needs_answer = true;
@@ -329,15 +339,9 @@ impl ChatSession {
                 tracing::warn!(session = %self.id, error = %e, "a conversation write failed");
                 let mut kept = Vec::new();
                 for pending in done {
-                    if pending.origin == Origin::Visitor {
-                        let frame = error_frame(
-                            error_code::RETRY,
-                            "not stored: the database is busy or unavailable; resend this message",
-                            pending.client_msg_id.as_deref(),
-                        );
-                        for &conn in &pending.ack_to {
-                            self.send_to(conn, frame.clone());
-                        }
+                    if matches!(pending.origin, Origin::Visitor | Origin::Staff) {
+                        // The sender still has the message and resends it.
+                        self.acknowledge(pending.ack_to, pending.client_msg_id.as_deref(), Err(e.clone()));
                     } else {
                         kept.push(pending);
                     }
@@ -356,8 +360,110 @@ impl ChatSession {
         self.write(ctx);
     }
 
+    /// Tells each target whether the message was stored.
+    fn acknowledge(&self, targets: Vec<AckTo>, client_msg_id: Option<&str>, outcome: Result<Seq, PersistError>) {
+        for target in targets {
+            match (target, &outcome) {
+                (AckTo::Waiter(waiter), _) => {
+                    let _ = waiter.send(outcome.clone());
+                }
+                (AckTo::Visitor(outbound), Ok(seq)) => {
+                    let id = client_msg_id.unwrap_or_default();
+                    outbound.send(ServerFrame::Ack { client_msg_id: id, seq: *seq }.encode());
+                }
+                (AckTo::Staff(outbound), Ok(seq)) => {
+                    let id = client_msg_id.unwrap_or_default();
+                    outbound.send(StaffFrame::Ack { session_id: self.id, client_msg_id: id, seq: *seq }.encode());
+                }
+                (AckTo::Visitor(outbound), Err(_)) => {
+                    outbound.send(error_frame(error_code::RETRY, RETRY_TEXT, client_msg_id));
+                }
+                (AckTo::Staff(outbound), Err(_)) => {
+                    outbound.send(StaffFrame::error(self.id, error_code::RETRY, RETRY_TEXT, client_msg_id));
+                }
+            }
+        }
+    }
+
     fn has_pending_reply(&self) -> bool {
-        self.queued.iter().chain(self.in_flight.iter()).any(|p| p.origin != Origin::Visitor)
+        self.queued.iter().chain(self.in_flight.iter()).any(|p| !matches!(p.origin, Origin::Visitor | Origin::Staff))
+    }
+
+    /// Queues a message that a client (visitor or staff) sent with an id,
+    /// deduplicating on that id.
+    fn enqueue_client_message(&mut self, role: MessageRole, origin: Origin, author_id: Option<Uuid>, id: ClientMsgId, text: ChatText, ack: AckTo, ctx: &mut Context<Self>) {
+        self.touch();
+        let id = id.as_str();
+        // Stored before: ack again with the same seq, store nothing.
+        if let Some(&seq) = self.client_ids.get(id) {
+            self.acknowledge(vec![ack], Some(id), Ok(seq));
+            return;
+        }
+        // Still on its way: ack this sender too once it is stored.
+        if let Some(pending) = self
+            .queued
+            .iter_mut()
+            .chain(self.in_flight.iter_mut())
+            .find(|p| p.client_msg_id.as_deref() == Some(id))
+        {
+            pending.ack_to.push(ack);
+            return;
+        }
+        if self.queued.len() >= MAX_QUEUED {
+            self.acknowledge(vec![ack], Some(id), Err(PersistError::Overloaded));
+            return;
+        }
+        let text = text.into_string();
+        let mut patch = SessionPatch::default();
+        let mut outbox = Vec::new();
+        if role == MessageRole::Agent {
+            self.check_completion(&text, &mut patch, &mut outbox);
+        }
+        self.queued.push_back(Pending {
+            role,
+            text,
+            client_msg_id: Some(id.to_owned()),
+            origin,
+            author_id,
+            ack_to: vec![ack],
+            patch,
+            outbox,
+        });
+        self.write(ctx);
+    }
+
+    /// Runs the completion rules on an AI or staff message; a match completes
+    /// the conversation with this message's write.
+    fn check_completion(&mut self, text: &str, patch: &mut SessionPatch, outbox: &mut Vec<OutboxRow>) {
+        if self.completed_at.is_some() {
+            return;
+        }
+        if let Some(rule) = self.hub.rules.current().first_match(text) {
+            let now = Utc::now();
+            self.completed_at = Some(now);
+            self.completion_rule = Some(rule.to_owned());
+            patch.completion = Some((rule.to_owned(), now));
+            outbox.push(self.lead_completed(rule, now));
+            metrics::counter!("chathub_completions_total").increment(1);
+        }
+    }
+
+    /// Pauses (human) or resumes (ai) the agent, telling the visitor.
+    fn set_handler(&mut self, handler: SessionHandler, ctx: &mut Context<Self>) {
+        if self.handler == handler {
+            return;
+        }
+        self.handler = handler;
+        let notice = match handler {
+            SessionHandler::Human => "A member of our team has joined the conversation.",
+            SessionHandler::Ai => "You're chatting with our virtual assistant again.",
+        };
+        let patch = SessionPatch { handler: Some(handler), ..Default::default() };
+        self.enqueue_reply(MessageRole::System, notice.to_owned(), Origin::System, patch, ctx);
+        if handler == SessionHandler::Ai {
+            // Anything the visitor said meanwhile gets an answer.
+            self.needs_answer = self.transcript.back().is_some_and(|m| m.role == MessageRole::Visitor);
+        }
     }
 
     /// Starts the agent when a stored visitor message awaits an answer, the
@@ -534,7 +640,8 @@ impl Handler<DetachVisitor> for ChatSession {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct VisitorMessage {
-    pub conn: ConnId,
+    /// The sender's socket, which gets the ack.
+    pub outbound: Outbound,
     pub client_msg_id: ClientMsgId,
     pub text: ChatText,
 }
@@ -543,39 +650,8 @@ impl Handler<VisitorMessage> for ChatSession {
     type Result = ();
 
     fn handle(&mut self, msg: VisitorMessage, ctx: &mut Context<Self>) {
-        self.touch();
-        let id = msg.client_msg_id.as_str();
-        // Stored before: ack again with the same seq, store nothing.
-        if let Some(&seq) = self.client_ids.get(id) {
-            self.send_to(msg.conn, ServerFrame::Ack { client_msg_id: id, seq }.encode());
-            return;
-        }
-        // Still on its way: ack this socket too once it is stored.
-        if let Some(pending) = self
-            .queued
-            .iter_mut()
-            .chain(self.in_flight.iter_mut())
-            .find(|p| p.client_msg_id.as_deref() == Some(id))
-        {
-            if !pending.ack_to.contains(&msg.conn) {
-                pending.ack_to.push(msg.conn);
-            }
-            return;
-        }
-        if self.queued.len() >= MAX_QUEUED {
-            self.send_to(msg.conn, error_frame(error_code::RETRY, "too many messages waiting to be stored; resend later", Some(id)));
-            return;
-        }
-        self.queued.push_back(Pending {
-            role: MessageRole::Visitor,
-            text: msg.text.into_string(),
-            client_msg_id: Some(id.to_owned()),
-            origin: Origin::Visitor,
-            ack_to: vec![msg.conn],
-            patch: SessionPatch::default(),
-            outbox: Vec::new(),
-        });
-        self.write(ctx);
+        let ack = AckTo::Visitor(msg.outbound);
+        self.enqueue_client_message(MessageRole::Visitor, Origin::Visitor, None, msg.client_msg_id, msg.text, ack, ctx);
     }
 }
 
@@ -606,5 +682,98 @@ impl Handler<AgentPartial> for ChatSession {
             let frame = ServerFrame::Partial { role: MessageRole::Ai, text: &text }.encode();
             self.broadcast(&frame, &[]);
         }
+    }
+}
+
+/// A staff member answers the visitor (`role: agent`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StaffSay {
+    pub author_id: Uuid,
+    pub client_msg_id: ClientMsgId,
+    pub text: ChatText,
+    /// The dashboard socket to ack, or `None` with `waiter` for HTTP.
+    pub outbound: Option<Outbound>,
+    pub waiter: Option<oneshot::Sender<Result<Seq, PersistError>>>,
+}
+
+impl Handler<StaffSay> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: StaffSay, ctx: &mut Context<Self>) {
+        let ack = match (msg.outbound, msg.waiter) {
+            (Some(outbound), _) => AckTo::Staff(outbound),
+            (None, Some(waiter)) => AckTo::Waiter(waiter),
+            (None, None) => return,
+        };
+        self.enqueue_client_message(MessageRole::Agent, Origin::Staff, Some(msg.author_id), msg.client_msg_id, msg.text, ack, ctx);
+    }
+}
+
+/// Staff pause (`true`) or resume (`false`) the AI.
+#[derive(Message)]
+#[rtype(result = "SessionHandler")]
+pub struct Takeover(pub bool);
+
+impl Handler<Takeover> for ChatSession {
+    type Result = MessageResult<Takeover>;
+
+    fn handle(&mut self, Takeover(on): Takeover, ctx: &mut Context<Self>) -> Self::Result {
+        self.touch();
+        self.set_handler(if on { SessionHandler::Human } else { SessionHandler::Ai }, ctx);
+        MessageResult(self.handler)
+    }
+}
+
+/// A staff member typing in the reply box (shown to the visitor).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StaffTyping(pub bool);
+
+impl Handler<StaffTyping> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, StaffTyping(on): StaffTyping, _: &mut Context<Self>) {
+        self.set_typing(MessageRole::Agent, on);
+    }
+}
+
+/// Staff changed the session's status through the API (already stored).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StatusChanged(pub SessionStatus);
+
+impl Handler<StatusChanged> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, StatusChanged(status): StatusChanged, _: &mut Context<Self>) {
+        if self.status != status {
+            self.status = status;
+            let frame = self.status_frame();
+            self.broadcast(&frame, &[]);
+        }
+    }
+}
+
+/// The session was deleted: visitors are told (4004) and the actor stops.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deleted;
+
+impl Handler<Deleted> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, _: Deleted, ctx: &mut Context<Self>) {
+        for visitor in self.visitors.drain(..) {
+            visitor.close(close::SESSION_DELETED, "this conversation was deleted");
+        }
+        for pending in self.queued.drain(..).chain(self.in_flight.drain(..)) {
+            for target in pending.ack_to {
+                if let AckTo::Waiter(waiter) = target {
+                    let _ = waiter.send(Err(PersistError::Stopped));
+                }
+            }
+        }
+        ctx.stop();
     }
 }

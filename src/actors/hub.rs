@@ -12,9 +12,9 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use uuid::Uuid;
 
-use super::chat_session::{ChatSession, SessionSnapshot};
+use super::chat_session::{ChatSession, Deleted, SessionSnapshot, StatusChanged};
 use super::persistence::{NewSessionRow, Persist, PersistError, Persistence, SessionPatch, SessionWrite};
-use super::supervisor::Supervisor;
+use super::supervisor::{SessionEvent, Supervisor};
 use crate::agents::Agent;
 use crate::completion::Rules;
 use crate::config::Config;
@@ -116,6 +116,28 @@ impl Hub {
         if self.sessions.remove_if(&id, |_, registered| registered == addr).is_some() {
             metrics::gauge!("chathub_live_sessions").decrement(1.0);
         }
+    }
+
+    /// Staff changed a session (API): dashboards get its new summary.
+    pub fn session_changed(&self, id: SessionId) {
+        self.supervisor.do_send(SessionEvent::SessionChanged { session_id: id });
+    }
+
+    /// Staff changed a session's status (already stored): a live actor
+    /// updates its visitors.
+    pub fn status_changed(&self, id: SessionId, status: SessionStatus) {
+        if let Some(actor) = self.live(id) {
+            actor.do_send(StatusChanged(status));
+        }
+    }
+
+    /// A session was deleted (already stored): its visitors are closed with
+    /// 4004, its actor stops, dashboards drop it.
+    pub fn session_deleted(&self, id: SessionId) {
+        if let Some(actor) = self.live(id) {
+            actor.do_send(Deleted);
+        }
+        self.supervisor.do_send(SessionEvent::SessionDeleted { session_id: id });
     }
 
     /// The conversation a visitor token belongs to, with its site.

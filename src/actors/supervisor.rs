@@ -1,14 +1,33 @@
-//! The supervisor actor: the conversations report every event here (new
-//! message, status change, typing) for the staff dashboards. Until the
-//! dashboard socket arrives it only counts what it is told; the conversation
-//! side of the contract is complete.
+//! The supervisor actor: keeps the connected staff dashboards and which
+//! conversations each one watches, and fans conversation events out to them.
+//!
+//! Inputs: `DashboardConnected`/`DashboardGone`, `Watch`/`Unwatch`, and
+//! `SessionEvent`s from the conversation actors and the API.
+//!
+//! - Every dashboard gets a `session` frame (the list's summary) whenever a
+//!   session is created or changes. Changes are coalesced: dirty sessions are
+//!   collected and their summaries loaded in one query every
+//!   `COALESCE_INTERVAL`, so a burst of messages costs one frame per session.
+//! - Watchers of a conversation get its `message` and `typing` frames.
+//! - Each frame is serialised once and the bytes shared by every recipient.
+//!   Recipients are bounded queues (`ws::outbound`): a dashboard that falls
+//!   behind is closed (4008) and never slows a chat or another dashboard.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
+use bytestring::ByteString;
+use uuid::Uuid;
 
-use crate::domain::SessionId;
-use crate::ws::protocol::MessageView;
+use crate::domain::{MessageRole, Seq, SessionId};
+use crate::postgres::Db;
+use crate::ws::outbound::{ConnId, Outbound};
+use crate::ws::protocol::{MessageView, StaffFrame};
+
+/// How often changed sessions are re-read and broadcast.
+const COALESCE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Something happened in a conversation.
 #[derive(Message, Debug, Clone)]
@@ -16,25 +35,185 @@ use crate::ws::protocol::MessageView;
 pub enum SessionEvent {
     MessageStored { session_id: SessionId, message: Arc<MessageView> },
     SessionChanged { session_id: SessionId },
-    Typing { session_id: SessionId, role: crate::domain::MessageRole, on: bool },
+    SessionDeleted { session_id: SessionId },
+    Typing { session_id: SessionId, role: MessageRole, on: bool },
 }
 
-#[derive(Default)]
-pub struct Supervisor;
+/// A dashboard socket opened.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DashboardConnected(pub Outbound);
+
+/// A dashboard socket closed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DashboardGone(pub ConnId);
+
+/// Start streaming a conversation's messages to a dashboard. Frames carry a
+/// dedupe key so the socket can drop live frames its backlog already covered.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Watch {
+    pub conn: ConnId,
+    pub session_id: SessionId,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unwatch {
+    pub conn: ConnId,
+    pub session_id: SessionId,
+}
+
+pub struct Supervisor {
+    db: Db,
+    inactive_after_hours: u32,
+    dashboards: HashMap<ConnId, Outbound>,
+    /// Conversation → dashboards watching it.
+    watchers: HashMap<SessionId, HashSet<ConnId>>,
+    /// Sessions changed since the last broadcast.
+    dirty: HashSet<Uuid>,
+    /// A summary load is running (at most one at a time).
+    loading: bool,
+}
+
+impl Supervisor {
+    pub fn new(db: Db, inactive_after_hours: u32) -> Self {
+        Self {
+            db,
+            inactive_after_hours,
+            dashboards: HashMap::new(),
+            watchers: HashMap::new(),
+            dirty: HashSet::new(),
+            loading: false,
+        }
+    }
+
+    fn to_all(&mut self, frame: &ByteString) {
+        for dashboard in self.dashboards.values() {
+            dashboard.send(frame.clone());
+        }
+        metrics::counter!("chathub_dashboard_deliveries_total").increment(self.dashboards.len() as u64);
+    }
+
+    fn to_watchers(&mut self, session_id: SessionId, frame: &ByteString, seq: Option<Seq>) {
+        let Some(watching) = self.watchers.get(&session_id) else { return };
+        for conn in watching {
+            if let Some(dashboard) = self.dashboards.get(conn) {
+                match seq {
+                    Some(seq) => dashboard.send_keyed(frame.clone(), (session_id, seq)),
+                    None => dashboard.send(frame.clone()),
+                };
+            }
+        }
+        metrics::counter!("chathub_dashboard_deliveries_total").increment(watching.len() as u64);
+    }
+
+    fn broadcast_dirty(&mut self, ctx: &mut Context<Self>) {
+        if self.loading || self.dirty.is_empty() {
+            return;
+        }
+        if self.dashboards.is_empty() {
+            self.dirty.clear();
+            return;
+        }
+        let ids: Vec<Uuid> = self.dirty.drain().collect();
+        self.loading = true;
+        let db = self.db.clone();
+        let hours = self.inactive_after_hours;
+        async move { crate::sessions::summaries(&db, &ids, hours).await }
+            .into_actor(self)
+            .map(|loaded, actor, _| {
+                actor.loading = false;
+                match loaded {
+                    Ok(summaries) => {
+                        for summary in &summaries {
+                            let frame = StaffFrame::Session { session: summary }.encode();
+                            actor.to_all(&frame);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not load session summaries for dashboards"),
+                }
+            })
+            .spawn(ctx);
+    }
+}
 
 impl Actor for Supervisor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(COALESCE_INTERVAL, |actor, ctx| actor.broadcast_dirty(ctx));
+    }
 }
 
 impl Handler<SessionEvent> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, event: SessionEvent, _: &mut Context<Self>) {
-        let kind = match event {
-            SessionEvent::MessageStored { .. } => "message_stored",
-            SessionEvent::SessionChanged { .. } => "session_changed",
-            SessionEvent::Typing { .. } => "typing",
-        };
-        metrics::counter!("chathub_session_events_total", "kind" => kind).increment(1);
+        match event {
+            SessionEvent::MessageStored { session_id, message } => {
+                let frame = StaffFrame::Message { session_id, message: &message }.encode();
+                self.to_watchers(session_id, &frame, Some(message.seq));
+            }
+            SessionEvent::SessionChanged { session_id } => {
+                self.dirty.insert(session_id.0);
+            }
+            SessionEvent::SessionDeleted { session_id } => {
+                self.dirty.remove(&session_id.0);
+                self.watchers.remove(&session_id);
+                let frame = StaffFrame::SessionDeleted { session_id }.encode();
+                self.to_all(&frame);
+            }
+            SessionEvent::Typing { session_id, role, on } => {
+                let frame = StaffFrame::Typing { session_id, role, on }.encode();
+                self.to_watchers(session_id, &frame, None);
+            }
+        }
+    }
+}
+
+impl Handler<DashboardConnected> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, DashboardConnected(outbound): DashboardConnected, _: &mut Context<Self>) {
+        self.dashboards.insert(outbound.id, outbound);
+        metrics::gauge!("chathub_dashboard_sockets").set(self.dashboards.len() as f64);
+    }
+}
+
+impl Handler<DashboardGone> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, DashboardGone(conn): DashboardGone, _: &mut Context<Self>) {
+        self.dashboards.remove(&conn);
+        self.watchers.retain(|_, watching| {
+            watching.remove(&conn);
+            !watching.is_empty()
+        });
+        metrics::gauge!("chathub_dashboard_sockets").set(self.dashboards.len() as f64);
+    }
+}
+
+impl Handler<Watch> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, watch: Watch, _: &mut Context<Self>) {
+        if self.dashboards.contains_key(&watch.conn) {
+            self.watchers.entry(watch.session_id).or_default().insert(watch.conn);
+        }
+    }
+}
+
+impl Handler<Unwatch> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, unwatch: Unwatch, _: &mut Context<Self>) {
+        if let Some(watching) = self.watchers.get_mut(&unwatch.session_id) {
+            watching.remove(&unwatch.conn);
+            if watching.is_empty() {
+                self.watchers.remove(&unwatch.session_id);
+            }
+        }
     }
 }

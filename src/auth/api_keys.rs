@@ -37,3 +37,19 @@ pub async fn create(db: &Db, name: &str, created_by: Option<Uuid>) -> anyhow::Re
         .context("storing the API key")?;
     Ok(NewApiKey { id, name: name.to_owned(), prefix, secret })
 }
+
+/// The key's id and name if `secret` is a live (unrevoked) key. Only the
+/// hash is looked up, so the comparison never touches the secret itself.
+pub async fn verify(db: &Db, secret: &str) -> anyhow::Result<Option<(Uuid, String)>> {
+    if !secret.starts_with(KEY_PREFIX) {
+        return Ok(None);
+    }
+    let client = db.get().await?;
+    let row = client
+        .query_opt(
+            "UPDATE api_keys SET last_used_at = now() WHERE key_hash = $1 AND revoked_at IS NULL RETURNING id, name",
+            &[&super::sha256(secret)],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}

@@ -1,9 +1,12 @@
-//! Staff identity: password hashing, API keys, and the user records they
-//! protect. (Cookie sessions, CSRF and role checks arrive with the staff-side
-//! issue and live here too.)
+//! Staff identity and access: password hashing, server-side login sessions,
+//! login throttling, API keys, users, and the access rules with the CSRF
+//! defence that guard every route.
 
+pub mod access;
 pub mod api_keys;
 pub mod passwords;
+pub mod staff_sessions;
+pub mod throttle;
 pub mod users;
 
 /// `n` random bytes from the OS CSPRNG, base64url without padding.

@@ -3,7 +3,7 @@
 //! bare string.
 
 mod chat;
-mod role;
+pub mod role;
 
 pub use chat::*;
 pub use role::Role;

@@ -16,6 +16,9 @@ pub enum ApiError {
     /// 401: no valid session or API key.
     #[error("authentication required")]
     Unauthenticated,
+    /// 401: wrong username or password (the same answer for both).
+    #[error("wrong username or password")]
+    InvalidCredentials,
     /// 403: authenticated, but this role may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -55,6 +58,7 @@ impl ApiError {
         match self {
             Self::Invalid { code, .. } => code,
             Self::Unauthenticated => "unauthenticated",
+            Self::InvalidCredentials => "invalid_credentials",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -72,7 +76,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

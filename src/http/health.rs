@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use crate::startup::AppState;
@@ -11,7 +11,6 @@ use crate::startup::AppState;
 /// A health check that takes longer than this reports the database as down.
 const HEALTH_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[get("/health")]
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let probe = async {
         let client = state.db.get().await?;
@@ -32,7 +31,6 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-#[get("/metrics")]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -1,23 +1,31 @@
-//! HTTP routes, one file per route group, and the JSON error shape they share.
+//! HTTP routes, one file per route group, mounted from the route table in
+//! `routes`, and the JSON error shape they share.
 
+pub mod auth;
 pub mod error;
+pub mod errors;
 pub mod health;
+pub mod openapi;
+pub mod routes;
+pub mod sessions;
 pub mod sites;
+pub mod users;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::HttpResponse;
 
 pub use error::ApiError;
 
-/// Mounts every HTTP route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(health::health)
-        .service(health::metrics)
-        .service(sites::public_settings)
-        .service(crate::ws::visitor::visitor_socket);
+/// Mounts every HTTP route (from the route table).
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
+    routes::configure(cfg);
 }
 
-/// Any path no route claims: a JSON 404 (or 405 for a known path with the
-/// wrong method, which actix reports through the same default service).
-pub async fn not_found(_req: HttpRequest) -> Result<HttpResponse, ApiError> {
+/// Any path no route claims: a JSON 404.
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound("route"))
+}
+
+/// A known path with a method it does not answer: a JSON 405.
+pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
 }

@@ -1,7 +1,7 @@
 //! Site routes. Public: `GET /api/sites/{key}/public`, the widget's settings.
 //! (The admin routes for managing sites arrive with the staff-side work.)
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 
 use super::ApiError;
 use crate::sites;
@@ -10,7 +10,6 @@ use crate::startup::AppState;
 /// Longest site key (matches the column's CHECK).
 const MAX_KEY_CHARS: usize = 64;
 
-#[get("/api/sites/{key}/public")]
 pub async fn public_settings(key: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if key.len() > MAX_KEY_CHARS {
         return Err(ApiError::NotFound("site"));

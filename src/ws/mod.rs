@@ -1,7 +1,9 @@
-//! WebSocket transports: the visitor socket (`/ws/chat`), and what sockets
+//! WebSocket transports: the visitor socket (`/ws/chat`), the staff
+//! dashboard socket (`/ws/dashboard`), and what sockets
 //! share: the wire protocol, the bounded writer queue, per-IP connection caps
 //! and per-connection rate limits.
 
+pub mod dashboard;
 pub mod outbound;
 pub mod protocol;
 pub mod visitor;

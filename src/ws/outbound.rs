@@ -11,6 +11,7 @@ use bytestring::ByteString;
 use tokio::sync::{Notify, mpsc};
 
 use super::protocol::close;
+use crate::domain::{Seq, SessionId};
 
 /// Identifies one socket connection within the process.
 pub type ConnId = u64;
@@ -23,23 +24,29 @@ struct Shared {
     wake: Notify,
 }
 
+/// Identifies a conversation message, so a socket that already sent it (in a
+/// resume backlog) can drop the live copy.
+pub type DedupeKey = (SessionId, Seq);
+
+type Queued = (ByteString, Option<DedupeKey>);
+
 /// The producer side; cheap to clone.
 #[derive(Clone)]
 pub struct Outbound {
     pub id: ConnId,
-    tx: mpsc::Sender<ByteString>,
+    tx: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
 }
 
 /// The socket task's side.
 pub struct OutboundReceiver {
-    rx: mpsc::Receiver<ByteString>,
+    rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
 }
 
 /// What the socket task should do next.
 pub enum Next {
-    Frame(ByteString),
+    Frame(ByteString, Option<DedupeKey>),
     Close(u16, &'static str),
 }
 
@@ -54,7 +61,16 @@ impl Outbound {
     /// Queues a frame. Returns false if the socket is gone or was just
     /// closed for falling behind.
     pub fn send(&self, frame: ByteString) -> bool {
-        match self.tx.try_send(frame) {
+        self.enqueue((frame, None))
+    }
+
+    /// Queues a conversation message frame with its dedupe key.
+    pub fn send_keyed(&self, frame: ByteString, key: DedupeKey) -> bool {
+        self.enqueue((frame, Some(key)))
+    }
+
+    fn enqueue(&self, item: Queued) -> bool {
+        match self.tx.try_send(item) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 metrics::counter!("chathub_ws_slow_consumer_closes_total").increment(1);
@@ -89,7 +105,7 @@ impl OutboundReceiver {
                 biased;
                 _ = self.shared.wake.notified() => continue,
                 frame = self.rx.recv() => match frame {
-                    Some(frame) => return Next::Frame(frame),
+                    Some((frame, key)) => return Next::Frame(frame, key),
                     // Every producer is gone; nothing more will come.
                     None => std::future::pending::<()>().await,
                 },

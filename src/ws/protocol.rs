@@ -30,6 +30,8 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4008;
     /// Sustained flooding past the rate limit. Reconnect after a pause.
     pub const RATE_LIMITED: u16 = 4029;
+    /// The staff login ended (logout, expiry, user disabled). Sign in again.
+    pub const UNAUTHORIZED: u16 = 4401;
 }
 
 /// Error codes in `{"type":"error","code"}` frames. The connection survives.
@@ -47,6 +49,8 @@ pub mod error_code {
     /// the same `client_msg_id` later.
     pub const RETRY: &str = "retry";
     pub const INTERNAL: &str = "internal";
+    pub const UNKNOWN_SESSION: &str = "unknown_session";
+    pub const FORBIDDEN: &str = "forbidden";
 }
 
 /// A frame from a visitor.
@@ -135,6 +139,66 @@ impl ServerFrame<'_> {
     }
 }
 
+/// A frame from a staff dashboard.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DashboardFrame {
+    Watch {
+        session_id: SessionId,
+        #[serde(default)]
+        last_seq: i64,
+    },
+    Unwatch {
+        session_id: SessionId,
+    },
+    Say {
+        session_id: SessionId,
+        client_msg_id: String,
+        text: String,
+    },
+    Takeover {
+        session_id: SessionId,
+        on: bool,
+    },
+    Typing {
+        session_id: SessionId,
+        on: bool,
+    },
+}
+
+pub const DASHBOARD_FRAME_TYPES: &[&str] = &["watch", "unwatch", "say", "takeover", "typing"];
+
+/// A frame to a staff dashboard.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StaffFrame<'a> {
+    /// A session was created or changed (the list's summary).
+    Session { session: &'a crate::sessions::SessionSummary },
+    SessionDeleted { session_id: SessionId },
+    Message { session_id: SessionId, message: &'a MessageView },
+    Typing { session_id: SessionId, role: crate::domain::MessageRole, on: bool },
+    Ack { session_id: SessionId, client_msg_id: &'a str, seq: Seq },
+    Takeover { session_id: SessionId, handler: crate::domain::Handler },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
+        code: &'a str,
+        message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<&'a str>,
+    },
+}
+
+impl StaffFrame<'_> {
+    pub fn encode(&self) -> ByteString {
+        ByteString::from(serde_json::to_string(self).expect("staff frames always serialise"))
+    }
+
+    pub fn error(session_id: SessionId, code: &str, message: &str, client_msg_id: Option<&str>) -> ByteString {
+        StaffFrame::Error { session_id: Some(session_id), code, message, client_msg_id }.encode()
+    }
+}
+
 pub fn error_frame(code: &str, message: &str, client_msg_id: Option<&str>) -> ByteString {
     ServerFrame::Error { code, message, client_msg_id }.encode()
 }
@@ -154,6 +218,18 @@ pub mod rfc3339 {
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = String::deserialize(d)?;
         DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `Option<DateTime<Utc>>` as RFC 3339 UTC or `null`.
+pub mod rfc3339_opt {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&rfc3339::format(t)),
+            None => s.serialize_none(),
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use actix_web::{HttpRequest, HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{AggregatedMessage, CloseReason, ProtocolError, Session};
 use bytestring::ByteString;
 use chrono::Utc;
@@ -40,7 +40,6 @@ pub struct ChatQuery {
     channel: Option<String>,
 }
 
-#[get("/ws/chat")]
 pub async fn visitor_socket(
     req: HttpRequest,
     body: web::Payload,
@@ -136,7 +135,7 @@ impl Connection {
             };
             tokio::select! {
                 next = self.receiver.next() => match next {
-                    Next::Frame(frame) => {
+                    Next::Frame(frame, _) => {
                         if self.session.text(frame).await.is_err() {
                             break None;
                         }
@@ -227,7 +226,7 @@ impl Connection {
                     .and_then(|id| ChatText::parse(&text, self.hub.config.limits.max_message_chars).map(|t| (id, t)));
                 match parsed {
                     Ok((client_msg_id, text)) => {
-                        actor.do_send(VisitorMessage { conn: self.outbound.id, client_msg_id, text });
+                        actor.do_send(VisitorMessage { outbound: self.outbound.clone(), client_msg_id, text });
                         Flow::Continue
                     }
                     Err(e) => {

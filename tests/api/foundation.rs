@@ -163,16 +163,20 @@ async fn health_is_503_while_the_database_is_down_and_recovers_after() {
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_the_json_error_shape() {
     let app = TestApp::spawn().await;
-    for (method, path) in [("GET", "/no/such/route"), ("POST", "/health"), ("DELETE", "/metrics")] {
+    for (method, path, status, code) in [
+        ("GET", "/no/such/route", 404, "not_found"),
+        ("POST", "/health", 405, "method_not_allowed"),
+        ("DELETE", "/metrics", 405, "method_not_allowed"),
+    ] {
         let response = app
             .http
             .request(method.parse().unwrap(), app.url(path))
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status().as_u16(), 404, "{method} {path}");
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
         let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "not_found");
+        assert_eq!(body["error"]["code"], code);
         assert!(body["error"]["message"].is_string());
     }
 }

@@ -1,0 +1,106 @@
+//! Server-side staff login sessions. The cookie holds a random 256-bit
+//! token; the database holds only its SHA-256, the user, a CSRF token and the
+//! expiry clocks. A new session per login (no fixation), idle and absolute
+//! expiry, and logout or disabling the user ends sessions at once (the row is
+//! gone, so the next request is refused).
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use crate::domain::Role;
+use crate::postgres::Db;
+
+/// Cookie name over plain HTTP (local use, tests).
+pub const COOKIE: &str = "chathub_session";
+/// Cookie name over HTTPS: the `__Host-` prefix pins it to this host and path.
+pub const SECURE_COOKIE: &str = "__Host-chathub_session";
+/// Header carrying the CSRF token on state-changing browser requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// `last_seen_at` is refreshed at most this often (saves a write per request).
+const TOUCH_EVERY_SECS: i64 = 60;
+
+/// A signed-in staff member.
+#[derive(Debug, Clone)]
+pub struct StaffUser {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: Role,
+    pub csrf_token: String,
+}
+
+/// A new login: the cookie value (shown once) and the CSRF token.
+pub struct NewLogin {
+    pub token: String,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Idle and absolute lifetimes of a login.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub idle: Duration,
+    pub absolute: Duration,
+}
+
+pub async fn create(
+    db: &Db,
+    user_id: Uuid,
+    lifetimes: Lifetimes,
+    ip: Option<String>,
+    user_agent: Option<String>,
+) -> anyhow::Result<NewLogin> {
+    let token = super::random_token(32);
+    let csrf_token = super::random_token(24);
+    let expires_at = Utc::now() + lifetimes.absolute;
+    let client = db.get().await?;
+    client
+        .execute(
+            "INSERT INTO staff_sessions (token_hash, user_id, csrf_token, expires_at, ip, user_agent)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&super::sha256(&token), &user_id, &csrf_token, &expires_at, &ip, &user_agent],
+        )
+        .await?;
+    client.execute("UPDATE users SET last_login_at = now() WHERE id = $1", &[&user_id]).await?;
+    Ok(NewLogin { token, csrf_token, expires_at })
+}
+
+/// The user behind a cookie token, if the login is still valid: not expired
+/// (absolute), not idle too long, user not disabled.
+pub async fn lookup(db: &Db, token: &str, lifetimes: Lifetimes) -> anyhow::Result<Option<StaffUser>> {
+    let hash = super::sha256(token);
+    let client = db.get().await?;
+    let Some(row) = client
+        .query_opt(
+            "SELECT u.id, u.username, u.role, s.csrf_token, s.last_seen_at
+             FROM staff_sessions s JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = $1 AND NOT u.disabled AND s.expires_at > now()
+               AND s.last_seen_at > now() - make_interval(secs => $2)",
+            &[&hash, &(lifetimes.idle.num_seconds() as f64)],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let last_seen: DateTime<Utc> = row.get(4);
+    if Utc::now() - last_seen > Duration::seconds(TOUCH_EVERY_SECS) {
+        client.execute("UPDATE staff_sessions SET last_seen_at = now() WHERE token_hash = $1", &[&hash]).await?;
+    }
+    let role: String = row.get(2);
+    Ok(Some(StaffUser {
+        user_id: row.get(0),
+        username: row.get(1),
+        role: role.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+        csrf_token: row.get(3),
+    }))
+}
+
+/// Ends one login.
+pub async fn end(db: &Db, token: &str) -> anyhow::Result<()> {
+    db.get().await?.execute("DELETE FROM staff_sessions WHERE token_hash = $1", &[&super::sha256(token)]).await?;
+    Ok(())
+}
+
+/// Ends every login of a user (disabled, role changed, password reset).
+pub async fn end_all_for(db: &Db, user_id: Uuid) -> anyhow::Result<u64> {
+    Ok(db.get().await?.execute("DELETE FROM staff_sessions WHERE user_id = $1", &[&user_id]).await?)
+}

@@ -1,0 +1,92 @@
+//! `POST /api/auth/login`, `POST /api/auth/logout`, `GET /api/auth/me`.
+
+use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::ApiError;
+use crate::auth::access::{same_origin, session_cookie};
+use crate::auth::staff_sessions::{self, COOKIE, SECURE_COOKIE, StaffUser};
+use crate::auth::passwords;
+use crate::startup::AppState;
+
+#[derive(Deserialize)]
+pub struct Login {
+    username: String,
+    password: String,
+}
+
+fn user_json(id: uuid::Uuid, username: &str, role: &str) -> serde_json::Value {
+    json!({ "id": id, "username": username, "role": role })
+}
+
+/// Over HTTPS the cookie is `Secure` and `__Host-` prefixed.
+fn is_https(req: &HttpRequest) -> bool {
+    req.connection_info().scheme() == "https"
+}
+
+pub async fn login(req: HttpRequest, body: web::Json<Login>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !same_origin(&req) {
+        return Err(ApiError::Forbidden("cross-origin login refused"));
+    }
+    let ip = req.peer_addr().map(|a| a.ip()).ok_or(ApiError::invalid("no_peer", "unknown peer address"))?;
+    let Login { username, password } = body.into_inner();
+    if let Err(retry_after_secs) = state.login_throttle.check(ip, &username) {
+        return Err(ApiError::RateLimited { retry_after_secs });
+    }
+    let row = state
+        .db
+        .get()
+        .await?
+        .query_opt(
+            "SELECT id, password_hash, role FROM users WHERE username = $1 AND NOT disabled",
+            &[&username],
+        )
+        .await?;
+    // Unknown users are checked against a dummy hash: same time, same answer.
+    let stored = row.as_ref().map(|r| r.get::<_, String>(1));
+    if !passwords::verify(password, stored).await {
+        state.login_throttle.failed(ip, &username);
+        return Err(ApiError::InvalidCredentials);
+    }
+    let row = row.expect("verified users exist");
+    state.login_throttle.succeeded(&username);
+    let (id, role): (uuid::Uuid, String) = (row.get(0), row.get(2));
+    let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect());
+    let login = staff_sessions::create(&state.db, id, state.config.staff_lifetimes(), Some(ip.to_string()), user_agent).await?;
+    let https = is_https(&req);
+    let cookie = Cookie::build(if https { SECURE_COOKIE } else { COOKIE }, login.token)
+        .path("/")
+        .http_only(true)
+        .secure(https)
+        .same_site(SameSite::Strict)
+        .max_age(CookieDuration::seconds(state.config.staff_lifetimes().absolute.num_seconds()))
+        .finish();
+    tracing::info!(username = %username, "staff login");
+    Ok(HttpResponse::Ok().cookie(cookie).json(json!({
+        "user": user_json(id, &username, &role),
+        "csrf_token": login.csrf_token,
+        "expires_at": crate::ws::protocol::rfc3339::format(&login.expires_at),
+    })))
+}
+
+pub async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = session_cookie(&req) {
+        staff_sessions::end(&state.db, &token).await?;
+    }
+    let mut response = HttpResponse::NoContent().finish();
+    for name in [COOKIE, SECURE_COOKIE] {
+        let mut gone = Cookie::build(name, "").path("/").finish();
+        gone.make_removal();
+        let _ = response.add_removal_cookie(&gone);
+    }
+    Ok(response)
+}
+
+pub async fn me(user: StaffUser) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "user": user_json(user.user_id, &user.username, user.role.as_str()),
+        "csrf_token": user.csrf_token,
+    }))
+}

@@ -1,0 +1,140 @@
+//! The route table: every HTTP route with its method, path, access rule and
+//! one-line summary. It is the single source for mounting the routes, for
+//! enforcing who may call them (`auth::access::authorize` wraps each
+//! resource), for the OpenAPI document and for the docs' role matrix, so the
+//! four cannot drift apart.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use actix_web::http::Method;
+use actix_web::{Route, web};
+
+use super::{auth, errors, health, openapi, sessions, sites, users};
+use crate::auth::access::{ANY_STAFF, Access, authorize};
+use crate::domain::Role::{self, Admin, Agent, Developer, Qa};
+
+/// Roles that handle conversations: status, escalations, takeover, replies.
+pub const HANDLERS: &[Role] = &[Admin, Developer, Agent];
+/// Roles that review the AI's work.
+pub const REVIEWERS: &[Role] = &[Admin, Developer, Qa];
+/// Roles that may give developer feedback and delete.
+pub const DEVELOPERS: &[Role] = &[Admin, Developer];
+pub const ADMINS: &[Role] = &[Admin];
+
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    /// Also answer under `/api/messenger-sessions…` (the seeds' name).
+    pub seed_alias: bool,
+    pub handler: fn(Route) -> Route,
+}
+
+const SESSIONS: &str = "/api/sessions";
+const SEED_SESSIONS: &str = "/api/messenger-sessions";
+
+macro_rules! route {
+    ($method:ident $path:literal, $access:expr, $summary:literal, $handler:path) => {
+        route!(@ $method $path, $access, $summary, false, $handler)
+    };
+    ($method:ident $path:literal, $access:expr, $summary:literal, alias, $handler:path) => {
+        route!(@ $method $path, $access, $summary, true, $handler)
+    };
+    (@ $method:ident $path:literal, $access:expr, $summary:literal, $alias:expr, $handler:path) => {
+        RouteSpec {
+            method: Method::$method,
+            path: $path,
+            access: $access,
+            summary: $summary,
+            seed_alias: $alias,
+            handler: |r| r.to($handler),
+        }
+    };
+}
+
+/// Every route. Literal paths come before parameterised ones they overlap.
+pub fn table() -> Vec<RouteSpec> {
+    use Access::*;
+    vec![
+        route!(GET "/health", Public, "Liveness and database reachability", health::health),
+        route!(GET "/metrics", Public, "Prometheus metrics", health::metrics),
+        route!(GET "/api/openapi.json", Public, "This API's OpenAPI document", openapi::document),
+        route!(GET "/ws/chat", Public, "Visitor WebSocket (see docs/protocol.md)", crate::ws::visitor::visitor_socket),
+        route!(GET "/ws/dashboard", Staff(ANY_STAFF), "Staff dashboard WebSocket (see docs/protocol.md)", crate::ws::dashboard::dashboard_socket),
+        route!(GET "/api/sites/{key}/public", Public, "A site's public widget settings", sites::public_settings),
+        // Staff login.
+        route!(POST "/api/auth/login", Public, "Sign in; sets the session cookie", auth::login),
+        route!(POST "/api/auth/logout", Staff(ANY_STAFF), "Sign out; ends the session", auth::logout),
+        route!(GET "/api/auth/me", Staff(ANY_STAFF), "The signed-in user and the CSRF token", auth::me),
+        // Sessions.
+        route!(GET "/api/sessions", StaffOrMachine(ANY_STAFF), "List sessions with filters and pagination", alias, sessions::list),
+        route!(GET "/api/sessions/stats", Staff(ANY_STAFF), "Counts, per-day series, completion rate, AI response time", alias, sessions::stats),
+        route!(GET "/api/sessions/export", Staff(ANY_STAFF), "Export sessions as CSV or JSON (streamed)", alias, sessions::export),
+        route!(POST "/api/sessions/bulk", Staff(HANDLERS), "Archive, unarchive or delete many sessions", alias, sessions::bulk),
+        route!(GET "/api/sessions/{id}", StaffOrMachine(ANY_STAFF), "A session with its transcript (paged by seq) and QA history", alias, sessions::detail),
+        route!(PUT "/api/sessions/{id}", Staff(HANDLERS), "Change status, priority or assignee", alias, sessions::update),
+        route!(DELETE "/api/sessions/{id}", Staff(DEVELOPERS), "Delete a session and its messages", alias, sessions::delete),
+        route!(PUT "/api/sessions/{id}/qa", Staff(REVIEWERS), "Set the QA status and notes", alias, sessions::qa),
+        route!(PUT "/api/sessions/{id}/dev-feedback", Staff(DEVELOPERS), "Set developer feedback", alias, sessions::dev_feedback),
+        route!(POST "/api/sessions/{id}/claim", Staff(HANDLERS), "Assign the session to yourself", alias, sessions::claim),
+        route!(POST "/api/sessions/{id}/takeover", Staff(HANDLERS), "Pause (on) or resume (off) the AI for a session", alias, sessions::takeover),
+        route!(POST "/api/sessions/{id}/reply", Staff(HANDLERS), "Answer the visitor as a staff member", alias, sessions::reply),
+        route!(GET "/api/escalations", Staff(ANY_STAFF), "Open escalations, most urgent first", sessions::escalations),
+        // Errors.
+        route!(POST "/api/errors", StaffOrMachine(ADMINS), "Record an automation error", errors::create),
+        route!(GET "/api/errors", Staff(ANY_STAFF), "List recorded errors", errors::list),
+        // Users and API keys.
+        route!(GET "/api/users", Staff(ADMINS), "List staff users", users::list),
+        route!(POST "/api/users", Staff(ADMINS), "Create a staff user", users::create),
+        route!(PUT "/api/users/{id}", Staff(ADMINS), "Change a user's role, disable them, or reset the password", users::update),
+        route!(GET "/api/api-keys", Staff(ADMINS), "List API keys", users::list_keys),
+        route!(POST "/api/api-keys", Staff(ADMINS), "Create an API key (shown once)", users::create_key),
+        route!(DELETE "/api/api-keys/{id}", Staff(ADMINS), "Revoke an API key", users::revoke_key),
+    ]
+}
+
+/// Every (method, path) that is mounted, seed aliases included.
+pub fn mounted() -> Vec<(Method, String, Access, &'static str)> {
+    let mut all = Vec::new();
+    for spec in table() {
+        all.push((spec.method.clone(), spec.path.to_owned(), spec.access, spec.summary));
+        if spec.seed_alias {
+            let alias = spec.path.replacen(SESSIONS, SEED_SESSIONS, 1);
+            all.push((spec.method.clone(), alias, spec.access, spec.summary));
+        }
+    }
+    all
+}
+
+/// Mounts the table: one resource per path, all its methods on it, wrapped
+/// in the authorisation middleware with that path's access rules.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let specs = table();
+    let mut paths: Vec<String> = Vec::new();
+    let mut by_path: HashMap<String, Vec<&RouteSpec>> = HashMap::new();
+    for spec in &specs {
+        let mut add = |path: String| {
+            if !by_path.contains_key(&path) {
+                paths.push(path.clone());
+            }
+            by_path.entry(path).or_default().push(spec);
+        };
+        add(spec.path.to_owned());
+        if spec.seed_alias {
+            add(spec.path.replacen(SESSIONS, SEED_SESSIONS, 1));
+        }
+    }
+    for path in paths {
+        let routes = &by_path[&path];
+        let rules: HashMap<Method, Access> = routes.iter().map(|s| (s.method.clone(), s.access)).collect();
+        let rules = Rc::new(rules);
+        let mut resource = web::resource(path.as_str());
+        for spec in routes {
+            resource = resource.route((spec.handler)(web::method(spec.method.clone())));
+        }
+        resource = resource.default_service(web::to(super::method_not_allowed));
+        cfg.service(resource.wrap(actix_web::middleware::from_fn(move |req, next| authorize(rules.clone(), req, next))));
+    }
+}

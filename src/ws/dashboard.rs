@@ -1,0 +1,270 @@
+//! The staff dashboard socket, `GET /ws/dashboard` (staff cookie). The
+//! handshake is refused (403) unless the browser's `Origin` is this host, so
+//! a page elsewhere cannot ride a signed-in user's cookie.
+//!
+//! After the upgrade the socket receives every `session` summary as sessions
+//! change, and may `watch` a conversation from a `last_seq` (backlog from
+//! PostgreSQL, then live frames, without gaps or duplicates), `say` as staff,
+//! `takeover`, and signal `typing`. Frames are in `protocol::StaffFrame`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, CloseReason, ProtocolError, Session};
+use bytestring::ByteString;
+use tokio::sync::watch;
+
+use super::outbound::{self, Next, Outbound, OutboundReceiver};
+use super::protocol::{self, DashboardFrame, StaffFrame, close, error_code};
+use super::RateLimit;
+use crate::actors::Hub;
+use crate::actors::chat_session::{StaffSay, StaffTyping, Takeover};
+use crate::actors::supervisor::{DashboardConnected, DashboardGone, Unwatch, Watch};
+use crate::auth::access::session_cookie;
+use crate::auth::staff_sessions::{self, StaffUser};
+use crate::domain::{ChatText, ClientMsgId, Seq, SessionId};
+use crate::http::ApiError;
+use crate::http::routes::HANDLERS;
+use crate::startup::AppState;
+
+/// How often an open dashboard re-checks that its login is still valid
+/// (logout, expiry or a disabled user closes it with 4401 within this time).
+const LOGIN_RECHECK: Duration = Duration::from_secs(15);
+/// Messages sent per page of a `watch` backlog.
+const BACKLOG_PAGE: i64 = 500;
+
+pub async fn dashboard_socket(
+    req: HttpRequest,
+    body: web::Payload,
+    user: StaffUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // Cross-site WebSocket hijacking: a socket handshake carries cookies but
+    // no CORS, so the origin must be checked here, and must be present.
+    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let origin_ok = req
+        .headers()
+        .get("origin")
+        .and_then(|o| o.to_str().ok())
+        .and_then(|o| o.split_once("://"))
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host));
+    if !origin_ok {
+        return Err(ApiError::Forbidden("the dashboard socket only accepts this site's own pages"));
+    }
+    let token = session_cookie(&req).ok_or(ApiError::Unauthenticated)?;
+    let (response, session, stream) =
+        actix_ws::handle(&req, body).map_err(|e| ApiError::invalid("not_a_websocket", e.to_string()))?;
+    let limits = &state.config.limits;
+    let stream = stream
+        .max_frame_size(limits.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(limits.max_frame_bytes);
+    let (outbound, receiver) = outbound::channel(limits.send_queue);
+    state.hub.supervisor.do_send(DashboardConnected(outbound.clone()));
+    let connection = Dashboard {
+        hub: state.hub.clone(),
+        session,
+        user,
+        token,
+        outbound,
+        receiver,
+        backlog_upto: HashMap::new(),
+        rate: RateLimit::new(limits.rate_per_sec, limits.rate_burst),
+        last_heard: Instant::now(),
+    };
+    actix_web::rt::spawn(connection.run(stream, state.shutting_down.clone()));
+    Ok(response)
+}
+
+struct Dashboard {
+    hub: Arc<Hub>,
+    session: Session,
+    user: StaffUser,
+    /// The login cookie, re-checked every `LOGIN_RECHECK`.
+    token: String,
+    outbound: Outbound,
+    receiver: OutboundReceiver,
+    /// Per watched conversation, the newest seq its backlog sent: live frames
+    /// at or below it are duplicates and are dropped.
+    backlog_upto: HashMap<SessionId, Seq>,
+    rate: RateLimit,
+    last_heard: Instant,
+}
+
+impl Dashboard {
+    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream, mut shutting_down: watch::Receiver<bool>) {
+        let limits = self.hub.config.limits.clone();
+        let idle_timeout = Duration::from_secs(limits.client_timeout_secs);
+        let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs.max(1)));
+        ping.reset();
+        let mut recheck = tokio::time::interval(LOGIN_RECHECK);
+        recheck.reset();
+        let close: Option<(u16, &'static str)> = loop {
+            tokio::select! {
+                next = self.receiver.next() => match next {
+                    Next::Frame(frame, key) => {
+                        if key.is_some_and(|(session, seq)| self.backlog_upto.get(&session).is_some_and(|&upto| seq <= upto)) {
+                            continue;
+                        }
+                        if self.session.text(frame).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Next::Close(code, reason) => break Some((code, reason)),
+                },
+                incoming = stream.recv() => {
+                    let Some(incoming) = incoming else { break None };
+                    self.last_heard = Instant::now();
+                    match incoming {
+                        Ok(AggregatedMessage::Text(text)) => {
+                            if !self.rate.allow() {
+                                self.reply(StaffFrame::Error { session_id: None, code: error_code::RATE_LIMITED, message: "slow down", client_msg_id: None }.encode()).await;
+                                continue;
+                            }
+                            self.on_text(&text).await;
+                        }
+                        Ok(AggregatedMessage::Binary(_)) => {
+                            let frame = StaffFrame::Error { session_id: None, code: error_code::BINARY_NOT_SUPPORTED, message: "send JSON text frames", client_msg_id: None };
+                            self.reply(frame.encode()).await;
+                        }
+                        Ok(AggregatedMessage::Ping(bytes)) => {
+                            let _ = self.session.pong(&bytes).await;
+                        }
+                        Ok(AggregatedMessage::Pong(_)) => {}
+                        Ok(AggregatedMessage::Close(_)) => break Some((1000, "bye")),
+                        Err(ProtocolError::Overflow) => break Some((close::MESSAGE_TOO_BIG, "frame larger than the limit")),
+                        Err(_) => break Some((close::PROTOCOL_ERROR, "malformed WebSocket frame")),
+                    }
+                }
+                _ = ping.tick() => {
+                    if self.last_heard.elapsed() > idle_timeout {
+                        break Some((close::IDLE_TIMEOUT, "no response to pings"));
+                    }
+                    if self.session.ping(b"").await.is_err() {
+                        break None;
+                    }
+                }
+                _ = recheck.tick() => {
+                    match staff_sessions::lookup(&self.hub.db, &self.token, self.hub.config.staff_lifetimes()).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break Some((close::UNAUTHORIZED, "signed out")),
+                        // The database being briefly unreachable does not sign anyone out.
+                        Err(e) => tracing::warn!(error = %e, "could not re-check a dashboard login"),
+                    }
+                }
+                _ = shutting_down.wait_for(|&down| down) => {
+                    break Some((close::GOING_AWAY, "server shutting down; reconnect"));
+                }
+            }
+        };
+        self.hub.supervisor.do_send(DashboardGone(self.outbound.id));
+        let reason = close.map(|(code, description)| CloseReason { code: code.into(), description: Some(description.to_owned()) });
+        let _ = self.session.close(reason).await;
+    }
+
+    async fn reply(&mut self, frame: ByteString) {
+        let _ = self.session.text(frame).await;
+    }
+
+    async fn error(&mut self, session_id: Option<SessionId>, code: &str, message: &str, client_msg_id: Option<&str>) {
+        self.reply(StaffFrame::Error { session_id, code, message, client_msg_id }.encode()).await;
+    }
+
+    fn may_handle(&self) -> bool {
+        HANDLERS.contains(&self.user.role)
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let frame = match protocol::parse_frame::<DashboardFrame>(text, protocol::DASHBOARD_FRAME_TYPES) {
+            Ok(frame) => frame,
+            Err((code, message)) => return self.error(None, code, &message, None).await,
+        };
+        match frame {
+            DashboardFrame::Watch { session_id, last_seq } => self.watch(session_id, last_seq).await,
+            DashboardFrame::Unwatch { session_id } => {
+                self.backlog_upto.remove(&session_id);
+                self.hub.supervisor.do_send(Unwatch { conn: self.outbound.id, session_id });
+            }
+            DashboardFrame::Say { session_id, client_msg_id, text } => {
+                if !self.may_handle() {
+                    return self.error(Some(session_id), error_code::FORBIDDEN, "your role may not reply", Some(&client_msg_id)).await;
+                }
+                let parsed = ClientMsgId::parse(&client_msg_id)
+                    .and_then(|id| ChatText::parse(&text, self.hub.config.limits.max_message_chars).map(|t| (id, t)));
+                let (id, text) = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(e) => return self.error(Some(session_id), e.code, &e.message, None).await,
+                };
+                match self.hub.session(session_id).await {
+                    Ok(Some(actor)) => actor.do_send(StaffSay {
+                        author_id: self.user.user_id,
+                        client_msg_id: id,
+                        text,
+                        outbound: Some(self.outbound.clone()),
+                        waiter: None,
+                    }),
+                    Ok(None) => self.error(Some(session_id), error_code::UNKNOWN_SESSION, "no such session", Some(&client_msg_id)).await,
+                    Err(_) => self.error(Some(session_id), error_code::RETRY, "the session could not be loaded; resend", Some(&client_msg_id)).await,
+                }
+            }
+            DashboardFrame::Takeover { session_id, on } => {
+                if !self.may_handle() {
+                    return self.error(Some(session_id), error_code::FORBIDDEN, "your role may not take over", None).await;
+                }
+                match self.hub.session(session_id).await {
+                    Ok(Some(actor)) => match actor.send(Takeover(on)).await {
+                        Ok(handler) => self.reply(StaffFrame::Takeover { session_id, handler }.encode()).await,
+                        Err(_) => self.error(Some(session_id), error_code::RETRY, "try again", None).await,
+                    },
+                    Ok(None) => self.error(Some(session_id), error_code::UNKNOWN_SESSION, "no such session", None).await,
+                    Err(_) => self.error(Some(session_id), error_code::RETRY, "the session could not be loaded", None).await,
+                }
+            }
+            DashboardFrame::Typing { session_id, on } => {
+                if self.may_handle() {
+                    if let Some(actor) = self.hub.live(session_id) {
+                        actor.do_send(StaffTyping(on));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers the watch first, then sends the backlog: anything stored
+    /// after the registration arrives live, anything before is in the
+    /// backlog, and `backlog_upto` drops the overlap.
+    async fn watch(&mut self, session_id: SessionId, last_seq: i64) {
+        if last_seq < 0 {
+            return self.error(Some(session_id), error_code::INVALID_LAST_SEQ, "last_seq must not be negative", None).await;
+        }
+        if self.hub.supervisor.send(Watch { conn: self.outbound.id, session_id }).await.is_err() {
+            return self.error(Some(session_id), error_code::RETRY, "try again", None).await;
+        }
+        let exists = crate::sessions::summary(&self.hub.db, session_id.0, self.hub.config.inactive_after_hours).await;
+        match exists {
+            Ok(_) => {}
+            Err(ApiError::NotFound(_)) => {
+                self.hub.supervisor.do_send(Unwatch { conn: self.outbound.id, session_id });
+                return self.error(Some(session_id), error_code::UNKNOWN_SESSION, "no such session", None).await;
+            }
+            Err(_) => return self.error(Some(session_id), error_code::RETRY, "could not load the session", None).await,
+        }
+        let mut after = last_seq;
+        loop {
+            let page = match crate::sessions::messages(&self.hub.db, session_id.0, after, BACKLOG_PAGE).await {
+                Ok(page) => page,
+                Err(_) => return self.error(Some(session_id), error_code::RETRY, "could not load the messages", None).await,
+            };
+            for message in &page {
+                self.reply(StaffFrame::Message { session_id, message }.encode()).await;
+                after = message.seq;
+            }
+            if (page.len() as i64) < BACKLOG_PAGE {
+                break;
+            }
+        }
+        self.backlog_upto.insert(session_id, after);
+    }
+}
