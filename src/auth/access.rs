@@ -160,7 +160,9 @@ pub fn check_csrf(req: &HttpRequest, user: &StaffUser) -> Result<(), ApiError> {
 /// `Host`, or `Sec-Fetch-Site: cross-site`).
 pub fn same_origin(req: &HttpRequest) -> bool {
     let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
-    if let Some(origin) = req.headers().get("origin") {
+    // Every Origin value must match: a request carrying two is not let
+    // through on the strength of the first.
+    for origin in req.headers().get_all("origin") {
         let origin = origin.to_str().unwrap_or_default();
         let authority = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
         if !authority.eq_ignore_ascii_case(host) {

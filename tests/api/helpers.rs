@@ -284,3 +284,87 @@ pub fn is_postmaster_running(cluster_dir: &Path) -> bool {
         .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
         .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
 }
+
+/// A signed-in staff member's HTTP client: sends the session cookie, the
+/// CSRF header and a same-origin `Origin`, as the dashboard does.
+#[derive(Clone)]
+pub struct StaffClient {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub cookie: String,
+    pub csrf: String,
+    pub user: serde_json::Value,
+}
+
+impl StaffClient {
+    pub fn origin(&self) -> String {
+        self.base.clone()
+    }
+
+    pub fn request(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method.parse().unwrap(), format!("{}{}", self.base, path))
+            .header("cookie", &self.cookie)
+            .header("x-csrf-token", &self.csrf)
+            .header("origin", self.origin())
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call("GET", path, None).await
+    }
+}
+
+impl TestApp {
+    /// Signs in; panics if that fails.
+    pub async fn login(&self, username: &str, password: &str) -> StaffClient {
+        let response = self
+            .http
+            .post(self.url("/api/auth/login"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "login as {username}");
+        let cookie = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned())
+            .find(|c| c.starts_with("chathub_session="))
+            .expect("a session cookie");
+        let body: serde_json::Value = response.json().await.unwrap();
+        StaffClient {
+            base: self.address.clone(),
+            http: self.http.clone(),
+            cookie,
+            csrf: body["csrf_token"].as_str().unwrap().to_owned(),
+            user: body["user"].clone(),
+        }
+    }
+
+    pub async fn admin(&self) -> StaffClient {
+        self.login("admin", ADMIN_PASSWORD).await
+    }
+
+    /// Creates a user with `role` (password = "{username}-password") and signs in.
+    pub async fn staff(&self, username: &str, role: &str) -> StaffClient {
+        let admin = self.admin().await;
+        let password = format!("{username}-password");
+        let (status, body) = admin
+            .call("POST", "/api/users", Some(serde_json::json!({"username": username, "password": password, "role": role})))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        self.login(username, &password).await
+    }
+}

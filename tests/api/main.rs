@@ -8,3 +8,4 @@ mod ws_client;
 mod chat;
 mod durability;
 mod foundation;
+mod staff;
