@@ -6,6 +6,7 @@ mod helpers;
 mod ws_client;
 
 mod chat;
+mod dashboard;
 mod durability;
 mod foundation;
 mod staff;

@@ -32,6 +32,24 @@ impl Visitor {
         Self::connect_path(port, "/ws/chat").await
     }
 
+    /// Opens a staff dashboard socket with a session cookie and an Origin.
+    pub async fn dashboard(port: u16, cookie: &str, origin: &str) -> Self {
+        Self::connect_request(Self::dashboard_request(port, cookie, origin)).await
+    }
+
+    pub fn dashboard_request(port: u16, cookie: &str, origin: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://127.0.0.1:{port}/ws/dashboard").into_client_request().unwrap();
+        request.headers_mut().insert("cookie", cookie.parse().unwrap());
+        request.headers_mut().insert("origin", origin.parse().unwrap());
+        request
+    }
+
+    pub async fn connect_request(request: tokio_tungstenite::tungstenite::handshake::client::Request) -> Self {
+        let (ws, _) = connect_async(request).await.expect("websocket handshake");
+        Self { ws, session_id: None, token: None }
+    }
+
     pub async fn connect_path(port: u16, path: &str) -> Self {
         let (ws, _) = connect_async(format!("ws://127.0.0.1:{port}{path}")).await.expect("websocket handshake");
         Self { ws, session_id: None, token: None }
