@@ -31,6 +31,8 @@ enum Command {
     /// Manage machine API keys.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
+    /// Print the HTTP routes with who may call each (the table in docs/api.md).
+    Routes,
 }
 
 #[derive(Subcommand)]
@@ -69,6 +71,10 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => Application::build(cli.config).await?.run_until_stopped().await,
+        Command::Routes => {
+            print!("{}", chathub::http::routes::markdown_matrix());
+            Ok(())
+        }
         Command::Migrate => with_database(&cli.config, |_| async { Ok(()) }).await,
         Command::User(UserCommand::Create { username, role }) => {
             let password = read_password()?;

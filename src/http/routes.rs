@@ -138,3 +138,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         cfg.service(resource.wrap(actix_web::middleware::from_fn(move |req, next| authorize(rules.clone(), req, next))));
     }
 }
+
+/// The route × role table for `docs/api.md` (kept true by a test; print it
+/// with `chathub routes`).
+pub fn markdown_matrix() -> String {
+    use crate::domain::Role;
+    let mut out = String::from("| method | path | summary | anonymous | API key |");
+    for role in Role::ALL {
+        out.push_str(&format!(" {role} |"));
+    }
+    out.push_str("\n|---|---|---|---|---|---|---|---|---|\n");
+    let mark = |yes: bool| if yes { "✓" } else { "—" };
+    for (method, path, access, summary) in mounted() {
+        let (public, machine, roles): (bool, bool, &[Role]) = match access {
+            Access::Public => (true, true, &Role::ALL),
+            Access::Staff(roles) => (false, false, roles),
+            Access::Machine => (false, true, &[]),
+            Access::StaffOrMachine(roles) => (false, true, roles),
+        };
+        out.push_str(&format!("| {method} | `{path}` | {summary} | {} | {} |", mark(public), mark(machine)));
+        for role in Role::ALL {
+            out.push_str(&format!(" {} |", mark(roles.contains(&role))));
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -589,3 +589,10 @@ async fn the_openapi_document_lists_every_route_and_each_one_exists() {
         }
     }
 }
+
+#[test]
+fn the_docs_route_table_matches_the_code() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let table = chathub::http::routes::markdown_matrix();
+    assert!(docs.contains(&table), "docs/api.md is stale: regenerate the table with `chathub routes`");
+}
