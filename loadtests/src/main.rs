@@ -6,10 +6,12 @@
 //!
 //! Scenarios: `persist` (the persistence actor against a plain COPY, in
 //! process), `chat` (visitors at a constant total rate: send→ack and
-//! send→agent reply), `idle` (many idle visitors: server memory per session).
+//! send→agent reply), `idle` (many idle visitors: server memory per session),
+//! `fanout` (dashboards watching every conversation: deliveries/s and latency).
 
 mod chat;
 mod client;
+mod fanout;
 mod idle;
 mod persist;
 mod report;
@@ -31,6 +33,8 @@ enum Scenario {
     Chat(chat::Args),
     /// Idle visitor sessions: server memory per session.
     Idle(idle::Args),
+    /// Visitors chatting while dashboards watch every conversation.
+    Fanout(fanout::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Scenario::Persist(args) => persist::run(args),
         Scenario::Chat(args) => tokio::runtime::Runtime::new()?.block_on(chat::run(args)),
         Scenario::Idle(args) => tokio::runtime::Runtime::new()?.block_on(idle::run(args)),
+        Scenario::Fanout(args) => tokio::runtime::Runtime::new()?.block_on(fanout::run(args)),
     }
 }

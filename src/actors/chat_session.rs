@@ -777,3 +777,21 @@ impl Handler<Deleted> for ChatSession {
         ctx.stop();
     }
 }
+
+/// The stored messages after `seq`, if they are all still in memory
+/// (`None`: read them from PostgreSQL instead).
+#[derive(Message)]
+#[rtype(result = "Option<Vec<MessageView>>")]
+pub struct TranscriptAfter(pub Seq);
+
+impl Handler<TranscriptAfter> for ChatSession {
+    type Result = MessageResult<TranscriptAfter>;
+
+    fn handle(&mut self, TranscriptAfter(after): TranscriptAfter, _: &mut Context<Self>) -> Self::Result {
+        let oldest = self.transcript.front().map_or(self.committed_seq + 1, |m| m.seq);
+        if after < 0 || after + 1 < oldest {
+            return MessageResult(None);
+        }
+        MessageResult(Some(self.transcript.iter().filter(|m| m.seq > after).cloned().collect()))
+    }
+}

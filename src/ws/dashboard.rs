@@ -16,11 +16,11 @@ use actix_ws::{AggregatedMessage, CloseReason, ProtocolError, Session};
 use bytestring::ByteString;
 use tokio::sync::watch;
 
-use super::outbound::{self, Next, Outbound, OutboundReceiver};
+use super::outbound::{self, Flushed, Next, Outbound, OutboundReceiver};
 use super::protocol::{self, DashboardFrame, StaffFrame, close, error_code};
 use super::RateLimit;
 use crate::actors::Hub;
-use crate::actors::chat_session::{StaffSay, StaffTyping, Takeover};
+use crate::actors::chat_session::{StaffSay, StaffTyping, Takeover, TranscriptAfter};
 use crate::actors::supervisor::{DashboardConnected, DashboardGone, Unwatch, Watch};
 use crate::auth::access::session_cookie;
 use crate::auth::staff_sessions::{self, StaffUser};
@@ -105,11 +105,14 @@ impl Dashboard {
             tokio::select! {
                 next = self.receiver.next() => match next {
                     Next::Frame(frame, key) => {
-                        if key.is_some_and(|(session, seq)| self.backlog_upto.get(&session).is_some_and(|&upto| seq <= upto)) {
-                            continue;
-                        }
-                        if self.session.text(frame).await.is_err() {
-                            break None;
+                        let backlog_upto = &self.backlog_upto;
+                        let duplicate = |key: Option<outbound::DedupeKey>| {
+                            key.is_some_and(|(session, seq)| backlog_upto.get(&session).is_some_and(|&upto| seq <= upto))
+                        };
+                        match outbound::write_queued(&mut self.session, &mut self.receiver, (frame, key), duplicate).await {
+                            Flushed::Drained => {}
+                            Flushed::Gone => break None,
+                            Flushed::Close(code, reason) => break Some((code, reason)),
                         }
                     }
                     Next::Close(code, reason) => break Some((code, reason)),
@@ -241,6 +244,18 @@ impl Dashboard {
         }
         if self.hub.supervisor.send(Watch { conn: self.outbound.id, session_id }).await.is_err() {
             return self.error(Some(session_id), error_code::RETRY, "try again", None).await;
+        }
+        // A live conversation answers from memory: no database round trip.
+        if let Some(actor) = self.hub.live(session_id) {
+            if let Ok(Some(backlog)) = actor.send(TranscriptAfter(last_seq)).await {
+                let mut upto = last_seq;
+                for message in &backlog {
+                    self.reply(StaffFrame::Message { session_id, message }.encode()).await;
+                    upto = message.seq;
+                }
+                self.backlog_upto.insert(session_id, upto);
+                return;
+            }
         }
         let exists = crate::sessions::summary(&self.hub.db, session_id.0, self.hub.config.inactive_after_hours).await;
         match exists {

@@ -94,6 +94,14 @@ impl Outbound {
 }
 
 impl OutboundReceiver {
+    /// The next frame if one is already queued (or the pending close).
+    pub fn try_next(&mut self) -> Option<Next> {
+        if let Some(&(code, reason)) = self.shared.close.get() {
+            return Some(Next::Close(code, reason));
+        }
+        self.rx.try_recv().ok().map(|(frame, key)| Next::Frame(frame, key))
+    }
+
     /// The next frame to write, or the close to perform. A pending close wins
     /// over queued frames: a slow consumer is cut off, not drained.
     pub async fn next(&mut self) -> Next {
@@ -110,6 +118,41 @@ impl OutboundReceiver {
                     None => std::future::pending::<()>().await,
                 },
             }
+        }
+    }
+}
+
+/// What became of a `write_queued` burst.
+pub enum Flushed {
+    /// Everything queued was written; wait for more.
+    Drained,
+    /// The peer is gone.
+    Gone,
+    /// A close was requested (slow consumer, kick).
+    Close(u16, &'static str),
+}
+
+/// Writes `first` and then everything already queued behind it, without
+/// going back to the socket loop between frames (fewer wake-ups, and the
+/// HTTP layer can put many frames in one write). `skip` drops a frame by
+/// its dedupe key.
+pub async fn write_queued(
+    session: &mut actix_ws::Session,
+    receiver: &mut OutboundReceiver,
+    first: (ByteString, Option<DedupeKey>),
+    skip: impl Fn(Option<DedupeKey>) -> bool,
+) -> Flushed {
+    let mut next = Some(Next::Frame(first.0, first.1));
+    loop {
+        match next.take() {
+            Some(Next::Frame(frame, key)) => {
+                if !skip(key) && session.text(frame).await.is_err() {
+                    return Flushed::Gone;
+                }
+                next = receiver.try_next();
+            }
+            Some(Next::Close(code, reason)) => return Flushed::Close(code, reason),
+            None => return Flushed::Drained,
         }
     }
 }

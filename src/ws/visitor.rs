@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::outbound::{self, Next, Outbound};
+use super::outbound::{self, Flushed, Next, Outbound};
 use super::protocol::{self, VisitorFrame, close, error_code, error_frame};
 use super::{IpSlot, RateLimit};
 use crate::actors::Hub;
@@ -135,9 +135,11 @@ impl Connection {
             };
             tokio::select! {
                 next = self.receiver.next() => match next {
-                    Next::Frame(frame, _) => {
-                        if self.session.text(frame).await.is_err() {
-                            break None;
+                    Next::Frame(frame, key) => {
+                        match outbound::write_queued(&mut self.session, &mut self.receiver, (frame, key), |_| false).await {
+                            Flushed::Drained => {}
+                            Flushed::Gone => break None,
+                            Flushed::Close(code, reason) => break Some((code, reason)),
                         }
                     }
                     Next::Close(code, reason) => break Some((code, reason)),
