@@ -148,6 +148,30 @@ pub struct Config {
     #[arg(long, env = "STAFF_SESSION_MAX_HOURS", default_value_t = 7 * 24)]
     pub staff_session_max_hours: i64,
 
+    /// The address staff reach the dashboard at, for links in emails.
+    #[arg(long, env = "CHATHUB_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+
+    /// Delivery attempts before an outbox row is dead-lettered.
+    #[arg(long, env = "NOTIFIER_MAX_ATTEMPTS", default_value_t = 10)]
+    pub notifier_max_attempts: i32,
+
+    /// First retry delay in milliseconds (doubles each attempt, ±20 % jitter).
+    #[arg(long, env = "NOTIFIER_RETRY_BASE_MS", default_value_t = 2000)]
+    pub notifier_retry_base_ms: u64,
+
+    /// Seconds one delivery request may take.
+    #[arg(long, env = "NOTIFIER_TIMEOUT_SECS", default_value_t = 15)]
+    pub notifier_timeout_secs: u64,
+
+    /// Milliseconds between looks at the outbox (new rows also wake it at once).
+    #[arg(long, env = "NOTIFIER_POLL_MS", default_value_t = 1000)]
+    pub notifier_poll_ms: u64,
+
+    /// Deliveries in flight at once.
+    #[arg(long, env = "NOTIFIER_CONCURRENCY", default_value_t = 8)]
+    pub notifier_concurrency: usize,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -229,6 +253,18 @@ impl Config {
             config: Config,
         }
         <EnvOnly as clap::Parser>::try_parse_from(["chathub"]).map(|e| e.config)
+    }
+
+    pub fn notifier_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.notifier_timeout_secs.max(1))
+    }
+
+    pub fn notifier_retry_base(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.notifier_retry_base_ms.max(1))
+    }
+
+    pub fn notifier_poll(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.notifier_poll_ms.max(10))
     }
 
     pub fn staff_lifetimes(&self) -> crate::auth::staff_sessions::Lifetimes {

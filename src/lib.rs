@@ -18,6 +18,8 @@
 //! - [`actors`]: the conversation, persistence and supervisor actors, and the hub.
 //! - [`agents`]: the AI agent interface and its backends.
 //! - [`completion`]: completion rules.
+//! - [`channels`]: Messenger and WhatsApp webhooks (signatures, payloads).
+//! - [`delivery`]: outbox targets: n8n, Resend, Meta's send APIs.
 //! - [`ws`]: the WebSocket transports and the wire protocol.
 //! - [`sites`]: the websites a widget may sit on.
 //! - [`sessions`]: sessions as staff see them: summary JSON, filters, stats.
@@ -28,8 +30,10 @@
 pub mod actors;
 pub mod agents;
 pub mod auth;
+pub mod channels;
 pub mod completion;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod http;
 pub mod postgres;

@@ -16,6 +16,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::actors::Hub;
 use crate::auth::throttle::LoginThrottle;
+use crate::actors::notifier::Notifier;
 use crate::actors::persistence::{Drain, Persistence};
 use crate::actors::supervisor::Supervisor;
 use crate::completion::{RuleSet, Rules};
@@ -97,13 +98,16 @@ impl Application {
         let rules = Rules::new(RuleSet::load(&db, &config.booking_url).await?);
         let actor_arbiter = Arbiter::new();
         let (persist_db, limits) = (db.clone(), config.limits.clone());
+        let notifier = Notifier::new(db.clone(), config.clone())?;
+        let notifier = Notifier::start_in_arbiter(&actor_arbiter.handle(), move |_| notifier);
+        let wake = notifier.clone().recipient();
         let persistence = Persistence::start_in_arbiter(&actor_arbiter.handle(), move |_| {
-            Persistence::new(persist_db, limits.persist_queue, limits.persist_batch)
+            Persistence::new(persist_db, limits.persist_queue, limits.persist_batch, Some(wake))
         });
         let (supervisor_db, hours) = (db.clone(), config.inactive_after_hours);
         let supervisor = Supervisor::start_in_arbiter(&actor_arbiter.handle(), move |_| Supervisor::new(supervisor_db, hours));
         let (shutdown, shutting_down) = watch::channel(false);
-        let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence.clone(), supervisor, agent, rules));
+        let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence.clone(), supervisor, notifier, agent, rules)?);
         let state = web::Data::new(AppState {
             db,
             config: config.clone(),

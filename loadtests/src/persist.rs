@@ -57,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 async fn measure(url: &str, args: &Args) -> anyhow::Result<Report> {
     let db = postgres::pool(url, 8)?;
-    let persistence = Persistence::new(db.clone(), usize::MAX / 2, args.batch).start();
+    let persistence = Persistence::new(db.clone(), usize::MAX / 2, args.batch, None).start();
     let rows = (args.sessions * args.messages) as f64;
     let mut latency = report::histogram();
     let (mut actor_rates, mut copy_rates) = (Vec::new(), Vec::new());

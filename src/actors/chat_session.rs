@@ -66,6 +66,12 @@ pub struct SessionSnapshot {
     pub last_seq: Seq,
     pub transcript: Vec<MessageView>,
     pub client_ids: HashMap<String, Seq>,
+    /// Channel message ids (mid, wamid, relay ids) already stored → seq.
+    pub external_ids: HashMap<String, Seq>,
+    /// The channel's conversation key (PSID, WhatsApp number, relay id).
+    pub external_id: Option<String>,
+    /// Relayed from another bot: that bot answers, so ours never does.
+    pub relay: bool,
 }
 
 impl SessionSnapshot {
@@ -84,6 +90,9 @@ impl SessionSnapshot {
             last_seq: 0,
             transcript: Vec::new(),
             client_ids: HashMap::new(),
+            external_ids: HashMap::new(),
+            external_id: row.external_id.clone(),
+            relay: false,
         }
     }
 }
@@ -125,6 +134,8 @@ struct Pending {
     origin: Origin,
     /// The staff member who wrote an `agent` message.
     author_id: Option<Uuid>,
+    /// The channel's id for this message (dedupe of webhook retries).
+    external_id: Option<String>,
     /// Whom to tell once stored (a resend from a reconnected socket adds one).
     ack_to: Vec<AckTo>,
     patch: SessionPatch,
@@ -148,6 +159,12 @@ pub struct ChatSession {
     transcript: VecDeque<MessageView>,
     /// Every stored `client_msg_id` of this conversation → its seq (dedupe).
     client_ids: HashMap<String, Seq>,
+    /// Every stored channel message id → its seq (webhook retries dedupe).
+    external_ids: HashMap<String, Seq>,
+    /// The channel's conversation key: where Messenger/WhatsApp replies go.
+    external_id: Option<String>,
+    /// Relayed conversations are answered by the relaying bot, not ours.
+    relay: bool,
     /// Attached visitor sockets (a visitor may have several tabs open).
     visitors: Vec<Outbound>,
     /// Waiting for the next write, bounded by `MAX_QUEUED`.
@@ -182,6 +199,9 @@ impl ChatSession {
             committed_seq: s.last_seq,
             transcript: s.transcript.into(),
             client_ids: s.client_ids,
+            external_ids: s.external_ids,
+            external_id: s.external_id,
+            relay: s.relay,
             visitors: Vec::new(),
             queued: VecDeque::new(),
             in_flight: Vec::new(),
@@ -231,7 +251,8 @@ impl ChatSession {
         if matches!(role, MessageRole::Ai | MessageRole::Agent) {
             self.check_completion(&text, &mut patch, &mut outbox);
         }
-        self.queued.push_back(Pending { role, text, client_msg_id: None, origin, author_id: None, ack_to: Vec::new(), patch, outbox });
+        outbox.extend(self.outgoing(&text));
+        self.queued.push_back(Pending { role, text, client_msg_id: None, origin, author_id: None, external_id: None, ack_to: Vec::new(), patch, outbox });
         self.write(ctx);
     }
 
@@ -272,7 +293,7 @@ impl ChatSession {
                 role: pending.role,
                 text: pending.text.clone(),
                 client_msg_id: pending.client_msg_id.clone(),
-                external_id: None,
+                external_id: pending.external_id.clone(),
                 author_id: pending.author_id,
                 latency_ms: match pending.origin {
                     Origin::Agent { latency_ms } => Some(latency_ms),
@@ -311,6 +332,9 @@ impl ChatSession {
                     self.last_activity = view.created_at;
                     if let Some(id) = &pending.client_msg_id {
                         self.client_ids.insert(id.clone(), view.seq);
+                    }
+                    if let Some(id) = &pending.external_id {
+                        self.external_ids.insert(id.clone(), view.seq);
                     }
                     let skip: Vec<ConnId> = pending.ack_to.iter().filter_map(AckTo::visitor_conn).collect();
                     self.acknowledge(pending.ack_to, pending.client_msg_id.as_deref(), Ok(view.seq));
@@ -418,6 +442,7 @@ impl ChatSession {
         let mut outbox = Vec::new();
         if role == MessageRole::Agent {
             self.check_completion(&text, &mut patch, &mut outbox);
+            outbox.extend(self.outgoing(&text));
         }
         self.queued.push_back(Pending {
             role,
@@ -425,11 +450,31 @@ impl ChatSession {
             client_msg_id: Some(id.to_owned()),
             origin,
             author_id,
+            external_id: None,
             ack_to: vec![ack],
             patch,
             outbox,
         });
         self.write(ctx);
+    }
+
+    /// The outbox row that carries a reply out to Messenger or WhatsApp
+    /// (committed with the message, retried by the notifier).
+    fn outgoing(&self, text: &str) -> Option<OutboxRow> {
+        let event_type = match self.channel {
+            Channel::Messenger => "messenger.send",
+            Channel::Whatsapp => "whatsapp.send",
+            _ => return None,
+        };
+        if self.relay {
+            return None;
+        }
+        let recipient = self.external_id.as_deref()?;
+        Some(OutboxRow {
+            event_type,
+            payload: json!({ "session_id": self.id, "recipient": recipient, "text": text }),
+            idempotency_key: format!("{event_type}/{}", Uuid::new_v4()),
+        })
     }
 
     /// Runs the completion rules on an AI or staff message; a match completes
@@ -469,13 +514,17 @@ impl ChatSession {
     /// Starts the agent when a stored visitor message awaits an answer, the
     /// AI is in charge, and no answer is already on its way.
     fn maybe_run_agent(&mut self, ctx: &mut Context<Self>) {
-        if !self.needs_answer || self.agent_running || self.handler != SessionHandler::Ai || self.has_pending_reply() {
+        if !self.needs_answer || self.relay || self.agent_running || self.handler != SessionHandler::Ai || self.has_pending_reply() {
             return;
         }
         let Some(last_text) = self.transcript.back().map(|m| m.text.clone()) else { return };
         self.needs_answer = false;
         self.agent_running = true;
         self.set_typing(MessageRole::Ai, true);
+        if let (Channel::Messenger, Some(psid)) = (self.channel, self.external_id.clone()) {
+            let (http, config) = (self.hub.http.clone(), self.hub.config.clone());
+            actix::spawn(async move { crate::delivery::meta::messenger_typing(&http, &config, &psid).await });
+        }
 
         let (partials_tx, mut partials_rx) = mpsc::channel::<String>(PARTIALS_BUFFER);
         let address = ctx.address();
@@ -793,5 +842,63 @@ impl Handler<TranscriptAfter> for ChatSession {
             return MessageResult(None);
         }
         MessageResult(Some(self.transcript.iter().filter(|m| m.seq > after).cloned().collect()))
+    }
+}
+
+/// A message that arrived through a channel (Messenger, WhatsApp, relay),
+/// deduplicated on the channel's message id.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ExternalMessage {
+    pub external_id: String,
+    pub role: MessageRole,
+    pub text: ChatText,
+    /// Answered once stored: the webhook replies 200 only then.
+    pub waiter: oneshot::Sender<Result<Seq, PersistError>>,
+}
+
+impl Handler<ExternalMessage> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: ExternalMessage, ctx: &mut Context<Self>) {
+        self.touch();
+        let id = msg.external_id;
+        if let Some(&seq) = self.external_ids.get(&id) {
+            let _ = msg.waiter.send(Ok(seq));
+            return;
+        }
+        if let Some(pending) = self
+            .queued
+            .iter_mut()
+            .chain(self.in_flight.iter_mut())
+            .find(|p| p.external_id.as_deref() == Some(id.as_str()))
+        {
+            pending.ack_to.push(AckTo::Waiter(msg.waiter));
+            return;
+        }
+        if self.queued.len() >= MAX_QUEUED {
+            let _ = msg.waiter.send(Err(PersistError::Overloaded));
+            return;
+        }
+        let text = msg.text.into_string();
+        let mut patch = SessionPatch::default();
+        let mut outbox = Vec::new();
+        // A relayed AI/staff reply can complete the conversation too.
+        if matches!(msg.role, MessageRole::Ai | MessageRole::Agent) {
+            self.check_completion(&text, &mut patch, &mut outbox);
+        }
+        let origin = if msg.role == MessageRole::Visitor { Origin::Visitor } else { Origin::Staff };
+        self.queued.push_back(Pending {
+            role: msg.role,
+            text,
+            client_msg_id: None,
+            origin,
+            author_id: None,
+            external_id: Some(id),
+            ack_to: vec![AckTo::Waiter(msg.waiter)],
+            patch,
+            outbox,
+        });
+        self.write(ctx);
     }
 }

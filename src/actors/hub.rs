@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::chat_session::{ChatSession, Deleted, SessionSnapshot, StatusChanged};
 use super::persistence::{NewSessionRow, Persist, PersistError, Persistence, SessionPatch, SessionWrite};
+use super::notifier::Notifier;
 use super::supervisor::{SessionEvent, Supervisor};
 use crate::agents::Agent;
 use crate::completion::Rules;
@@ -31,7 +32,10 @@ pub struct Hub {
     pub config: Arc<Config>,
     pub persistence: Addr<Persistence>,
     pub supervisor: Addr<Supervisor>,
+    pub notifier: Addr<Notifier>,
     pub agent: Arc<dyn Agent>,
+    /// For best-effort calls to channels (typing indicators).
+    pub http: reqwest::Client,
     pub rules: Rules,
     /// Live conversations. An entry whose actor has stopped is replaced on
     /// the next lookup; the actor removes its own entry when it stops.
@@ -44,10 +48,12 @@ impl Hub {
         config: Arc<Config>,
         persistence: Addr<Persistence>,
         supervisor: Addr<Supervisor>,
+        notifier: Addr<Notifier>,
         agent: Arc<dyn Agent>,
         rules: Rules,
-    ) -> Self {
-        Self { db, config, persistence, supervisor, agent, rules, sessions: DashMap::new() }
+    ) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
+        Ok(Self { db, config, persistence, supervisor, notifier, agent, http, rules, sessions: DashMap::new() })
     }
 
     /// Conversations currently in memory.
@@ -140,6 +146,45 @@ impl Hub {
         self.supervisor.do_send(SessionEvent::SessionDeleted { session_id: id });
     }
 
+    /// The conversation for a channel's conversation key (Messenger PSID,
+    /// WhatsApp number, relay session id), created on first contact. Two
+    /// webhooks racing to create it end up with the same row.
+    pub async fn external_session(
+        self: &Arc<Self>,
+        channel: Channel,
+        external_id: &str,
+        customer: &Customer,
+        metadata: serde_json::Value,
+    ) -> anyhow::Result<Addr<ChatSession>> {
+        let client = self.db.get().await?;
+        let created = client
+            .query_opt(
+                "INSERT INTO sessions (id, channel, external_id, customer_name, customer_email, customer_phone, metadata)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (channel, external_id) DO NOTHING RETURNING id",
+                &[&Uuid::new_v4(), &channel.as_str(), &external_id, &customer.name, &customer.email, &customer.phone, &metadata],
+            )
+            .await?;
+        let is_new = created.is_some();
+        let id: Uuid = match created {
+            Some(row) => {
+                metrics::counter!("chathub_sessions_created_total").increment(1);
+                row.get(0)
+            }
+            None => client
+                .query_one("SELECT id FROM sessions WHERE channel = $1 AND external_id = $2", &[&channel.as_str(), &external_id])
+                .await?
+                .get(0),
+        };
+        // Loading the actor takes a connection of its own: give this one back
+        // first, or concurrent webhooks could exhaust the pool waiting on each other.
+        drop(client);
+        let id = SessionId(id);
+        if is_new {
+            self.session_changed(id);
+        }
+        self.session(id).await?.ok_or_else(|| anyhow::anyhow!("session {id} vanished"))
+    }
+
     /// The conversation a visitor token belongs to, with its site.
     pub async fn find_by_visitor_token(&self, token: &str) -> anyhow::Result<Option<(SessionId, Option<Uuid>)>> {
         let row = self
@@ -206,7 +251,8 @@ async fn load_snapshot(db: &Db, id: SessionId) -> anyhow::Result<Option<SessionS
     let Some(row) = client
         .query_opt(
             "SELECT channel, site_id, customer_name, customer_email, customer_phone, status, handler,
-                    completed_at, completion_rule, last_seq, created_at, COALESCE(last_message_at, created_at)
+                    completed_at, completion_rule, last_seq, created_at, COALESCE(last_message_at, created_at),
+                    external_id, COALESCE(metadata->>'source' = 'relay', false)
              FROM sessions WHERE id = $1",
             &[&id.0],
         )
@@ -220,15 +266,23 @@ async fn load_snapshot(db: &Db, id: SessionId) -> anyhow::Result<Option<SessionS
             &[&id.0, &(TRANSCRIPT_IN_MEMORY as i64)],
         )
         .await?;
-    let client_ids: HashMap<String, i64> = client
+    let mut client_ids: HashMap<String, i64> = HashMap::new();
+    let mut external_ids: HashMap<String, i64> = HashMap::new();
+    for key in client
         .query(
-            "SELECT client_msg_id, seq FROM messages WHERE session_id = $1 AND client_msg_id IS NOT NULL",
+            "SELECT client_msg_id, external_id, seq FROM messages
+             WHERE session_id = $1 AND (client_msg_id IS NOT NULL OR external_id IS NOT NULL)",
             &[&id.0],
         )
         .await?
-        .iter()
-        .map(|key| (key.get(0), key.get(1)))
-        .collect();
+    {
+        if let Some(c) = key.get::<_, Option<String>>(0) {
+            client_ids.insert(c, key.get(2));
+        }
+        if let Some(e) = key.get::<_, Option<String>>(1) {
+            external_ids.insert(e, key.get(2));
+        }
+    }
     let completed_at: Option<DateTime<Utc>> = row.get(7);
     Ok(Some(SessionSnapshot {
         id,
@@ -244,5 +298,8 @@ async fn load_snapshot(db: &Db, id: SessionId) -> anyhow::Result<Option<SessionS
         last_activity: row.get(11),
         transcript: recent.iter().rev().map(message_from_row).collect(),
         client_ids,
+        external_ids,
+        external_id: row.get(12),
+        relay: row.get(13),
     }))
 }

@@ -5,10 +5,12 @@
 //! - [`persistence::Persistence`]: group-commits every conversation's writes.
 //! - [`supervisor::Supervisor`]: receives every conversation event for the
 //!   staff dashboards.
+//! - [`notifier::Notifier`]: delivers outbox rows to n8n, Resend and Meta.
 //! - [`hub::Hub`]: the registry of live conversations and what they share.
 
 pub mod chat_session;
 pub mod hub;
+pub mod notifier;
 pub mod persistence;
 pub mod supervisor;
 

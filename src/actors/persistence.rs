@@ -25,6 +25,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
+use super::notifier::Wake;
 use crate::domain::{Channel, Customer, Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
 use crate::postgres::Db;
 
@@ -48,6 +49,7 @@ const MESSAGE_COLUMNS: [Type; 10] = [
 #[derive(Debug, Clone)]
 pub struct NewSessionRow {
     pub channel: Channel,
+    /// The channel's conversation key, when it has one.
     pub external_id: Option<String>,
     pub site_id: Option<Uuid>,
     pub visitor_token_hash: Option<Vec<u8>>,
@@ -161,11 +163,22 @@ pub struct Persistence {
     in_flight: usize,
     /// `Drain` callers waiting for quiet.
     drain_waiters: Vec<oneshot::Sender<()>>,
+    /// Told when committed writes included outbox rows.
+    notifier: Option<Recipient<Wake>>,
 }
 
 impl Persistence {
-    pub fn new(db: Db, max_rows: usize, batch_rows: usize) -> Self {
-        Self { db, queue: Vec::new(), rows: 0, max_rows, batch_rows: batch_rows.max(1), in_flight: 0, drain_waiters: Vec::new() }
+    pub fn new(db: Db, max_rows: usize, batch_rows: usize, notifier: Option<Recipient<Wake>>) -> Self {
+        Self {
+            db,
+            queue: Vec::new(),
+            rows: 0,
+            max_rows,
+            batch_rows: batch_rows.max(1),
+            in_flight: 0,
+            drain_waiters: Vec::new(),
+            notifier,
+        }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -182,10 +195,14 @@ impl Persistence {
             let batch: Vec<(SessionWrite, Reply)> = self.queue.drain(..take).collect();
             self.in_flight += 1;
             let db = self.db.clone();
+            let notifier = self.notifier.clone().filter(|_| batch.iter().any(|(w, _)| !w.outbox.is_empty()));
             ctx.spawn(
                 async move {
                     let (writes, replies): (Vec<SessionWrite>, Vec<Reply>) = batch.into_iter().unzip();
                     let outcomes = write_with_isolation(&db, &writes).await;
+                    if let Some(notifier) = notifier {
+                        notifier.do_send(Wake);
+                    }
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(outcome);
                     }

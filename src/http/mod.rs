@@ -2,14 +2,17 @@
 //! `routes`, and the JSON error shape they share.
 
 pub mod auth;
+pub mod deliveries;
 pub mod error;
 pub mod errors;
 pub mod health;
 pub mod openapi;
+pub mod relay;
 pub mod routes;
 pub mod sessions;
 pub mod sites;
 pub mod users;
+pub mod webhooks;
 
 use actix_web::HttpResponse;
 

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use actix_web::http::Method;
 use actix_web::{Route, web};
 
-use super::{auth, errors, health, openapi, sessions, sites, users};
+use super::{auth, deliveries, errors, health, openapi, relay, sessions, sites, users, webhooks};
 use crate::auth::access::{ANY_STAFF, Access, authorize};
 use crate::domain::Role::{self, Admin, Agent, Developer, Qa};
 
@@ -64,12 +64,18 @@ pub fn table() -> Vec<RouteSpec> {
         route!(GET "/ws/chat", Public, "Visitor WebSocket (see docs/protocol.md)", crate::ws::visitor::visitor_socket),
         route!(GET "/ws/dashboard", Staff(ANY_STAFF), "Staff dashboard WebSocket (see docs/protocol.md)", crate::ws::dashboard::dashboard_socket),
         route!(GET "/api/sites/{key}/public", Public, "A site's public widget settings", sites::public_settings),
+        // Channels (each POST checks Meta's signature itself).
+        route!(GET "/webhooks/messenger", Public, "Messenger webhook verification (hub.challenge)", webhooks::messenger_verify),
+        route!(POST "/webhooks/messenger", Public, "Messenger webhook events (X-Hub-Signature-256)", webhooks::messenger_event),
+        route!(GET "/webhooks/whatsapp", Public, "WhatsApp webhook verification (hub.challenge)", webhooks::whatsapp_verify),
+        route!(POST "/webhooks/whatsapp", Public, "WhatsApp webhook events (X-Hub-Signature-256)", webhooks::whatsapp_event),
         // Staff login.
         route!(POST "/api/auth/login", Public, "Sign in; sets the session cookie", auth::login),
         route!(POST "/api/auth/logout", Staff(ANY_STAFF), "Sign out; ends the session", auth::logout),
         route!(GET "/api/auth/me", Staff(ANY_STAFF), "The signed-in user and the CSRF token", auth::me),
         // Sessions.
         route!(GET "/api/sessions", StaffOrMachine(ANY_STAFF), "List sessions with filters and pagination", alias, sessions::list),
+        route!(POST "/api/sessions", StaffOrMachine(ADMINS), "Relay: create a session with messages, or append by external id", alias, relay::create),
         route!(GET "/api/sessions/stats", Staff(ANY_STAFF), "Counts, per-day series, completion rate, AI response time", alias, sessions::stats),
         route!(GET "/api/sessions/export", Staff(ANY_STAFF), "Export sessions as CSV or JSON (streamed)", alias, sessions::export),
         route!(POST "/api/sessions/bulk", Staff(HANDLERS), "Archive, unarchive or delete many sessions", alias, sessions::bulk),
@@ -81,10 +87,13 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/api/sessions/{id}/claim", Staff(HANDLERS), "Assign the session to yourself", alias, sessions::claim),
         route!(POST "/api/sessions/{id}/takeover", Staff(HANDLERS), "Pause (on) or resume (off) the AI for a session", alias, sessions::takeover),
         route!(POST "/api/sessions/{id}/reply", Staff(HANDLERS), "Answer the visitor as a staff member", alias, sessions::reply),
+        route!(POST "/api/sessions/{id}/messages", StaffOrMachine(ADMINS), "Relay: append one message (with its own id)", alias, relay::append),
         route!(GET "/api/escalations", Staff(ANY_STAFF), "Open escalations, most urgent first", sessions::escalations),
         // Errors.
         route!(POST "/api/errors", StaffOrMachine(ADMINS), "Record an automation error", errors::create),
         route!(GET "/api/errors", Staff(ANY_STAFF), "List recorded errors", errors::list),
+        route!(GET "/api/deliveries", Staff(ANY_STAFF), "Outbox deliveries: status, attempts, last error", deliveries::list),
+        route!(POST "/api/deliveries/{id}/retry", Staff(DEVELOPERS), "Send a dead, failed or skipped delivery again", deliveries::retry),
         // Users and API keys.
         route!(GET "/api/users", Staff(ADMINS), "List staff users", users::list),
         route!(POST "/api/users", Staff(ADMINS), "Create a staff user", users::create),

@@ -134,6 +134,8 @@ pub async fn update(id: web::Path<Uuid>, body: web::Json<Update>, state: web::Da
     if changed == 0 {
         return Err(ApiError::NotFound("session"));
     }
+    // Give the connection back before the summary takes one.
+    drop(client);
     let session_id = SessionId(*id);
     if let Some(status) = status {
         state.hub.status_changed(session_id, status);
@@ -208,7 +210,9 @@ pub async fn qa(id: web::Path<Uuid>, body: web::Json<QaUpdate>, user: StaffUser,
         .await?;
     }
     tx.commit().await?;
+    drop(client);
     state.hub.session_changed(SessionId(*id));
+    state.hub.notifier.do_send(crate::actors::notifier::Wake);
     respond_with_summary(&state, *id).await
 }
 

@@ -107,6 +107,7 @@ pub async fn update(id: web::Path<Uuid>, body: web::Json<UserUpdate>, state: web
         )
         .await?;
     tx.commit().await?;
+    drop(client);
     // A changed role or password, or a disabled user, starts from a fresh login.
     // (Resetting your own password signs you out too, as it should.)
     staff_sessions::end_all_for(&state.db, *id).await?;

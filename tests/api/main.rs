@@ -9,4 +9,5 @@ mod chat;
 mod dashboard;
 mod durability;
 mod foundation;
+mod integrations;
 mod staff;

@@ -1,0 +1,70 @@
+//! WhatsApp Cloud API webhook payloads:
+//! `{"object":"whatsapp_business_account","entry":[{"changes":[{"value":{"messages":[…],"contacts":[…]}}]}]}`.
+//! Text, button and interactive replies become visitor messages; media
+//! becomes a placeholder; `statuses` (sent/delivered/read) are ignored.
+
+use serde_json::Value;
+
+use super::Inbound;
+
+pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
+    if body.get("object").and_then(Value::as_str) != Some("whatsapp_business_account") {
+        return Err("object must be \"whatsapp_business_account\"");
+    }
+    let entries = body.get("entry").and_then(Value::as_array).ok_or("entry must be an array")?;
+    let mut out = Vec::new();
+    for change in entries.iter().flat_map(|e| e.get("changes").and_then(Value::as_array).into_iter().flatten()) {
+        let Some(value) = change.get("value") else { continue };
+        let contacts = value.get("contacts").and_then(Value::as_array);
+        for message in value.get("messages").and_then(Value::as_array).into_iter().flatten() {
+            let (Some(from), Some(id)) = (message.get("from").and_then(Value::as_str), message.get("id").and_then(Value::as_str)) else {
+                continue;
+            };
+            let kind = message.get("type").and_then(Value::as_str).unwrap_or("unknown");
+            let text = match kind {
+                "text" => message.pointer("/text/body").and_then(Value::as_str).map(str::to_owned),
+                "button" => message.pointer("/button/text").and_then(Value::as_str).map(str::to_owned),
+                "interactive" => message
+                    .pointer("/interactive/button_reply/title")
+                    .or_else(|| message.pointer("/interactive/list_reply/title"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                other => Some(format!("[attachment: {other}]")),
+            };
+            let name = contacts
+                .and_then(|c| c.iter().find(|c| c.get("wa_id").and_then(Value::as_str) == Some(from)))
+                .and_then(|c| c.pointer("/profile/name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
+                out.push(Inbound { sender: from.to_owned(), message_id: id.to_owned(), text, name });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cloud_api_payload_shapes_become_visitor_messages() {
+        let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550000000", "phone_number_id": "PNID"},
+            "contacts": [{"profile": {"name": "Ada"}, "wa_id": "4479"}],
+            "messages": [
+                {"from": "4479", "id": "wamid.1", "timestamp": "1", "type": "text", "text": {"body": "hi"}},
+                {"from": "4479", "id": "wamid.2", "timestamp": "2", "type": "image", "image": {"id": "media"}},
+                {"from": "4479", "id": "wamid.3", "timestamp": "3", "type": "interactive", "interactive": {"type": "button_reply", "button_reply": {"id": "b", "title": "Book"}}},
+            ],
+            "statuses": [{"id": "wamid.0", "status": "read", "recipient_id": "4479"}],
+        }}]}]});
+        let parsed = parse(&body).unwrap();
+        let summary: Vec<(&str, &str)> = parsed.iter().map(|m| (m.message_id.as_str(), m.text.as_str())).collect();
+        assert_eq!(summary, vec![("wamid.1", "hi"), ("wamid.2", "[attachment: image]"), ("wamid.3", "Book")]);
+        assert_eq!(parsed[0].name.as_deref(), Some("Ada"));
+    }
+}

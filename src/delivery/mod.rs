@@ -1,0 +1,81 @@
+//! Where outbox rows go. Each event type has one target: `lead.completed` →
+//! n8n (Standard Webhooks signed), `qa.issue` → Resend email,
+//! `messenger.send` / `whatsapp.send` → Meta's send APIs. `deliver` makes
+//! one attempt and classifies the outcome; the notifier actor decides about
+//! retries, backoff and dead-lettering.
+
+pub mod meta;
+pub mod n8n;
+pub mod resend;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::postgres::Db;
+
+/// One outbox row being delivered.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: i64,
+    pub event_type: String,
+    pub payload: Value,
+    pub idempotency_key: String,
+    pub session_id: Option<Uuid>,
+    /// Including this one.
+    pub attempts: i32,
+}
+
+/// What one attempt achieved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Delivered { status: u16 },
+    /// Worth trying again (5xx, 408, 429, timeouts, connection errors).
+    Retry { status: Option<u16>, error: String, retry_after: Option<Duration> },
+    /// Will never succeed as it is (other 4xx, a malformed event).
+    Permanent { status: Option<u16>, error: String },
+    /// The target is not configured; kept as `skipped`, retried by hand later.
+    Skipped { reason: &'static str },
+}
+
+/// Classifies an HTTP answer.
+pub async fn classify(response: reqwest::Response) -> Outcome {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    if response.status().is_success() {
+        return Outcome::Delivered { status };
+    }
+    let body: String = response.text().await.unwrap_or_default().chars().take(500).collect();
+    let error = format!("HTTP {status}: {body}");
+    match status {
+        408 | 425 | 429 | 500..=599 => Outcome::Retry { status: Some(status), error, retry_after },
+        _ => Outcome::Permanent { status: Some(status), error },
+    }
+}
+
+pub fn transport_error(e: reqwest::Error) -> Outcome {
+    Outcome::Retry { status: None, error: format!("request failed: {e}"), retry_after: None }
+}
+
+/// One attempt at delivering `job`.
+pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
+    match job.event_type.as_str() {
+        "lead.completed" => n8n::deliver(http, config, db, job).await,
+        "qa.issue" => resend::deliver(http, config, db, job).await,
+        "messenger.send" => meta::send_messenger(http, config, job).await,
+        "whatsapp.send" => meta::send_whatsapp(http, config, job).await,
+        _ => Outcome::Permanent { status: None, error: format!("no target for event type {}", job.event_type) },
+    }
+}
+
+/// The transcript of a session, for payloads that carry it.
+pub async fn transcript(db: &Db, session_id: Uuid) -> anyhow::Result<Vec<crate::ws::protocol::MessageView>> {
+    Ok(crate::sessions::messages(db, session_id, 0, 10_000).await.map_err(|e| anyhow::anyhow!("{e}"))?)
+}

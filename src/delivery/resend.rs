@@ -1,0 +1,122 @@
+//! `qa.issue` → Resend `POST {RESEND_API_URL}/emails` to `QA_ALERT_EMAILS`,
+//! with an HTML and a plain-text body and an `Idempotency-Key` derived from
+//! the event, so a retry never sends a second email. Every value from a
+//! conversation is HTML-escaped: chat text is hostile.
+
+use serde_json::{Value, json};
+
+use super::{Job, Outcome, classify, transport_error};
+use crate::config::Config;
+use crate::postgres::Db;
+
+/// Messages quoted at the end of the email.
+const QUOTED_MESSAGES: usize = 10;
+
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The subject, HTML and text bodies of a QA alert.
+pub fn render(payload: &Value, session_link: &str, last_messages: &[(String, String)]) -> (String, String, String) {
+    let field = |path: &str| payload.pointer(path).and_then(Value::as_str).unwrap_or("").to_owned();
+    let customer = [field("/customer/name"), field("/customer/email"), field("/customer/phone")]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let customer = if customer.is_empty() { "unknown visitor".to_owned() } else { customer };
+    let notes = field("/qa_notes");
+    let by = field("/flagged_by");
+    let subject = format!("QA issue flagged by {by}: {}", customer.chars().take(80).collect::<String>());
+    let mut text = format!(
+        "A conversation was flagged with a QA issue.\n\nCustomer: {customer}\nFlagged by: {by}\nNotes: {notes}\nOpen it: {session_link}\n\nLast messages:\n"
+    );
+    let mut rows = String::new();
+    for (role, body) in last_messages {
+        text.push_str(&format!("[{role}] {body}\n"));
+        rows.push_str(&format!(
+            "<tr><td style=\"padding:4px 8px;color:#666;vertical-align:top\">{}</td><td style=\"padding:4px 8px;white-space:pre-wrap\">{}</td></tr>",
+            escape_html(role),
+            escape_html(body)
+        ));
+    }
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><h2>QA issue</h2>\
+         <p><strong>Customer:</strong> {}</p><p><strong>Flagged by:</strong> {}</p>\
+         <p><strong>Notes:</strong></p><blockquote style=\"white-space:pre-wrap\">{}</blockquote>\
+         <p><a href=\"{}\">Open the conversation</a></p><h3>Last messages</h3><table>{}</table></body></html>",
+        escape_html(&customer),
+        escape_html(&by),
+        escape_html(&notes),
+        escape_html(session_link),
+        rows
+    );
+    (subject, html, text)
+}
+
+pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
+    let Some(key) = &config.resend_api_key else { return Outcome::Skipped { reason: "RESEND_API_KEY is not set" } };
+    let recipients: Vec<String> = config
+        .qa_alert_emails
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if recipients.is_empty() {
+        return Outcome::Skipped { reason: "QA_ALERT_EMAILS is not set" };
+    }
+    let mut last = Vec::new();
+    if let Some(id) = job.session_id {
+        match super::transcript(db, id).await {
+            Ok(messages) => {
+                let skip = messages.len().saturating_sub(QUOTED_MESSAGES);
+                last = messages.into_iter().skip(skip).map(|m| (m.role.to_string(), m.text)).collect();
+            }
+            Err(e) => return Outcome::Retry { status: None, error: format!("reading the transcript: {e}"), retry_after: None },
+        }
+    }
+    let link = format!(
+        "{}/#/sessions/{}",
+        config.public_url.trim_end_matches('/'),
+        job.session_id.map(|s| s.to_string()).unwrap_or_default()
+    );
+    let (subject, html, text) = render(&job.payload, &link, &last);
+    let email = json!({ "from": config.email_from, "to": recipients, "subject": subject, "html": html, "text": text });
+    let request = http
+        .post(format!("{}/emails", config.resend_api_url.trim_end_matches('/')))
+        .bearer_auth(key)
+        .header("Idempotency-Key", &job.idempotency_key)
+        .json(&email);
+    match request.send().await {
+        Ok(response) => classify(response).await,
+        Err(e) => transport_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_text_in_the_email_is_escaped() {
+        let payload = json!({"customer": {"name": "<b>Eve</b>"}, "qa_notes": "a & b", "flagged_by": "quinn"});
+        let (subject, html, text) = render(&payload, "https://hub/#/sessions/1", &[("visitor".into(), "<img src=x onerror=alert(1)>".into())]);
+        assert!(subject.contains("quinn"));
+        assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;") && !html.contains("<img"));
+        assert!(html.contains("&lt;b&gt;Eve&lt;/b&gt;") && html.contains("a &amp; b"));
+        assert!(text.contains("<img src=x onerror=alert(1)>"), "plain text stays literal");
+    }
+}

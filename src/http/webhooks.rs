@@ -1,0 +1,106 @@
+//! Meta webhooks: `GET/POST /webhooks/messenger` and `/webhooks/whatsapp`.
+//! The POST is verified against `X-Hub-Signature-256` over the raw body
+//! before anything is parsed; a bad or missing signature (or no app secret
+//! configured) is a 403 and nothing is stored. Each message goes to the
+//! conversation actor of its sender, deduplicated on its channel id, and the
+//! answer is 200 only once every message is committed: if storing fails,
+//! Meta's retry delivers it again and the dedupe keeps it single.
+
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::future::join_all;
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+use super::ApiError;
+use crate::actors::chat_session::ExternalMessage;
+use crate::channels::{self, Inbound};
+use crate::domain::{Channel, ChatText, Customer, MessageRole};
+use crate::startup::AppState;
+
+/// How long a webhook waits for its messages to be stored.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Deserialize)]
+pub struct Subscribe {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+fn handshake(expected: Option<&str>, query: &Subscribe) -> Result<HttpResponse, ApiError> {
+    if channels::verify_subscription(expected, query.mode.as_deref(), query.token.as_deref()) {
+        Ok(HttpResponse::Ok().content_type("text/plain").body(query.challenge.clone().unwrap_or_default()))
+    } else {
+        Err(ApiError::Forbidden("verification failed"))
+    }
+}
+
+pub async fn messenger_verify(query: web::Query<Subscribe>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    handshake(state.config.messenger_verify_token.as_deref(), &query)
+}
+
+pub async fn whatsapp_verify(query: web::Query<Subscribe>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    handshake(state.config.whatsapp_verify_token.as_deref(), &query)
+}
+
+pub async fn messenger_event(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let secret = state.config.messenger_app_secret.as_deref();
+    receive(&req, &body, &state, secret, Channel::Messenger, channels::messenger::parse).await
+}
+
+pub async fn whatsapp_event(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let secret = state.config.whatsapp_app_secret.as_deref();
+    receive(&req, &body, &state, secret, Channel::Whatsapp, channels::whatsapp::parse).await
+}
+
+async fn receive(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &AppState,
+    secret: Option<&str>,
+    channel: Channel,
+    parse: fn(&serde_json::Value) -> Result<Vec<Inbound>, &'static str>,
+) -> Result<HttpResponse, ApiError> {
+    if body.len() > channels::MAX_WEBHOOK_BYTES {
+        return Err(ApiError::PayloadTooLarge(channels::MAX_WEBHOOK_BYTES));
+    }
+    let header = req.headers().get("x-hub-signature-256").and_then(|h| h.to_str().ok());
+    let Some(secret) = secret else {
+        tracing::warn!(%channel, "a webhook arrived but its app secret is not configured; refused");
+        return Err(ApiError::Forbidden("webhook signature cannot be checked"));
+    };
+    if !channels::verify_signature(secret, body, header) {
+        metrics::counter!("chathub_webhook_rejected_total", "channel" => channel.as_str()).increment(1);
+        return Err(ApiError::Forbidden("invalid X-Hub-Signature-256"));
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid("invalid_json", e.to_string()))?;
+    let messages = parse(&value).map_err(|e| ApiError::invalid("invalid_payload", e))?;
+    let max_chars = state.config.limits.max_message_chars;
+    let stored = join_all(messages.into_iter().map(|inbound| async move {
+        let text: String = inbound.text.chars().take(max_chars).collect();
+        let Ok(text) = ChatText::parse(&text, max_chars) else { return Ok(()) };
+        let customer = Customer { name: inbound.name.clone(), ..Default::default() };
+        let actor = state
+            .hub
+            .external_session(channel, &inbound.sender, &customer, serde_json::json!({}))
+            .await
+            .map_err(ApiError::Unavailable)?;
+        let (tx, rx) = oneshot::channel();
+        actor.do_send(ExternalMessage { external_id: inbound.message_id, role: MessageRole::Visitor, text, waiter: tx });
+        match tokio::time::timeout(STORE_TIMEOUT, rx).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            _ => Err(ApiError::Unavailable(anyhow::anyhow!("a webhook message could not be stored"))),
+        }
+    }))
+    .await;
+    // Any failure: not 200, so Meta sends the whole batch again (deduplicated).
+    stored.into_iter().collect::<Result<Vec<()>, ApiError>>()?;
+    metrics::counter!("chathub_webhook_events_total", "channel" => channel.as_str()).increment(1);
+    Ok(HttpResponse::Ok().content_type("text/plain").body("EVENT_RECEIVED"))
+}
