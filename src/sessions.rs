@@ -226,7 +226,9 @@ impl Filter {
 
     /// The WHERE clause over `sessions s`, adding its values to `params`.
     fn where_clause(&self, inactive_after_hours: u32, params: &mut Params) -> String {
-        let mut clauses = vec!["true".to_owned()];
+        // A widget opened but never written in leaves an empty session: it is
+        // not a conversation, so lists, stats and exports leave it out.
+        let mut clauses = vec!["s.last_seq > 0".to_owned()];
         if let Some(from) = self.from {
             clauses.push(format!("s.created_at >= {}", params.push(from)));
         }

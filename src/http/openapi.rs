@@ -11,6 +11,8 @@ use crate::auth::access::Access;
 pub fn build() -> Value {
     let mut paths = Map::new();
     for (method, path, access, summary) in routes::mounted() {
+        // `{path:.*}` (an actix tail pattern) is `{path}` in OpenAPI.
+        let path = regex_free(&path);
         let parameters: Vec<Value> = path
             .split('/')
             .filter_map(|part| part.strip_prefix('{').and_then(|p| p.strip_suffix('}')))
@@ -60,6 +62,23 @@ pub fn build() -> Value {
             }
         }
     })
+}
+
+fn regex_free(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_pattern = false;
+    for c in path.chars() {
+        match c {
+            ':' if out.rfind('{') > out.rfind('}') => in_pattern = true,
+            '}' => {
+                in_pattern = false;
+                out.push(c);
+            }
+            _ if in_pattern => {}
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 pub async fn document() -> HttpResponse {

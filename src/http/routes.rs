@@ -10,7 +10,7 @@ use std::rc::Rc;
 use actix_web::http::Method;
 use actix_web::{Route, web};
 
-use super::{auth, deliveries, errors, health, openapi, relay, sessions, sites, users, webhooks};
+use super::{assets, auth, deliveries, errors, health, openapi, relay, sessions, sites, users, webhooks};
 use crate::auth::access::{ANY_STAFF, Access, authorize};
 use crate::domain::Role::{self, Admin, Agent, Developer, Qa};
 
@@ -58,6 +58,11 @@ macro_rules! route {
 pub fn table() -> Vec<RouteSpec> {
     use Access::*;
     vec![
+        route!(GET "/", Public, "The staff dashboard", assets::index),
+        route!(GET "/static/{path:.*}", Public, "Dashboard scripts, styles and vendored libraries", assets::dashboard_file),
+        route!(GET "/widget.js", Public, "The widget loader for customer sites", assets::widget_loader),
+        route!(GET "/widget/{path:.*}", Public, "The widget's chat frame", assets::widget_file),
+        route!(GET "/demo", Public, "A demo landing page embedding the widget", assets::demo),
         route!(GET "/health", Public, "Liveness and database reachability", health::health),
         route!(GET "/metrics", Public, "Prometheus metrics", health::metrics),
         route!(GET "/api/openapi.json", Public, "This API's OpenAPI document", openapi::document),

@@ -210,28 +210,26 @@ async fn migrations_are_safe_when_two_nodes_start_at_once() {
     assert_eq!(sites, 1, "seed rows inserted once");
 }
 
-fn run_cli(data_dir: &str, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = chathub_command(&[("CHATHUB_DATA_DIR", data_dir)])
+/// Runs the CLI with `envs`, feeding `stdin`.
+fn run_cli_with(envs: &[(&str, &str)], args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = chathub_command(envs)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // A command refused at argument parsing exits before reading: ignore the broken pipe.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     child.wait_with_output().unwrap()
 }
 
+fn run_cli(data_dir: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    run_cli_with(&[("CHATHUB_DATA_DIR", data_dir)], args, stdin)
+}
+
 fn run_cli_with_url(url: &str, args: &[&str], stdin: &str) -> std::process::Output {
-    let mut child = chathub_command(&[("DATABASE_URL", url)])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    run_cli_with(&[("DATABASE_URL", url)], args, stdin)
 }
 
 #[tokio::test]

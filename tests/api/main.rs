@@ -5,6 +5,7 @@
 mod helpers;
 mod ws_client;
 
+mod browser;
 mod chat;
 mod dashboard;
 mod durability;

@@ -1,0 +1,335 @@
+// chathub in a real browser: Debian's Chromium, driven by playwright-core.
+// Run by `cargo test` (tests/api/browser.rs), which prepares a database and
+// passes CHATHUB_BIN, DATABASE_URL, ADMIN_PASSWORD and ARTIFACTS. This file
+// starts the real server itself so it can restart it in the middle of a chat.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, copyFileSync } from 'node:fs';
+import net from 'node:net';
+import { chromium } from 'playwright-core';
+
+const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD;
+const ARTIFACTS = process.env.ARTIFACTS || 'target/browser-artifacts';
+const DOCS = process.env.DOCS_DIR; // set to refresh docs/ screenshots
+mkdirSync(ARTIFACTS, { recursive: true });
+
+let server, port, base, browser;
+const dialogs = [];
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+  });
+}
+
+async function startServer() {
+  server = spawn(process.env.CHATHUB_BIN, [], {
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: process.env.DATABASE_URL, ADMIN_PASSWORD,
+           CHATHUB_BIND: `127.0.0.1:${port}`, CHATHUB_WORKERS: '2', RUST_LOG: 'warn' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(base + '/health')).ok) return; } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('chathub did not start');
+}
+
+async function stopServer(signal) {
+  const exited = new Promise((resolve) => server.once('exit', resolve));
+  server.kill(signal);
+  await exited;
+}
+
+/** Signs in through the API (for setup) and returns cookie + CSRF token. */
+async function apiLogin(username, password) {
+  const r = await fetch(base + '/api/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' },
+                                                   body: JSON.stringify({ username, password }) });
+  assert.equal(r.status, 200, `login ${username}`);
+  const body = await r.json();
+  return { cookie: r.headers.get('set-cookie').split(';')[0], csrf: body.csrf_token };
+}
+async function apiCall(who, method, path, body) {
+  const r = await fetch(base + path, { method, headers: { cookie: who.cookie, 'x-csrf-token': who.csrf, origin: base,
+                                                          'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+  return { status: r.status, body: await r.json().catch(() => null) };
+}
+
+async function newPage(viewport = { width: 1366, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
+  page.on('pageerror', (e) => { throw e; });
+  return page;
+}
+
+async function signIn(page, username, password) {
+  await page.goto(base + '/');
+  await page.fill('#login-username', username);
+  await page.fill('#login-password', password);
+  await page.click('#login-form button[type=submit]');
+  await page.waitForSelector('#view-sessions:not(.d-none)');
+}
+
+/** The demo page with the widget opened; returns [page, chat frame]. */
+async function openWidget(viewport) {
+  const page = await newPage(viewport);
+  await page.goto(base + '/demo');
+  await page.waitForFunction(() => !!document.querySelector('chathub-widget'));
+  const frame = await waitForFrame(page);
+  await frame.waitForSelector('#state:text("Online")', { state: 'attached' });
+  // The bubble sits in a closed shadow root: click where it is drawn.
+  const size = page.viewportSize();
+  await page.mouse.click(size.width - 48, size.height - 48);
+  await frame.waitForSelector('#text:visible');
+  return [page, frame];
+}
+async function waitForFrame(page) {
+  for (let i = 0; i < 100; i++) {
+    const frame = page.frames().find((f) => f.url().includes('/widget/frame.html'));
+    if (frame) return frame;
+    await page.waitForTimeout(50);
+  }
+  throw new Error('no widget frame');
+}
+/** The sessions-table row of the conversation containing `text` (searched). */
+async function findSessionRow(page, text) {
+  for (let i = 0; i < 40; i++) {
+    await page.evaluate(([q, n]) => { location.hash = '#/sessions?q=' + encodeURIComponent(q) + '&n=' + n; }, [text, i]);
+    await page.waitForTimeout(250);
+    const row = page.locator('#sessions-body tr[data-id]').first();
+    if (await row.count()) return row;
+  }
+  throw new Error(`no session with ${text}`);
+}
+async function say(frame, text) {
+  await frame.fill('#text', text);
+  await frame.press('#text', 'Enter');
+}
+async function waitForReply(frame, count) {
+  await frame.waitForFunction((n) => document.querySelectorAll('.msg.ai, .msg.agent, .msg.system:not(.greeting)').length >= n, count, { timeout: 15000 });
+}
+
+before(async () => {
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  await startServer();
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+           '--disable-component-update', '--disable-sync'],
+  });
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  for (const [username, role] of [['quinn', 'qa'], ['devi', 'developer'], ['agnes', 'agent']]) {
+    const r = await apiCall(admin, 'POST', '/api/users', { username, password: `${username}-password`, role });
+    assert.equal(r.status, 201);
+  }
+});
+
+after(async () => {
+  await browser?.close();
+  if (server && server.exitCode === null) await stopServer('SIGTERM');
+});
+
+let sessionId;
+
+test('a visitor on /demo chats to completion while the dashboard shows it live', async () => {
+  const staff = await newPage();
+  await signIn(staff, 'admin', ADMIN_PASSWORD);
+  const rowsBefore = await staff.locator('#sessions-body tr[data-id]').count();
+
+  const [visitorPage, chat] = await openWidget();
+  // The greeting from the site's settings, then the scripted conversation.
+  await chat.waitForSelector('.msg.greeting');
+  await say(chat, 'Hello!');
+  await waitForReply(chat, 1);
+  assert.match(await chat.locator('.msg.ai').last().textContent(), /name/);
+  // The dashboard shows the new session without a reload.
+  await staff.waitForFunction((n) => document.querySelectorAll('#sessions-body tr[data-id]').length > n, rowsBefore);
+  await say(chat, 'Ada Lovelace');
+  await waitForReply(chat, 2);
+  await say(chat, 'ada@example.com');
+  await waitForReply(chat, 3);
+  const booking = await chat.locator('.msg.ai').last().textContent();
+  assert.match(booking, /within 24 hours/);
+  // Delivered ticks from the acks.
+  assert.equal(await chat.locator('.msg.visitor[data-state=delivered]').count(), 3);
+
+  const row = staff.locator('#sessions-body tr', { hasText: 'Ada Lovelace' });
+  await row.waitFor();
+  await staff.waitForFunction(() => [...document.querySelectorAll('#sessions-body tr')].some((tr) => tr.textContent.includes('Ada Lovelace') && tr.textContent.includes('complete')));
+  sessionId = await row.getAttribute('data-id');
+  await staff.screenshot({ path: `${ARTIFACTS}/dashboard-sessions.png` });
+  await visitorPage.screenshot({ path: `${ARTIFACTS}/widget.png` });
+  if (DOCS) {
+    copyFileSync(`${ARTIFACTS}/dashboard-sessions.png`, `${DOCS}/dashboard.png`);
+    copyFileSync(`${ARTIFACTS}/widget.png`, `${DOCS}/widget.png`);
+  }
+
+  // The session view streams the transcript live.
+  await staff.click(`a[href="#/sessions/${sessionId}"]`);
+  await staff.waitForSelector('#transcript li[data-seq="6"]');
+  await say(chat, 'Thanks, bye');
+  await staff.waitForSelector('#transcript li[data-seq="7"]');
+  await staff.screenshot({ path: `${ARTIFACTS}/dashboard-session.png` });
+});
+
+test('hostile chat text shows as text in the widget and the dashboard and runs nothing', async () => {
+  const payload = '<img src=x onerror=alert(1)><script>alert(2)</script>';
+  const [, chat] = await openWidget();
+  await say(chat, payload);
+  await waitForReply(chat, 1);
+  assert.equal(await chat.locator('.msg.visitor').last().textContent(), 'You' + payload + '✓✓');
+  assert.equal(await chat.locator('.log img, .log script').count(), 0);
+
+  const staff = await newPage();
+  await signIn(staff, 'admin', ADMIN_PASSWORD);
+  const row = await findSessionRow(staff, '<img src=x');
+  await row.locator('a').click();
+  await staff.waitForSelector('#transcript li.visitor');
+  assert.ok((await staff.locator('#transcript li.visitor').first().textContent()).includes(payload));
+  assert.equal(await staff.locator('#transcript img, #transcript script, #sessions-body img').count(), 0);
+  assert.deepEqual(dialogs, [], 'no script ran');
+});
+
+test('QA flags an issue, a developer gives feedback and marks it fixed', async () => {
+  const qa = await newPage();
+  await signIn(qa, 'quinn', 'quinn-password');
+  await qa.goto(`${base}/#/sessions/${sessionId}`);
+  await qa.waitForSelector('#qa-panel:not([hidden])');
+  await qa.waitForSelector('#transcript li[data-seq="7"]');
+  assert.equal(await qa.locator('#dev-panel').isHidden(), true, 'QA sees no developer panel');
+  assert.equal(await qa.locator('#s-delete').isHidden(), true, 'QA cannot delete');
+  await qa.fill('#qa-notes', 'The AI should confirm the time zone');
+  await qa.click('#qa-buttons [data-qa=issue]');
+  await qa.waitForSelector('#qa-buttons [data-qa=issue].active');
+  await qa.waitForSelector('#qa-history li');
+
+  const dev = await newPage();
+  await signIn(dev, 'devi', 'devi-password');
+  await dev.goto(`${base}/#/sessions/${sessionId}`);
+  await dev.waitForSelector('#dev-panel:not([hidden])');
+  await dev.waitForSelector('#transcript li[data-seq="7"]');
+  await dev.waitForSelector('#qa-buttons [data-qa=issue].active');
+  await dev.fill('#dev-feedback', 'Prompt now asks for the time zone');
+  await dev.click('#dev-save');
+  await dev.waitForSelector('#dev-by:text("devi")');
+  await dev.click('#qa-buttons [data-qa=fixed]');
+  await dev.waitForSelector('#qa-buttons [data-qa=fixed].active');
+  await dev.screenshot({ path: `${ARTIFACTS}/dashboard-qa.png` });
+
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  const detail = await apiCall(admin, 'GET', `/api/sessions/${sessionId}`);
+  assert.equal(detail.body.session.qa_status, 'fixed');
+  assert.equal(detail.body.session.dev_feedback, 'Prompt now asks for the time zone');
+  assert.deepEqual(detail.body.qa_history.map((h) => [h.to_status, h.by]), [['issue', 'quinn'], ['fixed', 'devi']]);
+});
+
+test('an agent takes over and the visitor sees the staff reply in the widget', async () => {
+  const [, chat] = await openWidget();
+  await say(chat, 'Can I change my booking?');
+  await waitForReply(chat, 1);
+  const agent = await newPage();
+  await signIn(agent, 'agnes', 'agnes-password');
+  const row = await findSessionRow(agent, 'Can I change my booking?');
+  await row.locator('a').click();
+  await agent.waitForSelector('#transcript li.visitor');
+  await agent.check('#s-takeover');
+  await chat.waitForSelector('.msg.system:text("member of our team")');
+  await agent.fill('#s-reply-text', 'Hi, Agnes here. Of course!');
+  await agent.press('#s-reply-text', 'Enter');
+  await chat.waitForSelector('.msg.agent:text("Agnes here")');
+  await agent.waitForSelector('#transcript li.agent');
+});
+
+test('the widget survives a server restart mid-chat without losing or duplicating messages', async () => {
+  const [, chat] = await openWidget();
+  await say(chat, 'Before the restart');
+  await waitForReply(chat, 1);
+  await stopServer('SIGKILL');
+  await chat.waitForSelector('#state:text("Reconnecting")');
+  await say(chat, 'Sent while the server was down');
+  await startServer();
+  await chat.waitForSelector('#state:text("Online")', { timeout: 30000 });
+  await chat.waitForSelector('.msg.visitor[data-state=delivered]:text("Sent while the server was down")', { timeout: 15000 });
+  await waitForReply(chat, 2);
+  const texts = await chat.locator('.msg.visitor').allTextContents();
+  assert.equal(texts.filter((t) => t.includes('Sent while the server was down')).length, 1, 'shown once');
+  assert.equal(texts.filter((t) => t.includes('Before the restart')).length, 1);
+  // Stored once too.
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  const list = await apiCall(admin, 'GET', '/api/sessions?q=' + encodeURIComponent('Sent while the server was down'));
+  assert.equal(list.body.total, 1);
+  const detail = await apiCall(admin, 'GET', `/api/sessions/${list.body.sessions[0].id}`);
+  assert.equal(detail.body.messages.filter((m) => m.text === 'Sent while the server was down').length, 1);
+  // A reload resumes the same conversation.
+  await chat.page().reload();
+  const again = await waitForFrame(chat.page());
+  await again.waitForSelector('.msg.visitor:text("Before the restart")', { state: 'attached' });
+});
+
+test('roles: a QA user sees no admin screens and the API refuses them anyway', async () => {
+  const qa = await newPage();
+  await signIn(qa, 'quinn', 'quinn-password');
+  assert.equal(await qa.locator('a[data-nav=users]').isVisible(), false);
+  await qa.goto(`${base}/#/users`);
+  await qa.waitForSelector('#view-sessions:not(.d-none)');
+  assert.equal(await qa.locator('#view-users').isVisible(), false);
+  assert.equal(await qa.locator('[data-bulk=delete]').isVisible(), false);
+  const status = await qa.evaluate(async () => (await fetch('/api/users')).status);
+  assert.equal(status, 403);
+});
+
+test('dark mode toggles and is remembered; admins manage users and keys; the phone layout works', async () => {
+  const page = await newPage();
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  const before = await page.getAttribute('html', 'data-bs-theme');
+  await page.click('#theme-toggle');
+  const after = await page.getAttribute('html', 'data-bs-theme');
+  assert.notEqual(before, after);
+  await page.reload();
+  await page.waitForSelector('#view-sessions:not(.d-none)');
+  assert.equal(await page.getAttribute('html', 'data-bs-theme'), after);
+  await page.screenshot({ path: `${ARTIFACTS}/dashboard-${after}.png` });
+
+  await page.goto(`${base}/#/users`);
+  await page.waitForSelector('#users-body tr');
+  await page.fill('#k-name', 'n8n');
+  await page.click('#key-form button[type=submit]');
+  await page.waitForSelector('#new-key-value');
+  assert.match(await page.locator('#new-key-value').textContent(), /^chk_/);
+
+  // Keyboard: from the top of the page, Tab reaches the skip link, then the navigation.
+  await page.evaluate(() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); });
+  for (let i = 0; i < 3 && await page.evaluate(() => document.activeElement === document.body); i++) await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent.trim()), 'Skip to content');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.classList.contains('navbar-brand')), true);
+
+  // A phone-sized visitor.
+  const [phone, chat] = await openWidget({ width: 390, height: 780 });
+  await say(chat, 'Hi from a phone');
+  await waitForReply(chat, 1);
+  await phone.screenshot({ path: `${ARTIFACTS}/widget-phone.png` });
+});
+
+test('Test AI opens a draggable chat whose session is channel test', async () => {
+  const page = await newPage();
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  await page.click('#test-ai-open');
+  const frame = await waitForFrame(page);
+  await frame.waitForSelector('#state:text("Online")');
+  await say(frame, 'Testing the agent');
+  await waitForReply(frame, 1);
+  const head = await page.locator('#test-ai-head').boundingBox();
+  await page.mouse.move(head.x + 40, head.y + 10);
+  await page.mouse.down();
+  await page.mouse.move(head.x - 300, head.y - 100, { steps: 5 });
+  await page.mouse.up();
+  const moved = await page.locator('#test-ai-head').boundingBox();
+  assert.ok(moved.x < head.x - 200, 'dragged');
+  const row = await findSessionRow(page, 'Testing the agent');
+  const channel = await row.locator('td').nth(2).textContent();
+  assert.equal(channel.trim(), 'test');
+});

@@ -1,0 +1,189 @@
+/* chathub widget chat frame. Speaks the visitor socket protocol
+ * (docs/protocol.md). Keeps the conversation token and the last seen seq in
+ * localStorage, resumes after a reload or a dropped connection (backoff with
+ * jitter), resends unacknowledged messages with the same client_msg_id (the
+ * hub stores each once), and renders all chat text as text, never HTML. */
+(function () {
+  "use strict";
+  var params = new URLSearchParams(location.search);
+  var site = params.get("site") || "default";
+  var channel = params.get("channel") === "test" ? "test" : "web";
+  var storeKey = "chathub:" + site + ":" + channel;
+  var $ = function (id) { return document.getElementById(id); };
+  var log = $("log"), text = $("text"), stateEl = $("state"), typing = $("typing");
+  var saved = load();
+  var ws = null, attempt = 0, welcomed = false, settings = {}, visitor = null;
+  var seen = {};                 // seq -> true: rendered messages
+  var pageSeq = 0;               // newest seq rendered in this page: reconnects resume from it
+  var outbox = saved.outbox || []; // [{id, text}] sent but not acked
+  var rendered = {};             // client_msg_id -> element
+
+  function load() {
+    try { return JSON.parse(localStorage.getItem(storeKey)) || {}; } catch (e) { return {}; }
+  }
+  function persist() {
+    try {
+      localStorage.setItem(storeKey, JSON.stringify({ token: saved.token || null, lastSeq: saved.lastSeq || 0, outbox: outbox }));
+    } catch (e) { /* private mode: the chat still works, it just won't resume */ }
+  }
+  function setState(s) { stateEl.textContent = s; }
+  function scroll() { log.scrollTop = log.scrollHeight; }
+  function newId() {
+    var a = new Uint8Array(12); crypto.getRandomValues(a);
+    return Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+  var labels = { ai: "Assistant", agent: "Team", system: "", visitor: "You" };
+
+  function bubble(role, body) {
+    var li = document.createElement("li");
+    li.className = "msg " + role;
+    if (labels[role]) {
+      var who = document.createElement("span");
+      who.className = "who";
+      who.textContent = labels[role];
+      li.appendChild(who);
+    }
+    li.appendChild(document.createTextNode(body));
+    log.appendChild(li);
+    scroll();
+    return li;
+  }
+  function showMessage(m) {
+    if (seen[m.seq]) return;
+    seen[m.seq] = true;
+    if (m.seq > pageSeq) pageSeq = m.seq;
+    bubble(m.role, m.text);
+    if (m.seq > (saved.lastSeq || 0)) { saved.lastSeq = m.seq; persist(); }
+  }
+  function markSent(li, state) {
+    var tick = li.querySelector(".tick");
+    if (!tick) { tick = document.createElement("span"); tick.className = "tick"; li.appendChild(tick); }
+    tick.textContent = state === "delivered" ? "✓✓" : state === "failed" ? "!" : "✓";
+    tick.title = state;
+    li.setAttribute("data-state", state);
+  }
+
+  function connect() {
+    var proto = location.protocol === "https:" ? "wss:" : "ws:";
+    ws = new WebSocket(proto + "//" + location.host + "/ws/chat?site=" + encodeURIComponent(site) + (channel === "test" ? "&channel=test" : ""));
+    setState("Connecting…");
+    ws.onopen = function () {
+      // A fresh page has nothing on screen, so it asks for everything; a
+      // reconnect within the page asks only for what it missed.
+      var hello = { type: "hello", token: saved.token || null, last_seq: saved.token ? pageSeq : 0 };
+      if (visitor) hello.visitor = visitor;
+      ws.send(JSON.stringify(hello));
+    };
+    ws.onmessage = function (event) {
+      var f;
+      try { f = JSON.parse(event.data); } catch (e) { return; }
+      if (f.type === "welcome") {
+        welcomed = true; attempt = 0;
+        saved.token = f.token; persist();
+        setState("Online");
+        f.messages.forEach(showMessage);
+        // Anything not acknowledged before the break goes again (same id: stored once).
+        outbox.forEach(function (m) { ws.send(JSON.stringify({ type: "message", client_msg_id: m.id, text: m.text })); });
+      } else if (f.type === "ack") {
+        var shownAlready = seen[f.seq];
+        seen[f.seq] = true;
+        if (f.seq > pageSeq) pageSeq = f.seq;
+        // Stored before a reconnect and already shown from the welcome: keep one copy.
+        if (shownAlready && rendered[f.client_msg_id]) { rendered[f.client_msg_id].remove(); delete rendered[f.client_msg_id]; }
+        if (f.seq > (saved.lastSeq || 0)) saved.lastSeq = f.seq;
+        outbox = outbox.filter(function (m) { return m.id !== f.client_msg_id; });
+        persist();
+        if (rendered[f.client_msg_id]) markSent(rendered[f.client_msg_id], "delivered");
+      } else if (f.type === "message") {
+        typing.hidden = true;
+        showMessage(f.message);
+      } else if (f.type === "typing") {
+        $("typing-who").textContent = (f.role === "agent" ? "Team" : "Assistant") + " is typing";
+        typing.hidden = !f.on;
+        if (f.on) scroll();
+      } else if (f.type === "error") {
+        if (f.code === "invalid_token") {
+          // The conversation is gone (deleted, or another site's): start afresh.
+          saved.token = null; saved.lastSeq = 0; persist();
+          ws.send(JSON.stringify({ type: "hello", token: null, last_seq: 0, visitor: visitor || undefined }));
+        } else if (f.client_msg_id && rendered[f.client_msg_id] && f.code !== "retry" && f.code !== "rate_limited") {
+          markSent(rendered[f.client_msg_id], "failed");
+          outbox = outbox.filter(function (m) { return m.id !== f.client_msg_id; }); persist();
+        }
+      }
+    };
+    ws.onclose = function (event) {
+      welcomed = false;
+      if (event.code === 4004) { saved.token = null; saved.lastSeq = 0; persist(); }
+      attempt += 1;
+      var delay = Math.min(30000, 500 * Math.pow(2, attempt)) * (0.8 + Math.random() * 0.4);
+      setState("Reconnecting…");
+      setTimeout(connect, delay);
+    };
+  }
+
+  function send(body) {
+    var id = newId();
+    var li = bubble("visitor", body);
+    rendered[id] = li;
+    markSent(li, "sent");
+    outbox.push({ id: id, text: body }); persist();
+    if (ws && welcomed && ws.readyState === 1) ws.send(JSON.stringify({ type: "message", client_msg_id: id, text: body }));
+  }
+
+  $("compose").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var body = text.value.trim();
+    if (!body) return;
+    text.value = "";
+    send(body);
+  });
+  text.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("compose").requestSubmit(); }
+  });
+  var typingTimer = null;
+  text.addEventListener("input", function () {
+    if (!ws || !welcomed) return;
+    if (!typingTimer) ws.send(JSON.stringify({ type: "typing", on: true }));
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(function () { typingTimer = null; if (ws && welcomed) ws.send(JSON.stringify({ type: "typing", on: false })); }, 2000);
+  });
+  $("close").addEventListener("click", function () { parent.postMessage({ type: "chathub:close" }, "*"); });
+  window.addEventListener("message", function (e) { if (e.data && e.data.type === "chathub:opened") text.focus(); });
+
+  $("prechat").addEventListener("submit", function (e) {
+    e.preventDefault();
+    var name = $("pc-name").value.trim(), email = $("pc-email").value.trim();
+    var ok = name && /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email);
+    $("pc-error").hidden = !!ok;
+    $("pc-error").textContent = ok ? "" : "Please enter your name and a valid email address.";
+    if (!ok) return;
+    visitor = { name: name, email: email };
+    $("prechat").hidden = true;
+    $("compose").hidden = false;
+    connect();
+  });
+
+  function start() {
+    if (settings.greeting) { var g = bubble("greeting", settings.greeting); g.className = "msg greeting"; }
+    if (settings.prechat_form && !saved.token && channel !== "test") {
+      $("prechat").hidden = false;
+      $("compose").hidden = true;
+      setState("");
+    } else {
+      connect();
+    }
+    // Redraw unacknowledged messages from before a reload.
+    outbox.forEach(function (m) { var li = bubble("visitor", m.text); rendered[m.id] = li; markSent(li, "sent"); });
+  }
+  fetch("/api/sites/" + encodeURIComponent(site) + "/public")
+    .then(function (r) { return r.ok ? r.json() : {}; })
+    .catch(function () { return {}; })
+    .then(function (s) {
+      settings = s || {};
+      if (/^#[0-9a-fA-F]{3,8}$/.test(settings.color || "")) document.documentElement.style.setProperty("--brand", settings.color);
+      if (settings.name) $("title").textContent = settings.name;
+      parent.postMessage({ type: "chathub:settings", color: settings.color, position: settings.position }, "*");
+      start();
+    });
+})();

@@ -1,0 +1,70 @@
+/*! chathub widget loader. Include on any page:
+ *  <script src="https://HOST/widget.js" data-site="KEY" async></script>
+ * Adds a chat bubble (in a closed Shadow DOM, so the page's CSS cannot touch
+ * it) that opens the chat in an iframe served by the hub (so the chat's CSS
+ * and script cannot touch the page). */
+(function () {
+  "use strict";
+  var script = document.currentScript;
+  if (!script || window.__chathubLoaded) return;
+  window.__chathubLoaded = true;
+  var hub = new URL(script.src).origin;
+  var site = script.getAttribute("data-site") || "default";
+
+  // A custom element the page's own rules are unlikely to target, reset to
+  // initial values through the CSSOM (allowed under a strict CSP).
+  var host = document.createElement("chathub-widget");
+  host.setAttribute("data-chathub", "");
+  host.style.setProperty("all", "initial", "important");
+  host.style.setProperty("position", "fixed", "important");
+  host.style.setProperty("width", "0", "important");
+  host.style.setProperty("height", "0", "important");
+  var root = host.attachShadow({ mode: "closed" });
+  // A constructable stylesheet, not a <style> element: host pages with a
+  // strict Content-Security-Policy (no inline styles) still show the bubble.
+  var sheet = new CSSStyleSheet();
+  sheet.replaceSync(
+    ":host{all:initial}" +
+    ".bubble{position:fixed;bottom:20px;right:20px;z-index:2147483646;width:56px;height:56px;border-radius:50%;border:0;" +
+    "background:#0d6efd;color:#fff;cursor:pointer;box-shadow:0 4px 14px rgba(0,0,0,.25);font:600 24px/56px system-ui,sans-serif}" +
+    ".bubble:focus-visible{outline:3px solid #ffbf47;outline-offset:2px}" +
+    ".left{left:20px;right:auto}" +
+    "iframe{position:fixed;bottom:88px;right:20px;z-index:2147483647;width:370px;height:560px;max-height:calc(100vh - 110px);" +
+    "max-width:calc(100vw - 24px);border:0;border-radius:14px;box-shadow:0 8px 30px rgba(0,0,0,.3);background:#fff;display:none}" +
+    "iframe.open{display:block}" +
+    "@media (max-width:480px){iframe{inset:0;width:100vw;height:100vh;max-height:none;max-width:none;border-radius:0}}");
+  root.adoptedStyleSheets = [sheet];
+  var bubble = document.createElement("button");
+  bubble.className = "bubble";
+  bubble.type = "button";
+  bubble.setAttribute("aria-label", "Open chat");
+  bubble.setAttribute("aria-expanded", "false");
+  bubble.textContent = "\uD83D\uDCAC";
+  var frame = document.createElement("iframe");
+  frame.title = "Chat";
+  frame.src = hub + "/widget/frame.html?site=" + encodeURIComponent(site);
+  root.appendChild(frame);
+  root.appendChild(bubble);
+
+  function toggle(open) {
+    frame.classList.toggle("open", open);
+    bubble.setAttribute("aria-expanded", String(open));
+    bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    bubble.textContent = open ? "\u2715" : "\uD83D\uDCAC";
+    if (open && frame.contentWindow) frame.contentWindow.postMessage({ type: "chathub:opened" }, hub);
+  }
+  bubble.addEventListener("click", function () { toggle(!frame.classList.contains("open")); });
+  window.addEventListener("message", function (event) {
+    if (event.origin !== hub || !event.data || typeof event.data !== "object") return;
+    if (event.data.type === "chathub:close") toggle(false);
+    if (event.data.type === "chathub:settings") {
+      var color = String(event.data.color || "");
+      if (/^#[0-9a-fA-F]{3,8}$/.test(color)) bubble.style.background = color;
+      var left = event.data.position === "left";
+      bubble.classList.toggle("left", left);
+      frame.style.left = left ? "20px" : "";
+      frame.style.right = left ? "auto" : "";
+    }
+  });
+  (document.body || document.documentElement).appendChild(host);
+})();
