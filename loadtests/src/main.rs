@@ -7,12 +7,16 @@
 //! Scenarios: `persist` (the persistence actor against a plain COPY, in
 //! process), `chat` (visitors at a constant total rate: send→ack and
 //! send→agent reply), `idle` (many idle visitors: server memory per session),
-//! `fanout` (dashboards watching every conversation: deliveries/s and latency).
+//! `fanout` (dashboards watching every conversation: deliveries/s and latency;
+//! `--stalled 1` is the slow-consumer case), `messenger` (signed webhooks at a
+//! rate), `churn` (connect-chat-leave on an idle base; leaks).
 
 mod chat;
+mod churn;
 mod client;
 mod fanout;
 mod idle;
+mod messenger;
 mod persist;
 mod report;
 
@@ -35,6 +39,10 @@ enum Scenario {
     Idle(idle::Args),
     /// Visitors chatting while dashboards watch every conversation.
     Fanout(fanout::Args),
+    /// Signed Messenger webhooks at a constant rate.
+    Messenger(messenger::Args),
+    /// Visitors connecting, chatting and leaving on top of an idle base.
+    Churn(churn::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,5 +52,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Chat(args) => tokio::runtime::Runtime::new()?.block_on(chat::run(args)),
         Scenario::Idle(args) => tokio::runtime::Runtime::new()?.block_on(idle::run(args)),
         Scenario::Fanout(args) => tokio::runtime::Runtime::new()?.block_on(fanout::run(args)),
+        Scenario::Messenger(args) => tokio::runtime::Runtime::new()?.block_on(messenger::run(args)),
+        Scenario::Churn(args) => tokio::runtime::Runtime::new()?.block_on(churn::run(args)),
     }
 }

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, CloseReason, ProtocolError, Session};
+use actix_ws::{CloseReason, Session};
 use bytestring::ByteString;
 use tokio::sync::watch;
 
 use super::outbound::{self, Flushed, Next, Outbound, OutboundReceiver};
+use super::transport::{self, Incoming};
 use super::protocol::{self, DashboardFrame, StaffFrame, close, error_code};
 use super::RateLimit;
 use crate::actors::Hub;
@@ -118,35 +119,26 @@ impl Dashboard {
                     Next::Close(code, reason) => break Some((code, reason)),
                 },
                 incoming = stream.recv() => {
-                    let Some(incoming) = incoming else { break None };
-                    self.last_heard = Instant::now();
-                    match incoming {
-                        Ok(AggregatedMessage::Text(text)) => {
+                    if incoming.is_some() {
+                        self.last_heard = Instant::now();
+                    }
+                    match transport::classify(&mut self.session, incoming).await {
+                        Incoming::Text(text) => {
                             if !self.rate.allow() {
-                                self.reply(StaffFrame::Error { session_id: None, code: error_code::RATE_LIMITED, message: "slow down", client_msg_id: None }.encode()).await;
+                                self.error(None, error_code::RATE_LIMITED, "slow down", None).await;
                                 continue;
                             }
                             self.on_text(&text).await;
                         }
-                        Ok(AggregatedMessage::Binary(_)) => {
-                            let frame = StaffFrame::Error { session_id: None, code: error_code::BINARY_NOT_SUPPORTED, message: "send JSON text frames", client_msg_id: None };
-                            self.reply(frame.encode()).await;
-                        }
-                        Ok(AggregatedMessage::Ping(bytes)) => {
-                            let _ = self.session.pong(&bytes).await;
-                        }
-                        Ok(AggregatedMessage::Pong(_)) => {}
-                        Ok(AggregatedMessage::Close(_)) => break Some((1000, "bye")),
-                        Err(ProtocolError::Overflow) => break Some((close::MESSAGE_TOO_BIG, "frame larger than the limit")),
-                        Err(_) => break Some((close::PROTOCOL_ERROR, "malformed WebSocket frame")),
+                        Incoming::Binary => self.error(None, error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None).await,
+                        Incoming::Handled => {}
+                        Incoming::Close(code, reason) => break Some((code, reason)),
+                        Incoming::Gone => break None,
                     }
                 }
                 _ = ping.tick() => {
-                    if self.last_heard.elapsed() > idle_timeout {
-                        break Some((close::IDLE_TIMEOUT, "no response to pings"));
-                    }
-                    if self.session.ping(b"").await.is_err() {
-                        break None;
+                    if let Err(close) = transport::keep_alive(&mut self.session, self.last_heard, idle_timeout).await {
+                        break close;
                     }
                 }
                 _ = recheck.tick() => {

@@ -6,6 +6,7 @@
 pub mod dashboard;
 pub mod outbound;
 pub mod protocol;
+pub mod transport;
 pub mod visitor;
 
 use std::net::IpAddr;

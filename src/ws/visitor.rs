@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, CloseReason, ProtocolError, Session};
+use actix_ws::{CloseReason, Session};
 use bytestring::ByteString;
 use chrono::Utc;
 use serde::Deserialize;
@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::outbound::{self, Flushed, Next, Outbound};
+use super::transport::{self, Incoming};
 use super::protocol::{self, VisitorFrame, close, error_code, error_frame};
 use super::{IpSlot, RateLimit};
 use crate::actors::Hub;
@@ -145,34 +146,25 @@ impl Connection {
                     Next::Close(code, reason) => break Some((code, reason)),
                 },
                 incoming = stream.recv() => {
-                    let Some(incoming) = incoming else { break None };
-                    self.last_heard = Instant::now();
-                    let flow = match incoming {
-                        Ok(AggregatedMessage::Text(text)) => self.on_text(&text).await,
-                        Ok(AggregatedMessage::Binary(_)) => {
+                    if incoming.is_some() {
+                        self.last_heard = Instant::now();
+                    }
+                    let flow = match transport::classify(&mut self.session, incoming).await {
+                        Incoming::Text(text) => self.on_text(&text).await,
+                        Incoming::Binary => {
                             self.reply(error_frame(error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None)).await
                         }
-                        Ok(AggregatedMessage::Ping(bytes)) => {
-                            let _ = self.session.pong(&bytes).await;
-                            Flow::Continue
-                        }
-                        Ok(AggregatedMessage::Pong(_)) => Flow::Continue,
-                        Ok(AggregatedMessage::Close(_)) => break Some((1000, "bye")),
-                        Err(ProtocolError::Overflow) => {
-                            Flow::Close(close::MESSAGE_TOO_BIG, "frame larger than the limit")
-                        }
-                        Err(_) => Flow::Close(close::PROTOCOL_ERROR, "malformed WebSocket frame"),
+                        Incoming::Handled => Flow::Continue,
+                        Incoming::Close(code, reason) => Flow::Close(code, reason),
+                        Incoming::Gone => break None,
                     };
                     if let Flow::Close(code, reason) = flow {
                         break Some((code, reason));
                     }
                 }
                 _ = ping.tick() => {
-                    if self.last_heard.elapsed() > idle_timeout {
-                        break Some((close::IDLE_TIMEOUT, "no response to pings"));
-                    }
-                    if self.session.ping(b"").await.is_err() {
-                        break None;
+                    if let Err(close) = transport::keep_alive(&mut self.session, self.last_heard, idle_timeout).await {
+                        break close;
                     }
                 }
                 _ = shutting_down.wait_for(|&down| down) => {
