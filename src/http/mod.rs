@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod relay;
 pub mod routes;
 pub mod sessions;
+pub mod settings;
 pub mod sites;
 pub mod users;
 pub mod webhooks;

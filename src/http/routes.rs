@@ -10,7 +10,7 @@ use std::rc::Rc;
 use actix_web::http::Method;
 use actix_web::{Route, web};
 
-use super::{assets, auth, deliveries, errors, health, openapi, relay, sessions, sites, users, webhooks};
+use super::{assets, auth, deliveries, errors, health, openapi, relay, sessions, settings, sites, users, webhooks};
 use crate::auth::access::{ANY_STAFF, Access, authorize};
 use crate::domain::Role::{self, Admin, Agent, Developer, Qa};
 
@@ -104,6 +104,16 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/api/users", Staff(ADMINS), "Create a staff user", users::create),
         route!(PUT "/api/users/{id}", Staff(ADMINS), "Change a user's role, disable them, or reset the password", users::update),
         route!(GET "/api/api-keys", Staff(ADMINS), "List API keys", users::list_keys),
+        // Sites and completion rules.
+        route!(GET "/api/sites", Staff(ADMINS), "List the sites the widget may run on", settings::list_sites),
+        route!(POST "/api/sites", Staff(ADMINS), "Add a site (key, origins, greeting, colour, position, pre-chat form)", settings::create_site),
+        route!(PUT "/api/sites/{key}", Staff(ADMINS), "Change a site", settings::update_site),
+        route!(DELETE "/api/sites/{key}", Staff(ADMINS), "Delete a site (not the default one)", settings::delete_site),
+        route!(GET "/api/completion-rules", Staff(ADMINS), "List completion rules with how often each fired", settings::list_rules),
+        route!(POST "/api/completion-rules", Staff(ADMINS), "Add a completion rule", settings::create_rule),
+        route!(POST "/api/completion-rules/test", Staff(ADMINS), "Which rule fires for a text?", settings::test_rules),
+        route!(PUT "/api/completion-rules/{id}", Staff(ADMINS), "Change, enable or disable a rule", settings::update_rule),
+        route!(DELETE "/api/completion-rules/{id}", Staff(ADMINS), "Delete a rule", settings::delete_rule),
         route!(POST "/api/api-keys", Staff(ADMINS), "Create an API key (shown once)", users::create_key),
         route!(DELETE "/api/api-keys/{id}", Staff(ADMINS), "Revoke an API key", users::revoke_key),
     ]

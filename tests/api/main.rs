@@ -11,4 +11,5 @@ mod dashboard;
 mod durability;
 mod foundation;
 mod integrations;
+mod settings;
 mod staff;

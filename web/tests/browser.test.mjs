@@ -333,3 +333,22 @@ test('Test AI opens a draggable chat whose session is channel test', async () =>
   const channel = await row.locator('td').nth(2).textContent();
   assert.equal(channel.trim(), 'test');
 });
+
+test('an admin adds a completion rule and tests a message against it', async () => {
+  const page = await newPage();
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  await page.goto(`${base}/#/settings`);
+  await page.waitForSelector('#rules-body tr[data-rule=booking_link]');
+  await page.fill('#r-name', 'order_confirmed');
+  await page.selectOption('#r-kind', 'regex');
+  await page.fill('#r-pattern', 'order #\\d{5}');
+  await page.click('#rule-form button[type=submit]');
+  await page.waitForSelector('#rules-body tr[data-rule=order_confirmed]');
+  await page.fill('#r-test-text', 'Your order #12345 is on its way');
+  await page.click('#rule-test button[type=submit]');
+  await page.waitForSelector('#r-test-result:text("order_confirmed")');
+  await page.fill('#r-test-text', 'See you within 24 hours');
+  await page.click('#rule-test button[type=submit]');
+  await page.waitForSelector('#r-test-result:text("callback_24h")');
+  await page.screenshot({ path: `${ARTIFACTS}/dashboard-settings.png` });
+});
