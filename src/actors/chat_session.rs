@@ -621,7 +621,8 @@ impl Actor for ChatSession {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.hub.forget(self.id, &ctx.address());
+        let external = self.external_id.clone().map(|key| (self.channel, key));
+        self.hub.forget(self.id, &ctx.address(), external);
     }
 }
 

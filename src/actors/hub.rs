@@ -40,6 +40,9 @@ pub struct Hub {
     /// Live conversations. An entry whose actor has stopped is replaced on
     /// the next lookup; the actor removes its own entry when it stops.
     sessions: DashMap<SessionId, Addr<ChatSession>>,
+    /// (channel, conversation key) → session, for live channel conversations:
+    /// a webhook for a known sender needs no database lookup.
+    external: DashMap<(Channel, String), SessionId>,
 }
 
 impl Hub {
@@ -53,7 +56,7 @@ impl Hub {
         rules: Rules,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
-        Ok(Self { db, config, persistence, supervisor, notifier, agent, http, rules, sessions: DashMap::new() })
+        Ok(Self { db, config, persistence, supervisor, notifier, agent, http, rules, sessions: DashMap::new(), external: DashMap::new() })
     }
 
     /// Conversations currently in memory.
@@ -118,9 +121,12 @@ impl Hub {
 
     /// Called by a stopping actor: removes its entry if it is still the one
     /// registered.
-    pub(crate) fn forget(&self, id: SessionId, addr: &Addr<ChatSession>) {
+    pub(crate) fn forget(&self, id: SessionId, addr: &Addr<ChatSession>, external: Option<(Channel, String)>) {
         if self.sessions.remove_if(&id, |_, registered| registered == addr).is_some() {
             metrics::gauge!("chathub_live_sessions").decrement(1.0);
+            if let Some(key) = external {
+                self.external.remove_if(&key, |_, known| *known == id);
+            }
         }
     }
 
@@ -156,6 +162,10 @@ impl Hub {
         customer: &Customer,
         metadata: serde_json::Value,
     ) -> anyhow::Result<Addr<ChatSession>> {
+        let key = (channel, external_id.to_owned());
+        if let Some(actor) = self.external.get(&key).and_then(|id| self.live(*id)) {
+            return Ok(actor);
+        }
         let client = self.db.get().await?;
         let created = client
             .query_opt(
@@ -182,7 +192,9 @@ impl Hub {
         if is_new {
             self.session_changed(id);
         }
-        self.session(id).await?.ok_or_else(|| anyhow::anyhow!("session {id} vanished"))
+        let actor = self.session(id).await?.ok_or_else(|| anyhow::anyhow!("session {id} vanished"))?;
+        self.external.insert(key, id);
+        Ok(actor)
     }
 
     /// The conversation a visitor token belongs to, with its site.
