@@ -16,7 +16,7 @@ use actix_ws::{CloseReason, Session};
 use bytestring::ByteString;
 use tokio::sync::watch;
 
-use super::outbound::{self, Flushed, Next, Outbound, OutboundReceiver};
+use super::outbound::{self, Outbound, OutboundReceiver};
 use super::transport::{self, Incoming};
 use super::protocol::{self, DashboardFrame, StaffFrame, close, error_code};
 use super::RateLimit;
@@ -104,20 +104,15 @@ impl Dashboard {
         recheck.reset();
         let close: Option<(u16, &'static str)> = loop {
             tokio::select! {
-                next = self.receiver.next() => match next {
-                    Next::Frame(frame, key) => {
-                        let backlog_upto = &self.backlog_upto;
-                        let duplicate = |key: Option<outbound::DedupeKey>| {
-                            key.is_some_and(|(session, seq)| backlog_upto.get(&session).is_some_and(|&upto| seq <= upto))
-                        };
-                        match outbound::write_queued(&mut self.session, &mut self.receiver, (frame, key), duplicate).await {
-                            Flushed::Drained => {}
-                            Flushed::Gone => break None,
-                            Flushed::Close(code, reason) => break Some((code, reason)),
-                        }
+                next = self.receiver.next() => {
+                    let backlog_upto = &self.backlog_upto;
+                    let duplicate = |key: Option<outbound::DedupeKey>| {
+                        key.is_some_and(|(session, seq)| backlog_upto.get(&session).is_some_and(|&upto| seq <= upto))
+                    };
+                    if let Err(close) = outbound::drain(&mut self.session, &mut self.receiver, next, duplicate).await {
+                        break close;
                     }
-                    Next::Close(code, reason) => break Some((code, reason)),
-                },
+                }
                 incoming = stream.recv() => {
                     if incoming.is_some() {
                         self.last_heard = Instant::now();

@@ -122,37 +122,27 @@ impl OutboundReceiver {
     }
 }
 
-/// What became of a `write_queued` burst.
-pub enum Flushed {
-    /// Everything queued was written; wait for more.
-    Drained,
-    /// The peer is gone.
-    Gone,
-    /// A close was requested (slow consumer, kick).
-    Close(u16, &'static str),
-}
-
-/// Writes `first` and then everything already queued behind it, without
-/// going back to the socket loop between frames (fewer wake-ups, and the
-/// HTTP layer can put many frames in one write). `skip` drops a frame by
-/// its dedupe key.
-pub async fn write_queued(
+/// Writes `next` and everything already queued behind it, without going back
+/// to the socket loop between frames (fewer wake-ups, and the HTTP layer can
+/// put many frames in one write). `skip` drops a frame by its dedupe key.
+/// `Err` carries the close the loop must perform (`None`: the peer is gone).
+pub async fn drain(
     session: &mut actix_ws::Session,
     receiver: &mut OutboundReceiver,
-    first: (ByteString, Option<DedupeKey>),
+    next: Next,
     skip: impl Fn(Option<DedupeKey>) -> bool,
-) -> Flushed {
-    let mut next = Some(Next::Frame(first.0, first.1));
+) -> Result<(), Option<(u16, &'static str)>> {
+    let mut next = Some(next);
     loop {
         match next.take() {
             Some(Next::Frame(frame, key)) => {
                 if !skip(key) && session.text(frame).await.is_err() {
-                    return Flushed::Gone;
+                    return Err(None);
                 }
                 next = receiver.try_next();
             }
-            Some(Next::Close(code, reason)) => return Flushed::Close(code, reason),
-            None => return Flushed::Drained,
+            Some(Next::Close(code, reason)) => return Err(Some((code, reason))),
+            None => return Ok(()),
         }
     }
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::outbound::{self, Flushed, Next, Outbound};
+use super::outbound::{self, Outbound};
 use super::transport::{self, Incoming};
 use super::protocol::{self, VisitorFrame, close, error_code, error_frame};
 use super::{IpSlot, RateLimit};
@@ -135,16 +135,11 @@ impl Connection {
                 Phase::Chatting { .. } => None,
             };
             tokio::select! {
-                next = self.receiver.next() => match next {
-                    Next::Frame(frame, key) => {
-                        match outbound::write_queued(&mut self.session, &mut self.receiver, (frame, key), |_| false).await {
-                            Flushed::Drained => {}
-                            Flushed::Gone => break None,
-                            Flushed::Close(code, reason) => break Some((code, reason)),
-                        }
+                next = self.receiver.next() => {
+                    if let Err(close) = outbound::drain(&mut self.session, &mut self.receiver, next, |_| false).await {
+                        break close;
                     }
-                    Next::Close(code, reason) => break Some((code, reason)),
-                },
+                }
                 incoming = stream.recv() => {
                     if incoming.is_some() {
                         self.last_heard = Instant::now();
