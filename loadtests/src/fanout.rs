@@ -102,12 +102,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let mut stopped = stopped.clone();
         dashboards.push(tokio::spawn(async move {
             let mut latency = report::histogram();
+            let mut summary_age = report::histogram();
             let mut deliveries = 0u64;
             let mut closed = None;
             if stalled {
                 // Never read; just hold the socket until the run ends.
                 let _ = stopped.wait_for(|&s| s).await;
-                return (latency, deliveries, closed);
+                return (latency, summary_age, deliveries, closed);
             }
             loop {
                 let frame = tokio::select! {
@@ -118,10 +119,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 match frame {
                     Ok(Message::Text(text)) => {
                         deliveries += 1;
-                        // "fanout <micros since start>" from a visitor.
+                        // A visitor's "fanout <micros since start>" in a message frame.
+                        // (Session summaries quote the same text in their preview,
+                        // but they are coalesced on purpose: not counted.)
+                        let is_message = text.starts_with("{\"type\":\"message\"");
                         if let Some(sent) = text.split("fanout ").nth(1).and_then(|r| r.split('"').next()).and_then(|m| m.parse::<u64>().ok()) {
-                            let now = start.elapsed().as_micros() as u64;
-                            let _ = latency.record(now.saturating_sub(sent).max(1));
+                            let age = (start.elapsed().as_micros() as u64).saturating_sub(sent).max(1);
+                            // A summary's preview shows the newest message it knew of: its age
+                            // is how stale the live table is (coalesced on purpose).
+                            let _ = if is_message { latency.record(age) } else { summary_age.record(age) };
                         }
                     }
                     Ok(Message::Close(frame)) => {
@@ -132,7 +138,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     Err(_) => break,
                 }
             }
-            (latency, deliveries, closed)
+            (latency, summary_age, deliveries, closed)
         }));
     }
 
@@ -173,6 +179,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let mut latency = report::histogram();
+    let mut summary_age = report::histogram();
     let mut deliveries = 0;
     let mut report_errors = std::collections::BTreeMap::new();
 
@@ -182,8 +189,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             continue;
         }
         match result {
-            Ok((h, n, closed)) => {
+            Ok((h, ages, n, closed)) => {
                 latency.add(&h)?;
+                summary_age.add(&ages)?;
                 deliveries += n;
                 if closed == Some(4008) {
                     *report_errors.entry("reading dashboard closed as slow (4008)".to_owned()).or_insert(0) += 1;
@@ -203,8 +211,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ..Default::default()
     };
     report.latencies.insert("visitor send→dashboard".into(), Percentiles::of(&latency));
+    report.latencies.insert("summary staleness".into(), Percentiles::of(&summary_age));
     report.figures.insert("message deliveries to dashboards/s".into(), measured as f64 / sending.as_secs_f64());
     report.figures.insert("all dashboard frames received".into(), deliveries as f64);
+    report.figures.insert("all dashboard frames/s".into(), deliveries as f64 / sending.as_secs_f64());
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         report.figures.insert("server CPU s per 1M deliveries".into(), (after - before) / measured.max(1) as f64 * 1e6);
     }
