@@ -122,12 +122,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         // A visitor's "fanout <micros since start>" in a message frame.
                         // (Session summaries quote the same text in their preview,
                         // but they are coalesced on purpose: not counted.)
-                        let is_message = text.starts_with("{\"type\":\"message\"");
-                        if let Some(sent) = text.split("fanout ").nth(1).and_then(|r| r.split('"').next()).and_then(|m| m.parse::<u64>().ok()) {
-                            let age = (start.elapsed().as_micros() as u64).saturating_sub(sent).max(1);
-                            // A summary's preview shows the newest message it knew of: its age
-                            // is how stale the live table is (coalesced on purpose).
-                            let _ = if is_message { latency.record(age) } else { summary_age.record(age) };
+                        if text.starts_with("{\"type\":\"message\"") {
+                            if let Some(sent) = text.split("fanout ").nth(1).and_then(|r| r.split('"').next()).and_then(|m| m.parse::<u64>().ok()) {
+                                let now = start.elapsed().as_micros() as u64;
+                                let _ = latency.record(now.saturating_sub(sent).max(1));
+                            }
+                        } else if text.starts_with("{\"type\":\"session\"") {
+                            // How late the live table is: arrival minus the time of the
+                            // change it shows (a message, or another update).
+                            let updated = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
+                                let time = |k: &str| v["session"][k].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                                time("updated_at").max(time("last_message_at"))
+                            });
+                            if let Some(updated) = updated {
+                                let age = (chrono::Utc::now() - updated.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0);
+                                let _ = summary_age.record(age.max(1) as u64);
+                            }
                         }
                     }
                     Ok(Message::Close(frame)) => {
