@@ -55,13 +55,8 @@ pub async fn dashboard_socket(
         return Err(ApiError::Forbidden("the dashboard socket only accepts this site's own pages"));
     }
     let token = session_cookie(&req).ok_or(ApiError::Unauthenticated)?;
-    let (response, session, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::invalid("not_a_websocket", e.to_string()))?;
     let limits = &state.config.limits;
-    let stream = stream
-        .max_frame_size(limits.max_frame_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(limits.max_frame_bytes);
+    let (response, session, stream) = transport::upgrade(&req, body, limits)?;
     let (outbound, receiver) = outbound::channel(limits.send_queue);
     state.hub.supervisor.do_send(DashboardConnected(outbound.clone()));
     let connection = Dashboard {

@@ -1,13 +1,27 @@
-//! What the visitor and dashboard sockets share below their protocols: how
-//! an incoming WebSocket message is classified (pings answered, closes and
+//! What the visitor and dashboard sockets share below their protocols: the
+//! upgrade with its limits, how an incoming WebSocket message is classified (pings answered, closes and
 //! bad framing turned into close codes) and the keep-alive check.
 
 use std::time::{Duration, Instant};
 
-use actix_ws::{AggregatedMessage, ProtocolError, Session};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, ProtocolError, Session};
 use bytestring::ByteString;
 
 use super::protocol::close;
+use crate::config::Limits;
+use crate::http::ApiError;
+
+/// Completes the WebSocket handshake with the frame-size limits applied.
+pub fn upgrade(req: &HttpRequest, body: web::Payload, limits: &Limits) -> Result<(HttpResponse, Session, AggregatedMessageStream), ApiError> {
+    let (response, session, stream) =
+        actix_ws::handle(req, body).map_err(|e| ApiError::invalid("not_a_websocket", e.to_string()))?;
+    let stream = stream
+        .max_frame_size(limits.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(limits.max_frame_bytes);
+    Ok((response, session, stream))
+}
 
 /// An incoming WebSocket message, as the protocol layer sees it.
 pub enum Incoming {

@@ -61,13 +61,8 @@ pub async fn visitor_socket(
     let ip = req.peer_addr().map(|a| a.ip()).ok_or(ApiError::invalid("no_peer", "unknown peer address"))?;
     let slot = state.visitor_ips.acquire(ip).ok_or(ApiError::RateLimited { retry_after_secs: 10 })?;
 
-    let (response, session, stream) =
-        actix_ws::handle(&req, body).map_err(|e| ApiError::invalid("not_a_websocket", e.to_string()))?;
     let limits = &state.config.limits;
-    let stream = stream
-        .max_frame_size(limits.max_frame_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(limits.max_frame_bytes);
+    let (response, session, stream) = transport::upgrade(&req, body, limits)?;
     let connection = Connection::new(state.hub.clone(), session, site, channel, slot);
     actix_web::rt::spawn(connection.run(stream, state.shutting_down.clone()));
     Ok(response)
