@@ -352,3 +352,57 @@ test('an admin adds a completion rule and tests a message against it', async () 
   await page.waitForSelector('#r-test-result:text("callback_24h")');
   await page.screenshot({ path: `${ARTIFACTS}/dashboard-settings.png` });
 });
+
+test("the site's settings drive the widget: colour, position, greeting and a validated pre-chat form", async () => {
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  const changed = await apiCall(admin, 'PUT', '/api/sites/default',
+    { color: '#aa3300', position: 'left', greeting: 'Welcome to Brightsmile!', prechat_form: true });
+  assert.equal(changed.status, 200);
+  try {
+    const page = await newPage();
+    await page.goto(base + '/demo');
+    const frame = await waitForFrame(page);
+    await frame.waitForSelector('#prechat', { state: 'attached' });
+    // Bottom-left now, in the site's colour.
+    await page.mouse.click(48, page.viewportSize().height - 48);
+    await frame.waitForSelector('#prechat:visible');
+    assert.equal(await frame.evaluate(() => getComputedStyle(document.querySelector('.head')).backgroundColor), 'rgb(170, 51, 0)');
+    assert.equal(await frame.locator('.msg.greeting').textContent(), 'Welcome to Brightsmile!');
+    assert.equal(await frame.locator('#compose').isHidden(), true, 'no chatting before the form');
+    await frame.fill('#pc-name', 'Grace Hopper');
+    await frame.fill('#pc-email', 'not-an-email');
+    await frame.click('#prechat button[type=submit]');
+    await frame.waitForSelector('#pc-error:visible');
+    await frame.fill('#pc-email', 'grace@example.com');
+    await frame.click('#prechat button[type=submit]');
+    await frame.waitForSelector('#text:visible');
+    await say(frame, 'Hi, I filled in the form');
+    await waitForReply(frame, 1);
+    await page.screenshot({ path: `${ARTIFACTS}/widget-prechat.png` });
+    const list = await apiCall(admin, 'GET', '/api/sessions?q=' + encodeURIComponent('grace@example.com'));
+    assert.equal(list.body.total, 1);
+    assert.equal(list.body.sessions[0].customer.name, 'Grace Hopper');
+  } finally {
+    await apiCall(admin, 'PUT', '/api/sites/default', { color: '#0d6efd', position: 'right', greeting: 'Hi! How can we help you today?', prechat_form: false });
+  }
+});
+
+test('bulk archive from the sessions table, with a confirmation, removes the rows at once', async () => {
+  const page = await newPage();
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  await page.waitForSelector('#sessions-body tr[data-id]');
+  const before = await page.locator('#sessions-body tr[data-id]').count();
+  assert.ok(before >= 2);
+  const boxes = page.locator('#sessions-body tr[data-id] input[type=checkbox]');
+  await boxes.nth(0).check();
+  await boxes.nth(1).check();
+  await page.waitForSelector('#bulk-count:text("2 selected")');
+  await page.click('[data-bulk=archive]');
+  await page.waitForSelector('#confirm.show');
+  await page.click('#confirm-ok');
+  await page.waitForFunction((n) => document.querySelectorAll('#sessions-body tr[data-id]').length === n - 2, before);
+  await page.selectOption('#f-status', 'archived');
+  await page.click('#filters button[type=submit]');
+  await page.waitForFunction(() => location.hash.includes('status=archived'));
+  await page.waitForFunction(() => document.querySelectorAll('#sessions-body tr[data-id]').length >= 2);
+});
