@@ -366,15 +366,17 @@ pub async fn messages(db: &Db, id: Uuid, after: i64, limit: i64) -> Result<Vec<M
             &[&id, &after, &limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| MessageView {
-            seq: r.get(0),
-            role: crate::domain::MessageRole::parse(r.get(1)).unwrap_or(crate::domain::MessageRole::System),
-            text: r.get(2),
-            created_at: r.get(3),
-        })
-        .collect())
+    Ok(rows.iter().map(|r| message_from_row(r, 0)).collect())
+}
+
+/// A message from a row whose columns `seq, role, text, created_at` start at `first`.
+pub fn message_from_row(row: &tokio_postgres::Row, first: usize) -> MessageView {
+    MessageView {
+        seq: row.get(first),
+        role: crate::domain::MessageRole::parse(row.get(first + 1)).unwrap_or(crate::domain::MessageRole::System),
+        text: row.get(first + 2),
+        created_at: row.get(first + 3),
+    }
 }
 
 /// One QA status change.

@@ -12,20 +12,21 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use uuid::Uuid;
 
-use super::chat_session::{ChatSession, Deleted, SessionSnapshot, StatusChanged};
+use super::chat_session::{ChatSession, Deleted, ExternalMessage, SessionSnapshot, StatusChanged};
 use super::persistence::{NewSessionRow, Persist, PersistError, Persistence, SessionPatch, SessionWrite};
 use super::notifier::Notifier;
 use super::supervisor::{SessionEvent, Supervisor};
 use crate::agents::Agent;
 use crate::completion::Rules;
 use crate::config::Config;
-use crate::domain::{Channel, Customer, Handler as SessionHandler, MessageRole, SessionId, SessionStatus};
+use crate::domain::{Channel, ChatText, Customer, Handler as SessionHandler, MessageRole, SessionId, SessionStatus};
 use crate::postgres::Db;
-use crate::ws::protocol::MessageView;
 
 /// Messages kept in a live conversation's memory; older ones are read from
 /// PostgreSQL when a resuming client needs them.
 pub const TRANSCRIPT_IN_MEMORY: usize = 200;
+/// How long a webhook or relay request waits for its message to be stored.
+const EXTERNAL_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Hub {
     pub db: Db,
@@ -197,6 +198,24 @@ impl Hub {
         Ok(actor)
     }
 
+    /// Stores a message that arrived through a channel (webhook or relay) in
+    /// its conversation, deduplicated on the channel's id; resolves once it
+    /// is committed, or fails after `EXTERNAL_STORE_TIMEOUT`.
+    pub async fn store_external(
+        &self,
+        actor: &Addr<ChatSession>,
+        external_id: String,
+        role: MessageRole,
+        text: ChatText,
+    ) -> Result<i64, PersistError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actor.do_send(ExternalMessage { external_id, role, text, waiter: tx });
+        match tokio::time::timeout(EXTERNAL_STORE_TIMEOUT, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            _ => Err(PersistError::Stopped),
+        }
+    }
+
     /// The conversation a visitor token belongs to, with its site.
     pub async fn find_by_visitor_token(&self, token: &str) -> anyhow::Result<Option<(SessionId, Option<Uuid>)>> {
         let row = self
@@ -209,21 +228,6 @@ impl Hub {
             )
             .await?;
         Ok(row.map(|r| (SessionId(r.get(0)), r.get(1))))
-    }
-
-    /// Stored messages with `after < seq <= up_to`, in order.
-    pub async fn messages_between(&self, id: SessionId, after: i64, up_to: i64) -> anyhow::Result<Vec<MessageView>> {
-        let rows = self
-            .db
-            .get()
-            .await?
-            .query(
-                "SELECT seq, role, text, created_at FROM messages
-                 WHERE session_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
-                &[&id.0, &after, &up_to],
-            )
-            .await?;
-        Ok(rows.iter().map(message_from_row).collect())
     }
 
     /// Records a failure in the errors table (shown on the dashboard). Never
@@ -246,15 +250,6 @@ impl Hub {
                 tracing::error!(error = %e, %source, %message, "could not record an error row");
             }
         });
-    }
-}
-
-fn message_from_row(row: &tokio_postgres::Row) -> MessageView {
-    MessageView {
-        seq: row.get(0),
-        role: MessageRole::parse(row.get(1)).unwrap_or(MessageRole::System),
-        text: row.get(2),
-        created_at: row.get(3),
     }
 }
 
@@ -308,7 +303,7 @@ async fn load_snapshot(db: &Db, id: SessionId) -> anyhow::Result<Option<SessionS
         last_seq: row.get(9),
         created_at: row.get(10),
         last_activity: row.get(11),
-        transcript: recent.iter().rev().map(message_from_row).collect(),
+        transcript: recent.iter().rev().map(|r| crate::sessions::message_from_row(r, 0)).collect(),
         client_ids,
         external_ids,
         external_id: row.get(12),

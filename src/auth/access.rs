@@ -74,14 +74,6 @@ impl Principal {
             Principal::Machine { .. } => Err(ApiError::Forbidden("this action needs a signed-in staff member")),
         }
     }
-
-    /// A name for history rows and logs.
-    pub fn display_name(&self) -> String {
-        match self {
-            Principal::Staff(user) => user.username.clone(),
-            Principal::Machine { name, .. } => format!("api-key:{name}"),
-        }
-    }
 }
 
 impl FromRequest for Principal {

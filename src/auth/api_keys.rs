@@ -20,10 +20,17 @@ pub struct NewApiKey {
     pub secret: String,
 }
 
+/// What a key name must be.
+pub const NAME_RULE: &str = "a key name must be 1 to 100 characters";
+
+pub fn valid_name(name: &str) -> bool {
+    (1..=100).contains(&name.trim().chars().count())
+}
+
 /// Creates and stores a key.
 pub async fn create(db: &Db, name: &str, created_by: Option<Uuid>) -> anyhow::Result<NewApiKey> {
+    anyhow::ensure!(valid_name(name), NAME_RULE);
     let name = name.trim();
-    anyhow::ensure!((1..=100).contains(&name.chars().count()), "a key name must be 1 to 100 characters");
     let secret = format!("{KEY_PREFIX}{}", super::random_token(32));
     let prefix: String = secret.chars().take(KEY_PREFIX.len() + DISPLAY_PREFIX_CHARS).collect();
     let id = Uuid::new_v4();

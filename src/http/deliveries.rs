@@ -45,7 +45,6 @@ pub async fn list(query: web::Query<DeliveriesQuery>, state: web::Data<AppState>
             &[&status, &event_type, &per_page, &((page - 1) * per_page)],
         )
         .await?;
-    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map(rfc3339::format);
     let deliveries: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -59,7 +58,7 @@ pub async fn list(query: web::Query<DeliveriesQuery>, state: web::Data<AppState>
                 "last_status_code": r.get::<_, Option<i32>>(6),
                 "session_id": r.get::<_, Option<Uuid>>(7),
                 "created_at": rfc3339::format(&r.get(8)),
-                "delivered_at": time(r.get(9)),
+                "delivered_at": rfc3339::format_opt(r.get(9)),
                 "idempotency_key": r.get::<_, String>(10),
             })
         })

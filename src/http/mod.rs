@@ -20,6 +20,15 @@ use actix_web::HttpResponse;
 
 pub use error::ApiError;
 
+/// For request fields where `null` means "clear it" and absence means
+/// "leave it": `Some(None)` for null, `None` when absent (with `default`).
+pub(crate) mod nullable {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
 /// Mounts every HTTP route (from the route table).
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     routes::configure(cfg);

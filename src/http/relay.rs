@@ -7,23 +7,19 @@
 //! dashboards see them live and completion rules run on them. The relaying
 //! bot answers its own visitors, so chathub's agent never does.
 
-use std::time::Duration;
-
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::actors::chat_session::ExternalMessage;
+use crate::actors::chat_session::ChatSession;
 use crate::domain::{Channel, ChatText, Customer, MessageRole, SessionId};
 use crate::startup::AppState;
 
 /// Messages accepted in one post.
 const MAX_MESSAGES: usize = 500;
 const MAX_ID_CHARS: usize = 200;
-const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize, Default)]
 pub struct RelayCustomer {
@@ -73,13 +69,12 @@ fn parse_message(m: RelayMessage, max_chars: usize) -> Result<(String, MessageRo
     Ok((m.id, role, text))
 }
 
-async fn store(actor: &actix::Addr<crate::actors::chat_session::ChatSession>, id: String, role: MessageRole, text: ChatText) -> Result<i64, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    actor.do_send(ExternalMessage { external_id: id, role, text, waiter: tx });
-    match tokio::time::timeout(STORE_TIMEOUT, rx).await {
-        Ok(Ok(Ok(seq))) => Ok(seq),
-        _ => Err(ApiError::Unavailable(anyhow::anyhow!("a relayed message could not be stored; post it again"))),
-    }
+async fn store(state: &AppState, actor: &actix::Addr<ChatSession>, id: String, role: MessageRole, text: ChatText) -> Result<i64, ApiError> {
+    state
+        .hub
+        .store_external(actor, id, role, text)
+        .await
+        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("a relayed message could not be stored ({e}); post it again")))
 }
 
 pub async fn create(body: web::Json<RelaySession>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -118,7 +113,7 @@ pub async fn create(body: web::Json<RelaySession>, state: web::Data<AppState>) -
         .map_err(ApiError::Unavailable)?;
     let mut stored = Vec::with_capacity(messages.len());
     for (id, role, text) in messages {
-        stored.push(store(&actor, id, role, text).await?);
+        stored.push(store(&state, &actor, id, role, text).await?);
     }
     let session_id: Uuid = state
         .db
@@ -134,6 +129,6 @@ pub async fn create(body: web::Json<RelaySession>, state: web::Data<AppState>) -
 pub async fn append(id: web::Path<Uuid>, body: web::Json<RelayMessage>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (message_id, role, text) = parse_message(body.into_inner(), state.config.limits.max_message_chars)?;
     let actor = state.hub.session(SessionId(*id)).await?.ok_or(ApiError::NotFound("session"))?;
-    let seq = store(&actor, message_id, role, text).await?;
+    let seq = store(&state, &actor, message_id, role, text).await?;
     Ok(HttpResponse::Created().json(json!({ "session_id": *id, "seq": seq })))
 }

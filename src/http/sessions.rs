@@ -77,15 +77,8 @@ pub struct Update {
     status: Option<String>,
     priority: Option<String>,
     /// A user id, or `null` to unassign.
-    #[serde(default, with = "double_option")]
+    #[serde(default, with = "super::nullable")]
     assignee_id: Option<Option<Uuid>>,
-}
-
-mod double_option {
-    use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-        Option::<T>::deserialize(d).map(Some)
-    }
 }
 
 const PRIORITIES: &[&str] = &["low", "normal", "high", "urgent"];
@@ -482,12 +475,7 @@ impl ExportWriter {
                 )
                 .await?
             {
-                transcripts.entry(row.get(0)).or_default().push(crate::ws::protocol::MessageView {
-                    seq: row.get(1),
-                    role: crate::domain::MessageRole::parse(row.get(2)).unwrap_or(crate::domain::MessageRole::System),
-                    text: row.get(3),
-                    created_at: row.get(4),
-                });
+                transcripts.entry(row.get(0)).or_default().push(sessions::message_from_row(&row, 1));
             }
         }
         let mut out = String::new();
@@ -522,7 +510,7 @@ impl ExportWriter {
 }
 
 fn session_cells(s: &SessionSummary) -> Vec<String> {
-    let time = |t: &Option<chrono::DateTime<Utc>>| t.as_ref().map(crate::ws::protocol::rfc3339::format).unwrap_or_default();
+    let time = |t: &Option<chrono::DateTime<Utc>>| crate::ws::protocol::rfc3339::format_opt(*t).unwrap_or_default();
     let text = |t: &Option<String>| t.clone().unwrap_or_default();
     vec![
         s.id.to_string(),

@@ -33,18 +33,11 @@ pub struct SiteBody {
     key: Option<String>,
     name: Option<String>,
     allowed_origins: Option<Vec<String>>,
-    #[serde(default, with = "nullable")]
+    #[serde(default, with = "super::nullable")]
     greeting: Option<Option<String>>,
     color: Option<String>,
     position: Option<String>,
     prechat_form: Option<bool>,
-}
-
-mod nullable {
-    use serde::{Deserialize, Deserializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
-    }
 }
 
 /// Checks the fields that are present.
@@ -157,7 +150,7 @@ fn rule_json(r: &tokio_postgres::Row) -> Value {
         "id": r.get::<_, Uuid>(0), "name": r.get::<_, String>(1), "kind": r.get::<_, String>(2),
         "pattern": r.get::<_, String>(3), "enabled": r.get::<_, bool>(4), "position": r.get::<_, i32>(5),
         "fire_count": r.get::<_, i64>(6),
-        "last_fired_at": r.get::<_, Option<chrono::DateTime<chrono::Utc>>>(7).as_ref().map(rfc3339::format),
+        "last_fired_at": rfc3339::format_opt(r.get(7)),
     })
 }
 

@@ -25,7 +25,7 @@ fn user_json(row: &tokio_postgres::Row) -> Value {
         "role": row.get::<_, String>(2),
         "disabled": row.get::<_, bool>(3),
         "created_at": rfc3339::format(&row.get(4)),
-        "last_login_at": row.get::<_, Option<chrono::DateTime<chrono::Utc>>>(5).as_ref().map(rfc3339::format),
+        "last_login_at": rfc3339::format_opt(row.get(5)),
     })
 }
 
@@ -121,7 +121,6 @@ pub async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
         .await?
         .query("SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at DESC", &[])
         .await?;
-    let time = |t: Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map(rfc3339::format);
     let keys: Vec<Value> = rows
         .iter()
         .map(|r| {
@@ -130,8 +129,8 @@ pub async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
                 "name": r.get::<_, String>(1),
                 "prefix": r.get::<_, String>(2),
                 "created_at": rfc3339::format(&r.get(3)),
-                "last_used_at": time(r.get(4)),
-                "revoked_at": time(r.get(5)),
+                "last_used_at": rfc3339::format_opt(r.get(4)),
+                "revoked_at": rfc3339::format_opt(r.get(5)),
             })
         })
         .collect();
@@ -146,8 +145,8 @@ pub struct NewKey {
 
 pub async fn create_key(body: web::Json<NewKey>, me: StaffUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let name = body.into_inner().name;
-    if !(1..=100).contains(&name.trim().chars().count()) {
-        return Err(ApiError::invalid("invalid_name", "a key name must be 1 to 100 characters"));
+    if !api_keys::valid_name(&name) {
+        return Err(ApiError::invalid("invalid_name", api_keys::NAME_RULE));
     }
     let key = api_keys::create(&state.db, &name, Some(me.user_id)).await?;
     Ok(HttpResponse::Created().json(json!({ "id": key.id, "name": key.name, "prefix": key.prefix, "key": key.secret })))

@@ -6,21 +6,15 @@
 //! answer is 200 only once every message is committed: if storing fails,
 //! Meta's retry delivers it again and the dedupe keeps it single.
 
-use std::time::Duration;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::future::join_all;
 use serde::Deserialize;
-use tokio::sync::oneshot;
 
 use super::ApiError;
-use crate::actors::chat_session::ExternalMessage;
 use crate::channels::{self, Inbound};
 use crate::domain::{Channel, ChatText, Customer, MessageRole};
 use crate::startup::AppState;
 
-/// How long a webhook waits for its messages to be stored.
-const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 pub struct Subscribe {
@@ -91,12 +85,12 @@ async fn receive(
             .external_session(channel, &inbound.sender, &customer, serde_json::json!({}))
             .await
             .map_err(ApiError::Unavailable)?;
-        let (tx, rx) = oneshot::channel();
-        actor.do_send(ExternalMessage { external_id: inbound.message_id, role: MessageRole::Visitor, text, waiter: tx });
-        match tokio::time::timeout(STORE_TIMEOUT, rx).await {
-            Ok(Ok(Ok(_))) => Ok(()),
-            _ => Err(ApiError::Unavailable(anyhow::anyhow!("a webhook message could not be stored"))),
-        }
+        state
+            .hub
+            .store_external(&actor, inbound.message_id, MessageRole::Visitor, text)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("a webhook message could not be stored: {e}")))
     }))
     .await;
     // Any failure: not 200, so Meta sends the whole batch again (deduplicated).

@@ -281,14 +281,6 @@ impl LocalPostgres {
         &self.dir
     }
 
-    /// The PID of the postmaster serving this cluster, from its lock file.
-    pub fn postmaster_pid(&self) -> Option<i32> {
-        match inspect_pid_file(&self.dir) {
-            PidFile::Ready(pid) | PidFile::Starting(pid) | PidFile::Stopping(pid) => Some(pid),
-            _ => None,
-        }
-    }
-
     /// Fast shutdown of the postmaster we started (open transactions roll
     /// back, a checkpoint is written); an attached one is left running.
     pub fn stop(mut self) {

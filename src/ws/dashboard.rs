@@ -23,7 +23,7 @@ use super::RateLimit;
 use crate::actors::Hub;
 use crate::actors::chat_session::{StaffSay, StaffTyping, Takeover, TranscriptAfter};
 use crate::actors::supervisor::{DashboardConnected, DashboardGone, Unwatch, Watch};
-use crate::auth::access::session_cookie;
+use crate::auth::access::{same_origin, session_cookie};
 use crate::auth::staff_sessions::{self, StaffUser};
 use crate::domain::{ChatText, ClientMsgId, Seq, SessionId};
 use crate::http::ApiError;
@@ -44,14 +44,7 @@ pub async fn dashboard_socket(
 ) -> Result<HttpResponse, ApiError> {
     // Cross-site WebSocket hijacking: a socket handshake carries cookies but
     // no CORS, so the origin must be checked here, and must be present.
-    let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
-    let origin_ok = req
-        .headers()
-        .get("origin")
-        .and_then(|o| o.to_str().ok())
-        .and_then(|o| o.split_once("://"))
-        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host));
-    if !origin_ok {
+    if !req.headers().contains_key("origin") || !same_origin(&req) {
         return Err(ApiError::Forbidden("the dashboard socket only accepts this site's own pages"));
     }
     let token = session_cookie(&req).ok_or(ApiError::Unauthenticated)?;

@@ -211,6 +211,11 @@ pub mod rfc3339 {
         t.to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 
+    /// `None` stays `None` (JSON `null`).
+    pub fn format_opt(t: Option<DateTime<Utc>>) -> Option<String> {
+        t.as_ref().map(format)
+    }
+
     pub fn serialize<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format(t))
     }
