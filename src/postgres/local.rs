@@ -14,9 +14,10 @@
 //!   even by `kill -9`, the pipe closes and the guardian asks the postmaster
 //!   for a fast shutdown, so no orphaned server is left holding the data;
 //! - at start, a `postmaster.pid` left behind is inspected: a live postmaster
-//!   that is ready is attached to (another node, or a CLI command while the
-//!   server runs), one that is stopping is waited for, and a dead or reused PID
-//!   is cleared so a crash is never a dead end.
+//!   that is ready and whose owner (recorded in `<dir>.owner`) still runs is
+//!   attached to (a CLI command while the server runs); one whose owner died
+//!   (an orphan the guardian is stopping) or that is stopping is waited for;
+//!   a dead or reused PID is cleared, so a crash is never a dead end.
 
 use std::fs;
 use std::io::Read;
@@ -199,9 +200,21 @@ impl LocalPostgres {
         }
 
         match inspect_pid_file(&dir) {
-            PidFile::Ready(pid) => {
+            // A postmaster whose owner (a running hub or CLI) is alive is shared.
+            PidFile::Ready(pid) if has_live_owner(&dir) => {
                 tracing::info!(pid, dir = %dir.display(), "attaching to the running private PostgreSQL");
                 return Ok(Self { dir, child: None, guardian: None });
+            }
+            // An orphan: its hub died (kill -9). Its guardian is stopping it, but
+            // the lock file may still say "ready" for a moment; attaching now
+            // would meet "the database system is shutting down". Stop it (again)
+            // and start afresh.
+            PidFile::Ready(pid) => {
+                tracing::info!(pid, "stopping the PostgreSQL orphaned by a crashed hub");
+                let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+                if !wait_for_exit(pid, STOPPING_WAIT) {
+                    return Err(LocalPostgresError::Busy(pid, dir));
+                }
             }
             PidFile::Stopping(pid) | PidFile::Starting(pid) => {
                 tracing::info!(pid, "waiting for the previous PostgreSQL of this data dir to finish");
@@ -245,6 +258,8 @@ impl LocalPostgres {
             .process_group(0);
         let mut child = command.spawn().map_err(io_err("starting postgres"))?;
         let pid = child.id() as i32;
+        // Later starts attach to this postmaster only while we live.
+        fs::write(owner_file(&dir), std::process::id().to_string()).map_err(io_err("writing the owner file"))?;
         let guardian = spawn_guardian(pid, options.remove_dir_on_exit.then_some(&dir))?;
 
         let deadline = Instant::now() + START_TIMEOUT;
@@ -295,6 +310,7 @@ impl LocalPostgres {
             let _ = guardian.wait();
         }
         let Some(mut child) = self.child.take() else { return };
+        let _ = fs::remove_file(owner_file(&self.dir));
         let pid = Pid::from_raw(child.id() as i32);
         let _ = kill(pid, Signal::SIGINT);
         let deadline = Instant::now() + STOP_TIMEOUT;
@@ -401,6 +417,20 @@ fn is_postgres_process(pid: i32) -> bool {
     }
 }
 
+/// The file naming the process that started (and will stop) the postmaster.
+fn owner_file(dir: &Path) -> PathBuf {
+    dir.with_extension("owner")
+}
+
+/// Whether the process that started this cluster's postmaster still runs. A
+/// cluster with no owner file (started some other way) is trusted as live.
+fn has_live_owner(dir: &Path) -> bool {
+    match fs::read_to_string(owner_file(dir)).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+        Some(owner) => owner > 0 && kill(Pid::from_raw(owner), None).is_ok(),
+        None => true,
+    }
+}
+
 fn wait_for_exit(pid: i32, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -422,7 +452,7 @@ fn spawn_guardian(
     const SCRIPT: &str = r#"cat >/dev/null
 kill -INT "$1" 2>/dev/null
 while kill -0 "$1" 2>/dev/null; do sleep 0.1; done
-if [ -n "$2" ]; then rm -rf "$2" "$2.log"; fi"#;
+if [ -n "$2" ]; then rm -rf "$2" "$2.log" "$2.owner"; fi"#;
     let mut child = Command::new("sh")
         .args(["-c", SCRIPT, "chathub-pg-guardian", &postgres_pid.to_string()])
         .arg(remove_dir.map(|d| d.as_os_str()).unwrap_or_default())
