@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter};
-use actix_web::dev::{Server, ServerHandle, Service as _};
-use actix_web::{App, HttpServer, web};
+use actix_http::HttpService;
+use actix_service::{IntoServiceFactory, map_config};
+use actix_web::dev::{AppConfig, Server, ServerHandle, Service as _};
+use actix_web::{App, web};
 use anyhow::Context;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
@@ -21,7 +23,7 @@ use crate::actors::persistence::{Drain, Persistence};
 use crate::actors::supervisor::Supervisor;
 use crate::completion::{RuleSet, Rules};
 use crate::config::Config;
-use crate::ws::IpLimiter;
+use crate::ws::{self, IpLimiter};
 use crate::http;
 use crate::postgres::{self, Db, LocalPostgres, LocalPostgresOptions};
 
@@ -107,6 +109,7 @@ impl Application {
         let (supervisor_db, hours) = (db.clone(), config.inactive_after_hours);
         let supervisor = Supervisor::start_in_arbiter(&actor_arbiter.handle(), move |_| Supervisor::new(supervisor_db, hours));
         let (shutdown, shutting_down) = watch::channel(false);
+        let stop_keep_alive = shutting_down.clone();
         let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence.clone(), supervisor, notifier, agent, rules)?);
         let state = web::Data::new(AppState {
             db,
@@ -124,7 +127,7 @@ impl Application {
         let address = listener.local_addr()?;
         let max_body = config.limits.max_body_bytes;
         let workers = config.workers;
-        let mut server = HttpServer::new(move || {
+        let make_app = move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(
@@ -148,10 +151,27 @@ impl Application {
                 })
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
-        })
-        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
-        .disable_signals()
-        .listen(listener)?;
+        };
+        // actix-web's `HttpServer` has no hook for upgrades, so the HTTP
+        // service is assembled here the way it assembles it, plus the
+        // upgrade service that hands sockets off (see `ws::handoff`).
+        let mut server = Server::build()
+            .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+            .disable_signals()
+            .listen("chathub-http", listener, move || {
+                let stop_keep_alive = stop_keep_alive.clone();
+                HttpService::build()
+                    .local_addr(address)
+                    .graceful_shutdown_signal(move || {
+                        let mut down = stop_keep_alive.clone();
+                        async move {
+                            let _ = down.wait_for(|&down| down).await;
+                        }
+                    })
+                    .upgrade(ws::handoff::upgrade_service(make_app().into_factory()))
+                    .finish(map_config(make_app().into_factory(), |_| AppConfig::default()))
+                    .tcp()
+            })?;
         if workers > 0 {
             server = server.workers(workers);
         }

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseReason, Session};
 use bytestring::ByteString;
 use tokio::sync::watch;
 
 use super::outbound::{self, Outbound, OutboundReceiver};
-use super::transport::{self, Incoming};
+use super::handoff;
+use super::transport::{self, Incoming, Socket};
 use super::protocol::{self, DashboardFrame, StaffFrame, close, error_code};
 use super::RateLimit;
 use crate::actors::Hub;
@@ -38,7 +38,6 @@ const BACKLOG_PAGE: i64 = 500;
 
 pub async fn dashboard_socket(
     req: HttpRequest,
-    body: web::Payload,
     user: StaffUser,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -48,28 +47,29 @@ pub async fn dashboard_socket(
         return Err(ApiError::Forbidden("the dashboard socket only accepts this site's own pages"));
     }
     let token = session_cookie(&req).ok_or(ApiError::Unauthenticated)?;
-    let limits = &state.config.limits;
-    let (response, session, stream) = transport::upgrade(&req, body, limits)?;
-    let (outbound, receiver) = outbound::channel(limits.send_queue);
-    state.hub.supervisor.do_send(DashboardConnected(outbound.clone()));
-    let connection = Dashboard {
-        hub: state.hub.clone(),
-        session,
-        user,
-        token,
-        outbound,
-        receiver,
-        backlog_upto: HashMap::new(),
-        rate: RateLimit::new(limits.rate_per_sec, limits.rate_burst),
-        last_heard: Instant::now(),
-    };
-    actix_web::rt::spawn(connection.run(stream, state.shutting_down.clone()));
-    Ok(response)
+    let (hub, shutting_down) = (state.hub.clone(), state.shutting_down.clone());
+    handoff::accept(&req, transport::config(&state.config.limits), move |ws| {
+        let limits = &hub.config.limits;
+        let (outbound, receiver) = outbound::channel(limits.send_queue);
+        hub.supervisor.do_send(DashboardConnected(outbound.clone()));
+        let connection = Dashboard {
+            socket: Socket::new(ws, limits),
+            rate: RateLimit::new(limits.rate_per_sec, limits.rate_burst),
+            hub,
+            user,
+            token,
+            outbound,
+            receiver,
+            backlog_upto: HashMap::new(),
+            last_heard: Instant::now(),
+        };
+        connection.run(shutting_down)
+    })
 }
 
 struct Dashboard {
     hub: Arc<Hub>,
-    session: Session,
+    socket: Socket,
     user: StaffUser,
     /// The login cookie, re-checked every `LOGIN_RECHECK`.
     token: String,
@@ -83,7 +83,7 @@ struct Dashboard {
 }
 
 impl Dashboard {
-    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream, mut shutting_down: watch::Receiver<bool>) {
+    async fn run(mut self, mut shutting_down: watch::Receiver<bool>) {
         let limits = self.hub.config.limits.clone();
         let idle_timeout = Duration::from_secs(limits.client_timeout_secs);
         let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs.max(1)));
@@ -97,30 +97,36 @@ impl Dashboard {
                     let duplicate = |key: Option<outbound::DedupeKey>| {
                         key.is_some_and(|(session, seq)| backlog_upto.get(&session).is_some_and(|&upto| seq <= upto))
                     };
-                    if let Err(close) = outbound::drain(&mut self.session, &mut self.receiver, next, duplicate).await {
+                    if let Err(close) = outbound::drain(&mut self.socket, &mut self.receiver, next, duplicate).await {
                         break close;
                     }
                 }
-                incoming = stream.recv() => {
-                    if incoming.is_some() {
-                        self.last_heard = Instant::now();
-                    }
-                    match transport::classify(&mut self.session, incoming).await {
+                incoming = self.socket.recv() => {
+                    self.last_heard = Instant::now();
+                    match incoming {
                         Incoming::Text(text) => {
-                            if !self.rate.allow() {
+                            if self.rate.allow() {
+                                self.on_text(&text).await;
+                            } else {
                                 self.error(None, error_code::RATE_LIMITED, "slow down", None).await;
-                                continue;
                             }
-                            self.on_text(&text).await;
+                            if self.socket.flush().await.is_err() {
+                                break None;
+                            }
                         }
-                        Incoming::Binary => self.error(None, error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None).await,
+                        Incoming::Binary => {
+                            self.error(None, error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None).await;
+                            if self.socket.flush().await.is_err() {
+                                break None;
+                            }
+                        }
                         Incoming::Handled => {}
                         Incoming::Close(code, reason) => break Some((code, reason)),
                         Incoming::Gone => break None,
                     }
                 }
                 _ = ping.tick() => {
-                    if let Err(close) = transport::keep_alive(&mut self.session, self.last_heard, idle_timeout).await {
+                    if let Err(close) = self.socket.keep_alive(self.last_heard, idle_timeout).await {
                         break close;
                     }
                 }
@@ -138,12 +144,12 @@ impl Dashboard {
             }
         };
         self.hub.supervisor.do_send(DashboardGone(self.outbound.id));
-        let reason = close.map(|(code, description)| CloseReason { code: code.into(), description: Some(description.to_owned()) });
-        let _ = self.session.close(reason).await;
+        self.socket.close(close).await;
     }
 
+    /// Queues a reply; the loop flushes after each client frame.
     async fn reply(&mut self, frame: ByteString) {
-        let _ = self.session.text(frame).await;
+        let _ = self.socket.send(frame).await;
     }
 
     async fn error(&mut self, session_id: Option<SessionId>, code: &str, message: &str, client_msg_id: Option<&str>) {

@@ -1,9 +1,11 @@
 //! WebSocket transports: the visitor socket (`/ws/chat`), the staff
 //! dashboard socket (`/ws/dashboard`), and what sockets
-//! share: the wire protocol, the bounded writer queue, per-IP connection caps
-//! and per-connection rate limits.
+//! share: the handoff from the HTTP server to a lean socket, the wire
+//! protocol, the bounded writer queue, per-IP connection caps and
+//! per-connection rate limits.
 
 pub mod dashboard;
+pub mod handoff;
 pub mod outbound;
 pub mod protocol;
 pub mod transport;

@@ -11,6 +11,7 @@ use bytestring::ByteString;
 use tokio::sync::{Notify, mpsc};
 
 use super::protocol::close;
+use super::transport::Socket;
 use crate::domain::{Seq, SessionId};
 
 /// Identifies one socket connection within the process.
@@ -123,11 +124,11 @@ impl OutboundReceiver {
 }
 
 /// Writes `next` and everything already queued behind it, without going back
-/// to the socket loop between frames (fewer wake-ups, and the HTTP layer can
-/// put many frames in one write). `skip` drops a frame by its dedupe key.
+/// to the socket loop between frames, then flushes once (fewer wake-ups and
+/// one `write(2)` for a burst). `skip` drops a frame by its dedupe key.
 /// `Err` carries the close the loop must perform (`None`: the peer is gone).
 pub async fn drain(
-    session: &mut actix_ws::Session,
+    socket: &mut Socket,
     receiver: &mut OutboundReceiver,
     next: Next,
     skip: impl Fn(Option<DedupeKey>) -> bool,
@@ -136,13 +137,13 @@ pub async fn drain(
     loop {
         match next.take() {
             Some(Next::Frame(frame, key)) => {
-                if !skip(key) && session.text(frame).await.is_err() {
+                if !skip(key) && socket.send(frame).await.is_err() {
                     return Err(None);
                 }
                 next = receiver.try_next();
             }
             Some(Next::Close(code, reason)) => return Err(Some((code, reason))),
-            None => return Ok(()),
+            None => return socket.flush().await.map_err(|_| None),
         }
     }
 }

@@ -1,33 +1,48 @@
 //! What the visitor and dashboard sockets share below their protocols: the
-//! upgrade with its limits, how an incoming WebSocket message is classified (pings answered, closes and
-//! bad framing turned into close codes) and the keep-alive check.
+//! framing limits and buffer sizes, how an incoming WebSocket message is
+//! classified (bad framing turned into close codes), batched writes with a
+//! deadline, the keep-alive check, and the close.
+//!
+//! Writes are queued into the socket's write buffer (`send`) and go out on
+//! `flush`, so a burst of frames costs one `write(2)`. A peer that takes no
+//! bytes for `WS_IDLE_TIMEOUT_SECS` is dropped without a close frame (there
+//! is no way to deliver one); a peer merely slower than the hub is closed
+//! with 4008 by the outbound queue.
 
 use std::time::{Duration, Instant};
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, ProtocolError, Session};
 use bytestring::ByteString;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::handoff::WebSocket;
 use super::protocol::close;
 use crate::config::Limits;
-use crate::http::ApiError;
 
-/// Completes the WebSocket handshake with the frame-size limits applied.
-pub fn upgrade(req: &HttpRequest, body: web::Payload, limits: &Limits) -> Result<(HttpResponse, Session, AggregatedMessageStream), ApiError> {
-    let (response, session, stream) =
-        actix_ws::handle(req, body).map_err(|e| ApiError::invalid("not_a_websocket", e.to_string()))?;
-    let stream = stream
-        .max_frame_size(limits.max_frame_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(limits.max_frame_bytes);
-    Ok((response, session, stream))
+/// Initial read buffer per socket. Client frames are small; a larger one
+/// grows the buffer for as long as it is being read, then its space is reused.
+const READ_BUFFER: usize = 1024;
+/// How long a closing socket waits for the peer's close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(3);
+/// Queued frames are written once this many bytes wait (or on flush).
+const WRITE_BATCH: usize = 16 * 1024;
+
+/// The framing configuration of every hub socket.
+pub fn config(limits: &Limits) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BATCH)
+        .max_message_size(Some(limits.max_frame_bytes))
+        .max_frame_size(Some(limits.max_frame_bytes))
 }
 
 /// An incoming WebSocket message, as the protocol layer sees it.
 pub enum Incoming {
-    Text(ByteString),
+    Text(Utf8Bytes),
     Binary,
-    /// Control traffic, already answered.
+    /// Control traffic (a ping's pong is queued by the framing layer).
     Handled,
     /// Close the socket with this code.
     Close(u16, &'static str),
@@ -35,27 +50,84 @@ pub enum Incoming {
     Gone,
 }
 
-pub async fn classify(session: &mut Session, incoming: Option<Result<AggregatedMessage, ProtocolError>>) -> Incoming {
-    match incoming {
-        None => Incoming::Gone,
-        Some(Ok(AggregatedMessage::Text(text))) => Incoming::Text(text),
-        Some(Ok(AggregatedMessage::Binary(_))) => Incoming::Binary,
-        Some(Ok(AggregatedMessage::Ping(bytes))) => {
-            let _ = session.pong(&bytes).await;
-            Incoming::Handled
-        }
-        Some(Ok(AggregatedMessage::Pong(_))) => Incoming::Handled,
-        Some(Ok(AggregatedMessage::Close(_))) => Incoming::Close(1000, "bye"),
-        Some(Err(ProtocolError::Overflow)) => Incoming::Close(close::MESSAGE_TOO_BIG, "frame larger than the limit"),
-        Some(Err(_)) => Incoming::Close(close::PROTOCOL_ERROR, "malformed WebSocket frame"),
-    }
+/// The peer cannot be written to any more.
+#[derive(Debug)]
+pub struct Gone;
+
+/// One accepted socket.
+pub struct Socket {
+    ws: WebSocket,
+    /// How long a write may wait for the peer to take bytes.
+    write_timeout: Duration,
 }
 
-/// On each ping tick: close a peer silent for longer than `idle_timeout`,
-/// else ping it. `Err` carries the close to perform (`None`: peer gone).
-pub async fn keep_alive(session: &mut Session, last_heard: Instant, idle_timeout: Duration) -> Result<(), Option<(u16, &'static str)>> {
-    if last_heard.elapsed() > idle_timeout {
-        return Err(Some((close::IDLE_TIMEOUT, "no response to pings")));
+impl Socket {
+    pub fn new(ws: WebSocket, limits: &Limits) -> Self {
+        Self { ws, write_timeout: Duration::from_secs(limits.client_timeout_secs.max(1)) }
     }
-    session.ping(b"").await.map_err(|_| None)
+
+    /// The next message from the peer. Cancel-safe: a partly read frame
+    /// stays buffered.
+    pub async fn recv(&mut self) -> Incoming {
+        match self.ws.next().await {
+            None => Incoming::Gone,
+            Some(Ok(Message::Text(text))) => Incoming::Text(text),
+            Some(Ok(Message::Binary(_))) => Incoming::Binary,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Incoming::Handled,
+            Some(Ok(Message::Close(_))) => Incoming::Close(1000, "bye"),
+            Some(Err(WsError::Capacity(_))) => Incoming::Close(close::MESSAGE_TOO_BIG, "frame larger than the limit"),
+            Some(Err(WsError::Protocol(_) | WsError::Utf8(_))) => {
+                Incoming::Close(close::PROTOCOL_ERROR, "malformed WebSocket frame")
+            }
+            Some(Err(_)) => Incoming::Gone,
+        }
+    }
+
+    /// Queues a text frame; it is written when the batch fills or on `flush`.
+    pub async fn send(&mut self, frame: ByteString) -> Result<(), Gone> {
+        let text = Utf8Bytes::try_from(frame.into_bytes()).expect("a ByteString is UTF-8");
+        self.with_deadline(|ws| ws.feed(Message::Text(text))).await
+    }
+
+    pub async fn flush(&mut self) -> Result<(), Gone> {
+        self.with_deadline(|ws| ws.flush()).await
+    }
+
+    /// On each ping tick: close a peer silent for longer than `idle_timeout`,
+    /// else ping it. `Err` carries the close to perform (`None`: peer gone).
+    pub async fn keep_alive(&mut self, last_heard: Instant, idle_timeout: Duration) -> Result<(), Option<(u16, &'static str)>> {
+        if last_heard.elapsed() > idle_timeout {
+            return Err(Some((close::IDLE_TIMEOUT, "no response to pings")));
+        }
+        self.with_deadline(|ws| ws.send(Message::Ping(Default::default()))).await.map_err(|_| None)
+    }
+
+    /// Closes with `code` (or just drops a peer that is already gone).
+    ///
+    /// After the close frame, what the peer still sends is read and dropped
+    /// until its own close frame (or `CLOSE_LINGER`): closing a TCP socket
+    /// with unread bytes makes the kernel send a reset, which throws away
+    /// what the peer had not read yet, our close frame included.
+    pub async fn close(mut self, close: Option<(u16, &'static str)>) {
+        let Some((code, reason)) = close else { return };
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+        if self.with_deadline(|ws| ws.close(Some(frame))).await.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_LINGER, async {
+                while let Some(Ok(_)) = self.ws.next().await {}
+            })
+            .await;
+        }
+    }
+
+    async fn with_deadline<'a, F, Fut>(&'a mut self, op: F) -> Result<(), Gone>
+    where
+        F: FnOnce(&'a mut WebSocket) -> Fut,
+        Fut: Future<Output = Result<(), WsError>> + 'a,
+    {
+        let deadline = self.write_timeout;
+        match tokio::time::timeout(deadline, op(&mut self.ws)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Gone),
+        }
+    }
 }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseReason, Session};
 use bytestring::ByteString;
 use chrono::Utc;
 use serde::Deserialize;
@@ -20,7 +19,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::outbound::{self, Outbound};
-use super::transport::{self, Incoming};
+use super::handoff;
+use super::transport::{self, Incoming, Socket};
 use super::protocol::{self, VisitorFrame, close, error_code, error_frame};
 use super::{IpSlot, RateLimit};
 use crate::actors::Hub;
@@ -43,7 +43,6 @@ pub struct ChatQuery {
 
 pub async fn visitor_socket(
     req: HttpRequest,
-    body: web::Payload,
     query: web::Query<ChatQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -61,11 +60,11 @@ pub async fn visitor_socket(
     let ip = req.peer_addr().map(|a| a.ip()).ok_or(ApiError::invalid("no_peer", "unknown peer address"))?;
     let slot = state.visitor_ips.acquire(ip).ok_or(ApiError::RateLimited { retry_after_secs: 10 })?;
 
-    let limits = &state.config.limits;
-    let (response, session, stream) = transport::upgrade(&req, body, limits)?;
-    let connection = Connection::new(state.hub.clone(), session, site, channel, slot);
-    actix_web::rt::spawn(connection.run(stream, state.shutting_down.clone()));
-    Ok(response)
+    let (hub, shutting_down) = (state.hub.clone(), state.shutting_down.clone());
+    handoff::accept(&req, transport::config(&state.config.limits), move |ws| {
+        let socket = Socket::new(ws, &hub.config.limits);
+        Connection::new(hub, socket, site, channel, slot).run(shutting_down)
+    })
 }
 
 /// Where a socket is in the protocol.
@@ -78,7 +77,7 @@ enum Phase {
 
 struct Connection {
     hub: Arc<Hub>,
-    session: Session,
+    socket: Socket,
     site: Site,
     channel: Channel,
     outbound: Outbound,
@@ -98,7 +97,7 @@ enum Flow {
 }
 
 impl Connection {
-    fn new(hub: Arc<Hub>, session: Session, site: Site, channel: Channel, slot: IpSlot) -> Self {
+    fn new(hub: Arc<Hub>, socket: Socket, site: Site, channel: Channel, slot: IpSlot) -> Self {
         let limits = &hub.config.limits;
         let (outbound, receiver) = outbound::channel(limits.send_queue);
         let hello_deadline = Instant::now() + Duration::from_secs(limits.hello_timeout_secs);
@@ -106,7 +105,7 @@ impl Connection {
         metrics::gauge!("chathub_visitor_sockets").increment(1.0);
         Self {
             hub,
-            session,
+            socket,
             site,
             channel,
             outbound,
@@ -119,7 +118,7 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, mut stream: actix_ws::AggregatedMessageStream, mut shutting_down: watch::Receiver<bool>) {
+    async fn run(mut self, mut shutting_down: watch::Receiver<bool>) {
         let limits = self.hub.config.limits.clone();
         let idle_timeout = Duration::from_secs(limits.client_timeout_secs);
         let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs.max(1)));
@@ -131,18 +130,26 @@ impl Connection {
             };
             tokio::select! {
                 next = self.receiver.next() => {
-                    if let Err(close) = outbound::drain(&mut self.session, &mut self.receiver, next, |_| false).await {
+                    if let Err(close) = outbound::drain(&mut self.socket, &mut self.receiver, next, |_| false).await {
                         break close;
                     }
                 }
-                incoming = stream.recv() => {
-                    if incoming.is_some() {
-                        self.last_heard = Instant::now();
-                    }
-                    let flow = match transport::classify(&mut self.session, incoming).await {
-                        Incoming::Text(text) => self.on_text(&text).await,
+                incoming = self.socket.recv() => {
+                    self.last_heard = Instant::now();
+                    let flow = match incoming {
+                        Incoming::Text(text) => {
+                            let flow = self.on_text(&text).await;
+                            if self.socket.flush().await.is_err() {
+                                break None;
+                            }
+                            flow
+                        }
                         Incoming::Binary => {
-                            self.reply(error_frame(error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None)).await
+                            let frame = error_frame(error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None);
+                            if self.socket.send(frame).await.is_err() || self.socket.flush().await.is_err() {
+                                break None;
+                            }
+                            Flow::Continue
                         }
                         Incoming::Handled => Flow::Continue,
                         Incoming::Close(code, reason) => Flow::Close(code, reason),
@@ -153,7 +160,7 @@ impl Connection {
                     }
                 }
                 _ = ping.tick() => {
-                    if let Err(close) = transport::keep_alive(&mut self.session, self.last_heard, idle_timeout).await {
+                    if let Err(close) = self.socket.keep_alive(self.last_heard, idle_timeout).await {
                         break close;
                     }
                 }
@@ -169,16 +176,13 @@ impl Connection {
             actor.do_send(DetachVisitor(self.outbound.id));
         }
         metrics::gauge!("chathub_visitor_sockets").decrement(1.0);
-        let reason = close.map(|(code, description)| CloseReason {
-            code: code.into(),
-            description: Some(description.to_owned()),
-        });
-        let _ = self.session.close(reason).await;
+        self.socket.close(close).await;
     }
 
-    /// Writes a direct reply (an error or the welcome) to this socket.
+    /// Queues a direct reply (an error or the welcome) on this socket; the
+    /// loop flushes after each client frame.
     async fn reply(&mut self, frame: ByteString) -> Flow {
-        let _ = self.session.text(frame).await;
+        let _ = self.socket.send(frame).await;
         Flow::Continue
     }
 
@@ -280,12 +284,12 @@ impl Connection {
         }
         messages.extend(attached.messages);
         let welcome = protocol::ServerFrame::Welcome { session_id, token: &token, messages: &messages }.encode();
-        if self.session.text(welcome).await.is_err() || self.session.text(attached.status).await.is_err() {
+        if self.socket.send(welcome).await.is_err() || self.socket.send(attached.status).await.is_err() {
             return Flow::Close(1000, "gone");
         }
         if attached.agent_typing {
             let typing = protocol::ServerFrame::Typing { role: crate::domain::MessageRole::Ai, on: true }.encode();
-            let _ = self.session.text(typing).await;
+            let _ = self.socket.send(typing).await;
         }
         Flow::Continue
     }
