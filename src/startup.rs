@@ -23,7 +23,7 @@ use crate::actors::persistence::{Drain, Persistence};
 use crate::actors::supervisor::Supervisor;
 use crate::completion::{RuleSet, Rules};
 use crate::config::Config;
-use crate::ws::{self, IpLimiter};
+use crate::ws::{self, IpLimiter, OpenSockets};
 use crate::http;
 use crate::postgres::{self, Db, LocalPostgres, LocalPostgresOptions};
 
@@ -61,6 +61,8 @@ pub struct Application {
     /// The thread the hub-wide actors run on.
     actor_arbiter: Arbiter,
     shutdown: watch::Sender<bool>,
+    /// The WebSockets being served; shutdown waits for their closes.
+    sockets: Arc<OpenSockets>,
     /// SIGINT/SIGTERM, registered before the port is announced so a signal
     /// sent right after start is never lost to the default (kill) action.
     signals: ShutdownSignals,
@@ -110,6 +112,8 @@ impl Application {
         let supervisor = Supervisor::start_in_arbiter(&actor_arbiter.handle(), move |_| Supervisor::new(supervisor_db, hours));
         let (shutdown, shutting_down) = watch::channel(false);
         let stop_keep_alive = shutting_down.clone();
+        let open_sockets = Arc::new(OpenSockets::default());
+        let sockets = open_sockets.clone();
         let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence.clone(), supervisor, notifier, agent, rules)?);
         let state = web::Data::new(AppState {
             db,
@@ -159,7 +163,7 @@ impl Application {
             .shutdown_timeout(SHUTDOWN_GRACE_SECS)
             .disable_signals()
             .listen("chathub-http", listener, move || {
-                let stop_keep_alive = stop_keep_alive.clone();
+                let (stop_keep_alive, open_sockets) = (stop_keep_alive.clone(), open_sockets.clone());
                 HttpService::build()
                     .local_addr(address)
                     .graceful_shutdown_signal(move || {
@@ -168,7 +172,7 @@ impl Application {
                             let _ = down.wait_for(|&down| down).await;
                         }
                     })
-                    .upgrade(ws::handoff::upgrade_service(make_app().into_factory()))
+                    .upgrade(ws::handoff::upgrade_service(make_app().into_factory(), open_sockets.clone()))
                     .finish(map_config(make_app().into_factory(), |_| AppConfig::default()))
                     .tcp()
             })?;
@@ -178,7 +182,7 @@ impl Application {
         let signals = ShutdownSignals::register()?;
         let server = server.run();
         tracing::info!("chathub is listening on http://{address}");
-        Ok(Self { port: address.port(), server, local_postgres, signals, persistence, actor_arbiter, shutdown })
+        Ok(Self { port: address.port(), server, local_postgres, signals, persistence, actor_arbiter, shutdown, sockets })
     }
 
     pub fn port(&self) -> u16 {
@@ -193,7 +197,7 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or `handle().stop`), then shuts down in
     /// order: stop accepting, drain requests, flush, stop the private cluster.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, local_postgres, mut signals, persistence, actor_arbiter, shutdown, .. } = self;
+        let Self { server, local_postgres, mut signals, persistence, actor_arbiter, shutdown, sockets, .. } = self;
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
         tokio::select! {
@@ -201,6 +205,9 @@ impl Application {
             signal = signals.recv() => {
                 tracing::info!(signal, "shutting down: no new connections, closing sockets, draining requests");
                 let _ = shutdown.send(true);
+                if !sockets.wait_closed(Duration::from_secs(SHUTDOWN_GRACE_SECS)).await {
+                    tracing::warn!(open = sockets.count(), "some sockets did not close in time");
+                }
                 // The stop command is carried out by the server future itself,
                 // so send it and then drive the server to completion.
                 let stopped = handle.stop(true);

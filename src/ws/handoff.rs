@@ -20,8 +20,9 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use actix_codec::Framed;
+use actix_codec::{Framed, FramedParts};
 use actix_http::body::{BodySize, MessageBody};
 use actix_http::h1::{Codec, Message};
 use actix_http::body::BoxBody;
@@ -34,6 +35,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use super::OpenSockets;
 use crate::http::ApiError;
 
 /// An accepted WebSocket on its own TCP stream.
@@ -67,6 +69,7 @@ where
 /// upgrade request through `app` (its own instance of the same `App`).
 pub fn upgrade_service<A, B>(
     app: A,
+    sockets: Arc<OpenSockets>,
 ) -> impl ServiceFactory<(Request, Framed<TcpStream, Codec>), Config = (), Response = (), Error = actix_web::Error, InitError = ()>
 where
     A: ServiceFactory<Request, Config = AppConfig, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
@@ -76,7 +79,7 @@ where
 {
     let app = Rc::new(app);
     fn_factory(move || {
-        let app = app.clone();
+        let (app, sockets) = (app.clone(), sockets.clone());
         async move {
             let service = app
                 .new_service(AppConfig::default())
@@ -84,13 +87,13 @@ where
                 .map_err(|e| tracing::error!(error = ?e, "could not start the upgrade service"))?;
             let service = Rc::new(service);
             Ok(fn_service(move |(req, framed): (Request, Framed<TcpStream, Codec>)| {
-                let service = service.clone();
+                let (service, sockets) = (service.clone(), sockets.clone());
                 async move {
                     let response = match service.call(req).await {
                         Ok(response) => response.into_parts().1.map_into_boxed_body(),
                         Err(e) => HttpResponse::from_error(e),
                     };
-                    serve(response, framed).await;
+                    serve(response, framed, &sockets).await;
                     Ok(())
                 }
             }))
@@ -98,8 +101,10 @@ where
     })
 }
 
-/// Writes the app's answer; on a `101` with a handoff, runs the socket.
-async fn serve(mut response: HttpResponse, mut framed: Framed<TcpStream, Codec>) {
+/// Writes the app's answer; on a `101` with a handoff, starts the socket's
+/// task. The task runs on its own, so the HTTP connection (the dispatcher
+/// and its future, about 4.5 KiB) ends here.
+async fn serve(mut response: HttpResponse, mut framed: Framed<TcpStream, Codec>, sockets: &Arc<OpenSockets>) {
     let handoff = response.extensions_mut().remove::<Handoff>();
     let mut response: Response<BoxBody> = response.into();
     if let Some(Handoff { config, task }) = handoff.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
@@ -109,13 +114,22 @@ async fn serve(mut response: HttpResponse, mut framed: Framed<TcpStream, Codec>)
         // Bytes the client sent right after the handshake (a frame, if it
         // did not wait for the 101) go to the WebSocket reader; the
         // dispatcher's buffers are dropped here.
-        let parts = framed.into_parts();
-        let socket = if parts.read_buf.is_empty() {
-            WebSocketStream::from_raw_socket(parts.io, Role::Server, Some(config)).await
+        let FramedParts { io, read_buf, write_buf, .. } = framed.into_parts();
+        drop(write_buf);
+        let socket = if read_buf.is_empty() {
+            drop(read_buf);
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
         } else {
-            WebSocketStream::from_partially_read(parts.io, parts.read_buf.to_vec(), Role::Server, Some(config)).await
+            let early = read_buf.to_vec();
+            drop(read_buf);
+            WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await
         };
-        task(socket).await;
+        let open = sockets.track();
+        let run = task(socket);
+        actix_web::rt::spawn(async move {
+            run.await;
+            drop(open);
+        });
         return;
     }
     response.head_mut().set_connection_type(ConnectionType::Close);

@@ -23,7 +23,7 @@ use crate::config::Limits;
 
 /// Initial read buffer per socket. Client frames are small; a larger one
 /// grows the buffer for as long as it is being read, then its space is reused.
-const READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 512;
 /// How long a closing socket waits for the peer's close frame.
 const CLOSE_LINGER: Duration = Duration::from_secs(3);
 /// Queued frames are written once this many bytes wait (or on flush).

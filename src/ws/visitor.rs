@@ -28,7 +28,8 @@ use crate::actors::chat_session::{AttachError, AttachVisitor, ChatSession, Detac
 use crate::actors::persistence::NewSessionRow;
 use crate::domain::{Channel, ChatText, ClientMsgId, Customer, SessionId};
 use crate::http::ApiError;
-use crate::sites::{self, Site};
+use crate::sites;
+use uuid::Uuid;
 use crate::startup::AppState;
 
 /// Consecutive rate-limited frames after which a flooding socket is closed.
@@ -63,7 +64,7 @@ pub async fn visitor_socket(
     let (hub, shutting_down) = (state.hub.clone(), state.shutting_down.clone());
     handoff::accept(&req, transport::config(&state.config.limits), move |ws| {
         let socket = Socket::new(ws, &hub.config.limits);
-        Connection::new(hub, socket, site, channel, slot).run(shutting_down)
+        Connection::new(hub, socket, site.id, channel, slot).run(shutting_down)
     })
 }
 
@@ -78,7 +79,8 @@ enum Phase {
 struct Connection {
     hub: Arc<Hub>,
     socket: Socket,
-    site: Site,
+    /// The site the socket was opened for (a token resumes only its own).
+    site_id: Uuid,
     channel: Channel,
     outbound: Outbound,
     receiver: outbound::OutboundReceiver,
@@ -97,7 +99,7 @@ enum Flow {
 }
 
 impl Connection {
-    fn new(hub: Arc<Hub>, socket: Socket, site: Site, channel: Channel, slot: IpSlot) -> Self {
+    fn new(hub: Arc<Hub>, socket: Socket, site_id: Uuid, channel: Channel, slot: IpSlot) -> Self {
         let limits = &hub.config.limits;
         let (outbound, receiver) = outbound::channel(limits.send_queue);
         let hello_deadline = Instant::now() + Duration::from_secs(limits.hello_timeout_secs);
@@ -106,7 +108,7 @@ impl Connection {
         Self {
             hub,
             socket,
-            site,
+            site_id,
             channel,
             outbound,
             receiver,
@@ -205,7 +207,11 @@ impl Connection {
             Err((code, message)) => return self.reply(error_frame(code, &message, None)).await,
         };
         match frame {
-            VisitorFrame::Hello { token, last_seq, visitor } => self.on_hello(token, last_seq.unwrap_or(0), visitor).await,
+            // Boxed: `hello` waits on the database, and that future would
+            // otherwise be part of every idle socket's task, hello or not.
+            VisitorFrame::Hello { token, last_seq, visitor } => {
+                Box::pin(self.on_hello(token, last_seq.unwrap_or(0), visitor)).await
+            }
             VisitorFrame::Message { client_msg_id, text } => {
                 let Phase::Chatting { actor, .. } = &self.phase else {
                     return self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", Some(&client_msg_id))).await;
@@ -302,7 +308,7 @@ impl Connection {
         let invalid = || (error_code::INVALID_TOKEN, "unknown or expired conversation token".to_owned());
         let (session_id, site_id) = found.ok_or_else(invalid)?;
         // A token only resumes a conversation of the site it was issued for.
-        if site_id.is_some_and(|s| s != self.site.id) {
+        if site_id.is_some_and(|s| s != self.site_id) {
             return Err(invalid());
         }
         match self.hub.session(session_id).await {
@@ -320,7 +326,7 @@ impl Connection {
         let row = NewSessionRow {
             channel: self.channel,
             external_id: None,
-            site_id: Some(self.site.id),
+            site_id: Some(self.site_id),
             visitor_token_hash: Some(crate::auth::sha256(&token)),
             customer,
             metadata: serde_json::json!({}),

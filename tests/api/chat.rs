@@ -589,3 +589,57 @@ async fn unknown_sites_and_disallowed_origins_are_refused_before_the_upgrade() {
     assert_eq!(public["key"], "shop");
     assert!(public.get("allowed_origins").is_none());
 }
+
+/// Reads from a raw socket until `done` says the bytes so far are enough.
+async fn read_until(stream: &mut tokio::net::TcpStream, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !done(&received) {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk)).await.expect("bytes in time").unwrap();
+        if n == 0 {
+            break;
+        }
+        received.extend_from_slice(&chunk[..n]);
+    }
+    received
+}
+
+fn handshake(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn upgrade_requests_are_answered_by_the_route_table_and_an_early_frame_is_kept() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::spawn().await;
+
+    // An upgrade to a route that is not a socket gets that route's own
+    // answer (here: sign in first), as JSON, and the connection closes.
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    raw.write_all(handshake("/api/sessions").as_bytes()).await.unwrap();
+    let answer = String::from_utf8(read_until(&mut raw, |_| false).await).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "unauthenticated");
+
+    // A client that sends its hello in the same write as the handshake,
+    // without waiting for the 101, is still understood.
+    let hello = br#"{"type":"hello"}"#;
+    let mask = [0x12u8, 0x34, 0x56, 0x78];
+    let mut request = handshake("/ws/chat").into_bytes();
+    request.extend_from_slice(&[0x81, 0x80 | hello.len() as u8]);
+    request.extend_from_slice(&mask);
+    request.extend(hello.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    raw.write_all(&request).await.unwrap();
+    let received = read_until(&mut raw, |bytes| String::from_utf8_lossy(bytes).contains("\"welcome\"")).await;
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.starts_with("HTTP/1.1 101"), "{received}");
+    assert!(received.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "the accept key of RFC 6455's example: {received}");
+    assert!(received.contains("\"welcome\""), "{received}");
+}
