@@ -84,7 +84,7 @@ struct Dashboard {
 
 impl Dashboard {
     async fn run(mut self, mut shutting_down: watch::Receiver<bool>) {
-        let limits = self.hub.config.limits.clone();
+        let limits = &self.hub.config.limits;
         let idle_timeout = Duration::from_secs(limits.client_timeout_secs);
         let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs.max(1)));
         ping.reset();

@@ -120,8 +120,12 @@ impl Connection {
         }
     }
 
+    /// The socket's task. What it awaits only now and then (handling a
+    /// client frame, which may wait on the database; writing a burst; the
+    /// close) is boxed: a future holds the state of everything it awaits
+    /// inline, and this one lives as long as the socket, idle or not.
     async fn run(mut self, mut shutting_down: watch::Receiver<bool>) {
-        let limits = self.hub.config.limits.clone();
+        let limits = &self.hub.config.limits;
         let idle_timeout = Duration::from_secs(limits.client_timeout_secs);
         let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs.max(1)));
         ping.reset();
@@ -132,7 +136,8 @@ impl Connection {
             };
             tokio::select! {
                 next = self.receiver.next() => {
-                    if let Err(close) = outbound::drain(&mut self.socket, &mut self.receiver, next, |_| false).await {
+                    let drained = Box::pin(outbound::drain(&mut self.socket, &mut self.receiver, next, |_| false)).await;
+                    if let Err(close) = drained {
                         break close;
                     }
                 }
@@ -140,7 +145,7 @@ impl Connection {
                     self.last_heard = Instant::now();
                     let flow = match incoming {
                         Incoming::Text(text) => {
-                            let flow = self.on_text(&text).await;
+                            let flow = Box::pin(self.on_text(&text)).await;
                             if self.socket.flush().await.is_err() {
                                 break None;
                             }
@@ -178,7 +183,7 @@ impl Connection {
             actor.do_send(DetachVisitor(self.outbound.id));
         }
         metrics::gauge!("chathub_visitor_sockets").decrement(1.0);
-        self.socket.close(close).await;
+        Box::pin(self.socket.close(close)).await;
     }
 
     /// Queues a direct reply (an error or the welcome) on this socket; the
@@ -207,11 +212,7 @@ impl Connection {
             Err((code, message)) => return self.reply(error_frame(code, &message, None)).await,
         };
         match frame {
-            // Boxed: `hello` waits on the database, and that future would
-            // otherwise be part of every idle socket's task, hello or not.
-            VisitorFrame::Hello { token, last_seq, visitor } => {
-                Box::pin(self.on_hello(token, last_seq.unwrap_or(0), visitor)).await
-            }
+            VisitorFrame::Hello { token, last_seq, visitor } => self.on_hello(token, last_seq.unwrap_or(0), visitor).await,
             VisitorFrame::Message { client_msg_id, text } => {
                 let Phase::Chatting { actor, .. } = &self.phase else {
                     return self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", Some(&client_msg_id))).await;
