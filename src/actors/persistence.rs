@@ -4,8 +4,8 @@
 //! changes and outbox rows) and `Drain` (shutdown: wait until all is written).
 //!
 //! Writes from many conversations are merged into one transaction: new
-//! sessions, then all messages in one `INSERT … SELECT unnest(…)`, the
-//! sessions' counters in one `UPDATE … FROM unnest(…)`, then the per-session
+//! sessions, then all messages in one binary `COPY`, the sessions' counters
+//! in one `UPDATE … FROM unnest(…)`, then the per-session
 //! changes and outbox rows. The caller's future resolves only after COMMIT,
 //! which is what lets a visitor's `ack` mean "stored".
 //!
