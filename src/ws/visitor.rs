@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytestring::ByteString;
+use futures_util::future::OptionFuture;
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::Value;
@@ -70,8 +71,8 @@ pub async fn visitor_socket(
 
 /// Where a socket is in the protocol.
 enum Phase {
-    /// Waiting for `hello` until the deadline.
-    Hello { deadline: Instant },
+    /// Waiting for `hello` (until `WS_HELLO_TIMEOUT_SECS`).
+    Hello,
     /// Attached to a conversation.
     Chatting { actor: Addr<ChatSession> },
 }
@@ -102,7 +103,6 @@ impl Connection {
     fn new(hub: Arc<Hub>, socket: Socket, site_id: Uuid, channel: Channel, slot: IpSlot) -> Self {
         let limits = &hub.config.limits;
         let (outbound, receiver) = outbound::channel(limits.send_queue);
-        let hello_deadline = Instant::now() + Duration::from_secs(limits.hello_timeout_secs);
         let rate = RateLimit::new(limits.rate_per_sec, limits.rate_burst);
         metrics::gauge!("chathub_visitor_sockets").increment(1.0);
         Self {
@@ -112,7 +112,7 @@ impl Connection {
             channel,
             outbound,
             receiver,
-            phase: Phase::Hello { deadline: hello_deadline },
+            phase: Phase::Hello,
             rate,
             rate_violations: 0,
             last_heard: Instant::now(),
@@ -124,66 +124,71 @@ impl Connection {
     /// client frame, which may wait on the database; writing a burst; the
     /// close) is boxed: a future holds the state of everything it awaits
     /// inline, and this one lives as long as the socket, idle or not.
-    async fn run(mut self, mut shutting_down: watch::Receiver<bool>) {
-        let limits = &self.hub.config.limits;
-        let idle_timeout = Duration::from_secs(limits.client_timeout_secs);
-        let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs.max(1)));
-        ping.reset();
-        let close: Option<(u16, &'static str)> = loop {
-            let hello_deadline = match self.phase {
-                Phase::Hello { deadline } => Some(deadline),
-                Phase::Chatting { .. } => None,
+    ///
+    /// An `async` block rather than an `async fn`: an `async fn` keeps its
+    /// arguments and its locals in separate slots, so the connection would
+    /// be stored twice in a future that lives as long as the socket.
+    fn run(mut self, mut shutting_down: watch::Receiver<bool>) -> impl Future<Output = ()> {
+        async move {
+            let limits = &self.hub.config.limits;
+            let idle_timeout = Duration::from_secs(limits.client_timeout_secs);
+            let mut ping = tokio::time::interval(Duration::from_secs(limits.ping_interval_secs.max(1)));
+            ping.reset();
+            // Dropped (and its memory freed) once the socket said hello.
+            let mut hello_timer = Some(Box::pin(tokio::time::sleep(Duration::from_secs(limits.hello_timeout_secs))));
+            let close: Option<(u16, &'static str)> = loop {
+                if matches!(self.phase, Phase::Chatting { .. }) {
+                    hello_timer = None;
+                }
+                tokio::select! {
+                    next = self.receiver.next() => {
+                        let drained = Box::pin(outbound::drain(&mut self.socket, &mut self.receiver, next, |_| false)).await;
+                        if let Err(close) = drained {
+                            break close;
+                        }
+                    }
+                    incoming = self.socket.recv() => {
+                        self.last_heard = Instant::now();
+                        if let Err(close) = Box::pin(self.on_incoming(incoming)).await {
+                            break close;
+                        }
+                    }
+                    _ = ping.tick() => {
+                        if let Err(close) = Box::pin(self.socket.keep_alive(self.last_heard, idle_timeout)).await {
+                            break close;
+                        }
+                    }
+                    _ = shutting_down.wait_for(|&down| down) => {
+                        break Some((close::GOING_AWAY, "server shutting down; reconnect"));
+                    }
+                    _ = OptionFuture::from(hello_timer.as_mut()), if hello_timer.is_some() => {
+                        break Some((close::HELLO_TIMEOUT, "no hello in time"));
+                    }
+                }
             };
-            tokio::select! {
-                next = self.receiver.next() => {
-                    let drained = Box::pin(outbound::drain(&mut self.socket, &mut self.receiver, next, |_| false)).await;
-                    if let Err(close) = drained {
-                        break close;
-                    }
-                }
-                incoming = self.socket.recv() => {
-                    self.last_heard = Instant::now();
-                    let flow = match incoming {
-                        Incoming::Text(text) => {
-                            let flow = Box::pin(self.on_text(&text)).await;
-                            if self.socket.flush().await.is_err() {
-                                break None;
-                            }
-                            flow
-                        }
-                        Incoming::Binary => {
-                            let frame = error_frame(error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None);
-                            if self.socket.send(frame).await.is_err() || self.socket.flush().await.is_err() {
-                                break None;
-                            }
-                            Flow::Continue
-                        }
-                        Incoming::Handled => Flow::Continue,
-                        Incoming::Close(code, reason) => Flow::Close(code, reason),
-                        Incoming::Gone => break None,
-                    };
-                    if let Flow::Close(code, reason) = flow {
-                        break Some((code, reason));
-                    }
-                }
-                _ = ping.tick() => {
-                    if let Err(close) = self.socket.keep_alive(self.last_heard, idle_timeout).await {
-                        break close;
-                    }
-                }
-                _ = shutting_down.wait_for(|&down| down) => {
-                    break Some((close::GOING_AWAY, "server shutting down; reconnect"));
-                }
-                _ = tokio::time::sleep_until(hello_deadline.unwrap_or_else(Instant::now).into()), if hello_deadline.is_some() => {
-                    break Some((close::HELLO_TIMEOUT, "no hello in time"));
-                }
+            if let Phase::Chatting { actor, .. } = &self.phase {
+                actor.do_send(DetachVisitor(self.outbound.id));
             }
-        };
-        if let Phase::Chatting { actor, .. } = &self.phase {
-            actor.do_send(DetachVisitor(self.outbound.id));
+            metrics::gauge!("chathub_visitor_sockets").decrement(1.0);
+            Box::pin(self.socket.close(close)).await;
         }
-        metrics::gauge!("chathub_visitor_sockets").decrement(1.0);
-        Box::pin(self.socket.close(close)).await;
+    }
+
+    /// Handles one message from the client and writes the replies it
+    /// queued. `Err` carries the close to perform (`None`: the peer is gone).
+    async fn on_incoming(&mut self, incoming: Incoming) -> Result<(), Option<(u16, &'static str)>> {
+        let flow = match incoming {
+            Incoming::Text(text) => self.on_text(&text).await,
+            Incoming::Binary => self.reply(error_frame(error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None)).await,
+            Incoming::Handled => Flow::Continue,
+            Incoming::Close(code, reason) => Flow::Close(code, reason),
+            Incoming::Gone => return Err(None),
+        };
+        self.socket.flush().await.map_err(|_| None)?;
+        match flow {
+            Flow::Continue => Ok(()),
+            Flow::Close(code, reason) => Err(Some((code, reason))),
+        }
     }
 
     /// Queues a direct reply (an error or the welcome) on this socket; the
@@ -236,12 +241,12 @@ impl Connection {
                     actor.do_send(VisitorTyping(on));
                     Flow::Continue
                 }
-                Phase::Hello { .. } => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
+                Phase::Hello => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
             },
             VisitorFrame::Read { seq } => match &self.phase {
                 Phase::Chatting { .. } if seq >= 0 => Flow::Continue,
                 Phase::Chatting { .. } => self.reply(error_frame(error_code::INVALID_FRAME, "seq must not be negative", None)).await,
-                Phase::Hello { .. } => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
+                Phase::Hello => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
             },
         }
     }
