@@ -91,30 +91,40 @@ async fn dashboards_see_sessions_appear_and_watched_transcripts_stream_in_order(
     assert_eq!(complete["session"]["customer"]["email"], "ada@example.com");
 }
 
-#[tokio::test]
-async fn a_dashboard_that_stops_reading_is_cut_off_and_the_other_is_unaffected() {
+/// A server with 16-frame socket queues and room for big messages, a signed-in
+/// admin, and a visitor who said hello: what the stalled-reader tests share.
+struct StallSetup {
+    server: ChildServer,
+    base: String,
+    cookie: String,
+    visitor: Visitor,
+    session: String,
+}
+
+async fn stall_setup(extra_env: &[(&str, &str)]) -> StallSetup {
     let url = fresh_database().await;
-    let server = ChildServer::start(&[
-        ("DATABASE_URL", &url),
+    let mut env = vec![
+        ("DATABASE_URL", url.as_str()),
         ("ADMIN_PASSWORD", ADMIN_PASSWORD),
         ("WS_SEND_QUEUE", "16"),
         ("WS_RATE_PER_SEC", "100000"),
         ("WS_RATE_BURST", "100000"),
         ("MAX_MESSAGE_CHARS", "16000"),
         ("WS_MAX_FRAME_BYTES", "65536"),
-    ]);
+    ];
+    env.extend_from_slice(extra_env);
+    let server = ChildServer::start(&env);
     let base = format!("http://127.0.0.1:{}", server.port);
-    let login = reqwest::Client::new()
-        .post(format!("{base}/api/auth/login"))
-        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-
+    let (cookie, _) = admin_login(&base).await;
     let mut visitor = Visitor::connect(server.port).await;
     visitor.hello().await;
     let session = visitor.session_id.clone().unwrap();
+    StallSetup { server, base, cookie, visitor, session }
+}
+
+#[tokio::test]
+async fn a_dashboard_that_stops_reading_is_cut_off_and_the_other_is_unaffected() {
+    let StallSetup { server, base, cookie, mut visitor, session } = stall_setup(&[]).await;
     let mut reader = Visitor::dashboard(server.port, &cookie, &base).await;
     let mut stalled = Visitor::dashboard(server.port, &cookie, &base).await;
     for dashboard in [&mut reader, &mut stalled] {
@@ -238,4 +248,38 @@ async fn a_deleted_conversation_closes_the_visitor_with_4004_and_leaves_the_dash
         }
     };
     assert_eq!(deleted["session_id"], session.as_str());
+}
+
+#[tokio::test]
+async fn a_dashboard_that_never_reads_again_is_disconnected_and_forgotten() {
+    let StallSetup { server, base, cookie, mut visitor, session } = stall_setup(&[("WS_IDLE_TIMEOUT_SECS", "2")]).await;
+    // Watches, then never reads again (and never closes): a dead client.
+    let mut dead = Visitor::dashboard(server.port, &cookie, &base).await;
+    dead.send(json!({"type": "watch", "session_id": session, "last_seq": 0})).await;
+    let metric = async |name: &str| -> f64 {
+        let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+    };
+    assert!(eventually(Duration::from_secs(5), async || metric("chathub_dashboard_sockets ").await == 1.0).await);
+
+    // Enough traffic to fill the kernel's buffers: the hub's writes to the
+    // dead socket block and its queue overflows.
+    let big = "z".repeat(15_000);
+    let mut sent = 0;
+    while metric("chathub_ws_slow_consumer_closes_total ").await == 0.0 {
+        assert!(sent < 4000, "the dead dashboard's queue should have overflowed");
+        for _ in 0..50 {
+            visitor.say(&format!("d{sent}"), &big).await;
+            sent += 1;
+        }
+    }
+    // A close frame cannot reach it; after the write deadline the hub drops
+    // the connection and forgets the dashboard.
+    assert!(
+        eventually(Duration::from_secs(10), async || metric("chathub_dashboard_sockets ").await == 0.0).await,
+        "a socket nobody reads is not held forever"
+    );
+    assert!(visitor.say("after", "still chatting").await > sent as i64, "the conversation goes on");
+    drop(dead);
+    assert!(server.terminate());
 }

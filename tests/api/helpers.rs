@@ -265,6 +265,21 @@ pub fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::pr
 }
 
 /// Polls `check` until it holds or `timeout` passes.
+/// Signs in as the first admin on a running server (`base` is its
+/// `http://host:port`); returns the session cookie and the CSRF token.
+pub async fn admin_login(base: &str) -> (String, String) {
+    let login = reqwest::Client::new()
+        .post(format!("{base}/api/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert!(login.status().is_success(), "admin login: {}", login.status());
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let csrf = login.json::<serde_json::Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned();
+    (cookie, csrf)
+}
+
 pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

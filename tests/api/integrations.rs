@@ -266,12 +266,7 @@ async fn after_a_kill_9_pending_deliveries_are_delivered_and_no_event_is_sent_un
     let server = ChildServer::start(&envs);
     let base = format!("http://127.0.0.1:{}", server.port);
     let http = reqwest::Client::new();
-    let login = http.post(format!("{base}/api/auth/login")).json(&json!({"username": "admin", "password": ADMIN_PASSWORD})).send().await.unwrap();
-    let body: Value = login.json().await.unwrap();
-    let login = http.post(format!("{base}/api/auth/login")).json(&json!({"username": "admin", "password": ADMIN_PASSWORD})).send().await.unwrap();
-    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    let csrf = login.json::<Value>().await.unwrap()["csrf_token"].as_str().unwrap().to_owned();
-    let _ = body;
+    let (cookie, csrf) = admin_login(&base).await;
     for id in &sessions {
         let response = http
             .put(format!("{base}/api/sessions/{id}/qa"))

@@ -475,8 +475,7 @@ async fn exporting_ten_thousand_sessions_streams_with_bounded_memory() {
     let server = ChildServer::start(&[("DATABASE_URL", &url), ("ADMIN_PASSWORD", ADMIN_PASSWORD)]);
     let base = format!("http://127.0.0.1:{}", server.port);
     let http = reqwest::Client::new();
-    let login = http.post(format!("{base}/api/auth/login")).json(&json!({"username": "admin", "password": ADMIN_PASSWORD})).send().await.unwrap();
-    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let (cookie, _) = admin_login(&base).await;
     let pid = server.child.id();
     let rss = || -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap().lines().find(|l| l.starts_with("VmRSS:")).unwrap()
