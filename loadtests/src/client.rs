@@ -39,6 +39,23 @@ pub async fn visitor(server: SocketAddr, source: Option<IpAddr>) -> anyhow::Resu
     anyhow::bail!("closed before welcome")
 }
 
+/// Sends one chat message and waits for its ack (other frames are skipped).
+pub async fn say_once(mut ws: Socket, client_msg_id: &str) -> anyhow::Result<Socket> {
+    let message = json!({"type": "message", "client_msg_id": client_msg_id, "text": "hello"});
+    ws.send(Message::text(message.to_string())).await?;
+    while let Some(frame) = ws.next().await {
+        if let Message::Text(text) = frame? {
+            let value: Value = serde_json::from_str(&text)?;
+            match value["type"].as_str() {
+                Some("ack") if value["client_msg_id"] == client_msg_id => return Ok(ws),
+                Some("error") => anyhow::bail!("message refused: {value}"),
+                _ => {}
+            }
+        }
+    }
+    anyhow::bail!("closed before the ack")
+}
+
 /// Parses `127.0.0.2,127.0.0.3` into source addresses.
 pub fn sources(list: &Option<String>) -> Vec<Option<IpAddr>> {
     match list {

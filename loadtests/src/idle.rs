@@ -1,6 +1,7 @@
 //! `idle`: ramp to N idle visitor sessions (each has said hello and holds a
-//! conversation), hold them, and report the server's memory per session from
-//! its RSS before and after.
+//! conversation; with `--say`, each has also sent one message, so its
+//! conversation actor is live), hold them, and report the server's memory
+//! per session from its RSS before and after.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,10 @@ pub struct Args {
     /// Sessions opened per second.
     #[arg(long, default_value_t = 1000)]
     connect_rate: u64,
+    /// Each visitor sends one message after hello and waits for its ack (the
+    /// conversation then has a live actor and the agent's answer).
+    #[arg(long)]
+    say: bool,
     /// Seconds to hold them open before measuring.
     #[arg(long, default_value_t = 10)]
     hold: u64,
@@ -47,7 +52,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for i in 0..args.sessions {
         let intended = start + gap * i as u32;
         tokio::time::sleep_until(intended).await;
-        match client::visitor(server, sources[i % sources.len()]).await {
+        let opened = match client::visitor(server, sources[i % sources.len()]).await {
+            Ok(socket) if args.say => client::say_once(socket, &format!("idle-{i}")).await,
+            other => other,
+        };
+        match opened {
             Ok(socket) => {
                 let _ = handshake.record((Instant::now() - intended).as_micros().max(1) as u64);
                 // Keep answering pings in the background.
@@ -67,7 +76,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let open = sockets.len();
     let mut report = Report {
         scenario: "idle".into(),
-        params: json!({"sessions": args.sessions, "connect_rate": args.connect_rate, "hold": args.hold}),
+        params: json!({"sessions": args.sessions, "connect_rate": args.connect_rate, "hold": args.hold, "say": args.say}),
         duration_secs: ramp.as_secs_f64(),
         achieved_rate: open as f64 / ramp.as_secs_f64(),
         ..Default::default()
@@ -75,7 +84,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if failures > 0 {
         report.errors.insert("connect_failed".into(), failures);
     }
-    report.latencies.insert("handshake+hello→welcome".into(), report::Percentiles::of(&handshake));
+    let step = if args.say { "handshake+hello+message→ack" } else { "handshake+hello→welcome" };
+    report.latencies.insert(step.into(), report::Percentiles::of(&handshake));
     report.figures.insert("sessions open".into(), open as f64);
     report.figures.insert("server RSS before (MiB)".into(), rss_before as f64 / 1024.0);
     report.figures.insert("server RSS after (MiB)".into(), rss_after as f64 / 1024.0);

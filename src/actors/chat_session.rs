@@ -76,22 +76,29 @@ pub struct SessionSnapshot {
 
 impl SessionSnapshot {
     pub fn new_session(id: SessionId, row: &NewSessionRow) -> Self {
+        let mut snapshot = Self::fresh(id, row.channel, row.site_id, row.customer.clone(), row.created_at);
+        snapshot.external_id = row.external_id.clone();
+        snapshot
+    }
+
+    /// A conversation nobody has written in yet.
+    pub fn fresh(id: SessionId, channel: Channel, site_id: Option<Uuid>, customer: Customer, created_at: DateTime<Utc>) -> Self {
         Self {
             id,
-            channel: row.channel,
-            site_id: row.site_id,
-            customer: row.customer.clone(),
+            channel,
+            site_id,
+            customer,
             status: SessionStatus::Active,
             handler: SessionHandler::Ai,
             completed_at: None,
             completion_rule: None,
-            created_at: row.created_at,
-            last_activity: row.created_at,
+            created_at,
+            last_activity: created_at,
             last_seq: 0,
             transcript: Vec::new(),
             client_ids: HashMap::new(),
             external_ids: HashMap::new(),
-            external_id: row.external_id.clone(),
+            external_id: None,
             relay: false,
         }
     }

@@ -44,6 +44,20 @@ pub struct Hub {
     /// (channel, conversation key) → session, for live channel conversations:
     /// a webhook for a known sender needs no database lookup.
     external: DashMap<(Channel, String), SessionId>,
+    /// Conversations created at a visitor's `hello` whose actor has not
+    /// started yet (nobody wrote): their actor starts from this, without
+    /// reading back the row just written. Removed when the actor starts,
+    /// the socket closes first, or staff delete the conversation; since
+    /// every actor start takes it out, it can never be stale.
+    fresh: DashMap<SessionId, FreshSession>,
+}
+
+/// What a new conversation's actor starts from (the rest is defaults).
+struct FreshSession {
+    channel: Channel,
+    site_id: Option<uuid::Uuid>,
+    customer: crate::domain::Customer,
+    created_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl Hub {
@@ -57,7 +71,7 @@ impl Hub {
         rules: Rules,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
-        Ok(Self { db, config, persistence, supervisor, notifier, agent, http, rules, sessions: DashMap::new(), external: DashMap::new() })
+        Ok(Self { db, config, persistence, supervisor, notifier, agent, http, rules, sessions: DashMap::new(), external: DashMap::new(), fresh: DashMap::new() })
     }
 
     /// Conversations currently in memory.
@@ -77,6 +91,28 @@ impl Hub {
     ) -> Result<(SessionId, Addr<ChatSession>), PersistError> {
         let id = SessionId::new();
         let snapshot = SessionSnapshot::new_session(id, &row);
+        self.insert_session(id, row).await?;
+        Ok((id, self.start(snapshot)))
+    }
+
+    /// Creates a conversation without starting its actor (a visitor who has
+    /// not written yet); `session` starts it when it is needed. The caller
+    /// calls `forget_fresh` if it goes away before that.
+    pub async fn create_session_row(&self, row: NewSessionRow) -> Result<SessionId, PersistError> {
+        let id = SessionId::new();
+        let fresh = FreshSession { channel: row.channel, site_id: row.site_id, customer: row.customer.clone(), created_at: row.created_at };
+        self.insert_session(id, row).await?;
+        self.fresh.insert(id, fresh);
+        Ok(id)
+    }
+
+    /// The visitor of a conversation nobody wrote in has gone: a later
+    /// resume rebuilds it from PostgreSQL like any other.
+    pub fn forget_fresh(&self, id: SessionId) {
+        self.fresh.remove(&id);
+    }
+
+    async fn insert_session(&self, id: SessionId, row: NewSessionRow) -> Result<(), PersistError> {
         let write = SessionWrite {
             session_id: id,
             channel: row.channel,
@@ -86,9 +122,8 @@ impl Hub {
             outbox: Vec::new(),
         };
         self.persistence.send(Persist(write)).await.map_err(|_| PersistError::Stopped)??;
-        let addr = self.start(snapshot);
         metrics::counter!("chathub_sessions_created_total").increment(1);
-        Ok((id, addr))
+        Ok(())
     }
 
     /// The live actor for `id`, rebuilt from PostgreSQL if it was evicted.
@@ -96,6 +131,9 @@ impl Hub {
     pub async fn session(self: &Arc<Self>, id: SessionId) -> anyhow::Result<Option<Addr<ChatSession>>> {
         if let Some(addr) = self.live(id) {
             return Ok(Some(addr));
+        }
+        if let Some((_, f)) = self.fresh.remove(&id) {
+            return Ok(Some(self.start(SessionSnapshot::fresh(id, f.channel, f.site_id, f.customer, f.created_at))));
         }
         let Some(snapshot) = load_snapshot(&self.db, id).await? else { return Ok(None) };
         Ok(Some(self.start(snapshot)))
@@ -147,6 +185,7 @@ impl Hub {
     /// A session was deleted (already stored): its visitors are closed with
     /// 4004, its actor stops, dashboards drop it.
     pub fn session_deleted(&self, id: SessionId) {
+        self.fresh.remove(&id);
         if let Some(actor) = self.live(id) {
             actor.do_send(Deleted);
         }

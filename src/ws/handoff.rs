@@ -116,6 +116,10 @@ async fn serve(mut response: HttpResponse, mut framed: Framed<TcpStream, Codec>,
         // dispatcher's buffers are dropped here.
         let FramedParts { io, read_buf, write_buf, .. } = framed.into_parts();
         drop(write_buf);
+        // Writes are batched per wake-up by the socket task; Nagle's
+        // algorithm would hold a second small frame (an ack behind a status)
+        // until the client's delayed ACK, up to 40 ms.
+        let _ = io.set_nodelay(true);
         let socket = if read_buf.is_empty() {
             drop(read_buf);
             WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await

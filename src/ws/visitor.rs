@@ -27,7 +27,7 @@ use super::{IpSlot, RateLimit};
 use crate::actors::Hub;
 use crate::actors::chat_session::{AttachError, AttachVisitor, ChatSession, DetachVisitor, VisitorMessage, VisitorTyping};
 use crate::actors::persistence::NewSessionRow;
-use crate::domain::{Channel, ChatText, ClientMsgId, Customer, SessionId};
+use crate::domain::{Channel, ChatText, ClientMsgId, Completion, Customer, SessionId, SessionStatus};
 use crate::http::ApiError;
 use crate::sites;
 use uuid::Uuid;
@@ -73,7 +73,11 @@ pub async fn visitor_socket(
 enum Phase {
     /// Waiting for `hello` (until `WS_HELLO_TIMEOUT_SECS`).
     Hello,
-    /// Attached to a conversation.
+    /// Welcomed into a new conversation nobody has written in yet. Its actor
+    /// starts on the visitor's first message (or typing): most visitors who
+    /// open the widget never write, and their sockets then hold no actor.
+    Opened { session_id: SessionId },
+    /// Attached to a conversation's actor.
     Chatting { actor: Addr<ChatSession> },
 }
 
@@ -137,7 +141,7 @@ impl Connection {
             // Dropped (and its memory freed) once the socket said hello.
             let mut hello_timer = Some(Box::pin(tokio::time::sleep(Duration::from_secs(limits.hello_timeout_secs))));
             let close: Option<(u16, &'static str)> = loop {
-                if matches!(self.phase, Phase::Chatting { .. }) {
+                if !matches!(self.phase, Phase::Hello) {
                     hello_timer = None;
                 }
                 tokio::select! {
@@ -166,8 +170,10 @@ impl Connection {
                     }
                 }
             };
-            if let Phase::Chatting { actor, .. } = &self.phase {
-                actor.do_send(DetachVisitor(self.outbound.id));
+            match &self.phase {
+                Phase::Chatting { actor } => actor.do_send(DetachVisitor(self.outbound.id)),
+                Phase::Opened { session_id } => self.hub.forget_fresh(*session_id),
+                Phase::Hello => {}
             }
             metrics::gauge!("chathub_visitor_sockets").decrement(1.0);
             Box::pin(self.socket.close(close)).await;
@@ -219,16 +225,19 @@ impl Connection {
         match frame {
             VisitorFrame::Hello { token, last_seq, visitor } => self.on_hello(token, last_seq.unwrap_or(0), visitor).await,
             VisitorFrame::Message { client_msg_id, text } => {
-                let Phase::Chatting { actor, .. } = &self.phase else {
+                if let Phase::Hello = self.phase {
                     return self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", Some(&client_msg_id))).await;
-                };
+                }
                 let parsed = ClientMsgId::parse(&client_msg_id)
                     .and_then(|id| ChatText::parse(&text, self.hub.config.limits.max_message_chars).map(|t| (id, t)));
                 match parsed {
-                    Ok((client_msg_id, text)) => {
-                        actor.do_send(VisitorMessage { outbound: self.outbound.clone(), client_msg_id, text });
-                        Flow::Continue
-                    }
+                    Ok((id, text)) => match self.actor(Some(&client_msg_id)).await {
+                        Ok(actor) => {
+                            actor.do_send(VisitorMessage { outbound: self.outbound.clone(), client_msg_id: id, text });
+                            Flow::Continue
+                        }
+                        Err(flow) => flow,
+                    },
                     Err(e) => {
                         let id = (client_msg_id.chars().count() <= 64).then_some(client_msg_id.as_str());
                         let frame = error_frame(e.code, &e.message, id);
@@ -236,23 +245,28 @@ impl Connection {
                     }
                 }
             }
-            VisitorFrame::Typing { on } => match &self.phase {
-                Phase::Chatting { actor, .. } => {
-                    actor.do_send(VisitorTyping(on));
-                    Flow::Continue
-                }
+            VisitorFrame::Typing { on } => match self.phase {
                 Phase::Hello => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
+                // Nobody can be shown as typing in a conversation without an actor.
+                Phase::Opened { .. } if !on => Flow::Continue,
+                _ => match self.actor(None).await {
+                    Ok(actor) => {
+                        actor.do_send(VisitorTyping(on));
+                        Flow::Continue
+                    }
+                    Err(flow) => flow,
+                },
             },
-            VisitorFrame::Read { seq } => match &self.phase {
-                Phase::Chatting { .. } if seq >= 0 => Flow::Continue,
-                Phase::Chatting { .. } => self.reply(error_frame(error_code::INVALID_FRAME, "seq must not be negative", None)).await,
+            VisitorFrame::Read { seq } => match self.phase {
                 Phase::Hello => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
+                _ if seq < 0 => self.reply(error_frame(error_code::INVALID_FRAME, "seq must not be negative", None)).await,
+                _ => Flow::Continue,
             },
         }
     }
 
     async fn on_hello(&mut self, token: Option<String>, last_seq: i64, visitor: Option<protocol::VisitorInfo>) -> Flow {
-        if let Phase::Chatting { .. } = self.phase {
+        if !matches!(self.phase, Phase::Hello) {
             return self.reply(error_frame(error_code::ALREADY_WELCOMED, "this socket already said hello", None)).await;
         }
         if last_seq < 0 {
@@ -265,22 +279,78 @@ impl Connection {
             },
             None => Customer::default(),
         };
-        let opened = match token.filter(|t| !t.is_empty()) {
-            Some(token) => self.resume(&token).await,
-            None if last_seq > 0 => Err((error_code::INVALID_LAST_SEQ, "a new conversation has no messages yet".into())),
-            None => self.create(customer).await,
+        match token.filter(|t| !t.is_empty()) {
+            Some(token) => match self.resume(&token).await {
+                Ok((session_id, actor)) => self.attach(session_id, actor, last_seq, Some(&token), None).await,
+                Err((code, message)) => self.reply(error_frame(code, &message, None)).await,
+            },
+            None if last_seq > 0 => {
+                self.reply(error_frame(error_code::INVALID_LAST_SEQ, "a new conversation has no messages yet", None)).await
+            }
+            None => match self.create(customer).await {
+                Ok((session_id, token)) => {
+                    self.phase = Phase::Opened { session_id };
+                    let welcome = protocol::ServerFrame::Welcome { session_id, token: &token, messages: &[] }.encode();
+                    // A conversation just created is active and in progress.
+                    let status = protocol::ServerFrame::Status { completion: Completion::InProgress, status: SessionStatus::Active };
+                    if self.socket.send(welcome).await.is_err() || self.socket.send(status.encode()).await.is_err() {
+                        return Flow::Close(1000, "gone");
+                    }
+                    Flow::Continue
+                }
+                Err((code, message)) => self.reply(error_frame(code, &message, None)).await,
+            },
+        }
+    }
+
+    /// The conversation's actor, started and attached to on first use after
+    /// a new conversation's welcome. `Err` is what to do instead (an error
+    /// frame was queued, or the socket must close).
+    async fn actor(&mut self, client_msg_id: Option<&str>) -> Result<Addr<ChatSession>, Flow> {
+        let session_id = match &self.phase {
+            Phase::Chatting { actor } => return Ok(actor.clone()),
+            Phase::Opened { session_id } => *session_id,
+            Phase::Hello => {
+                return Err(self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", client_msg_id)).await);
+            }
         };
-        let (session_id, token, actor) = match opened {
-            Ok(opened) => opened,
-            Err((code, message)) => return self.reply(error_frame(code, &message, None)).await,
-        };
+        match self.hub.session(session_id).await {
+            Ok(Some(actor)) => match self.attach(session_id, actor.clone(), 0, None, client_msg_id).await {
+                Flow::Continue if matches!(self.phase, Phase::Chatting { .. }) => Ok(actor),
+                Flow::Continue => Err(Flow::Continue),
+                flow => Err(flow),
+            },
+            Ok(None) => Err(Flow::Close(close::SESSION_DELETED, "the conversation was deleted")),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load a conversation");
+                let frame = error_frame(error_code::RETRY, "the conversation could not be loaded; resend", client_msg_id);
+                Err(self.reply(frame).await)
+            }
+        }
+    }
+
+    /// Attaches this socket to the conversation's actor, having seen up to
+    /// `last_seq`, and writes what it missed: in a `welcome` when saying
+    /// hello (`token`), else as `message` frames. `retry_id` goes on a
+    /// `retry` error (the message that was waiting for the attach).
+    async fn attach(
+        &mut self,
+        session_id: SessionId,
+        actor: Addr<ChatSession>,
+        last_seq: i64,
+        token: Option<&str>,
+        retry_id: Option<&str>,
+    ) -> Flow {
         let attached = match actor.send(AttachVisitor { outbound: self.outbound.clone(), last_seq }).await {
             Ok(Ok(attached)) => attached,
             Ok(Err(AttachError::InvalidLastSeq { newest })) => {
                 let message = format!("last_seq is past the newest message ({newest})");
                 return self.reply(error_frame(error_code::INVALID_LAST_SEQ, &message, None)).await;
             }
-            Err(_) => return self.reply(error_frame(error_code::RETRY, "the conversation is restarting; say hello again", None)).await,
+            Err(_) => {
+                let frame = error_frame(error_code::RETRY, "the conversation is restarting; try again", retry_id);
+                return self.reply(frame).await;
+            }
         };
         self.phase = Phase::Chatting { actor };
         let mut messages = Vec::new();
@@ -295,18 +365,23 @@ impl Connection {
             }
         }
         messages.extend(attached.messages);
-        let welcome = protocol::ServerFrame::Welcome { session_id, token: &token, messages: &messages }.encode();
-        if self.socket.send(welcome).await.is_err() || self.socket.send(attached.status).await.is_err() {
-            return Flow::Close(1000, "gone");
-        }
+        let mut frames = match token {
+            Some(token) => vec![protocol::ServerFrame::Welcome { session_id, token, messages: &messages }.encode()],
+            None => messages.iter().map(|message| protocol::ServerFrame::Message { message }.encode()).collect(),
+        };
+        frames.push(attached.status);
         if attached.agent_typing {
-            let typing = protocol::ServerFrame::Typing { role: crate::domain::MessageRole::Ai, on: true }.encode();
-            let _ = self.socket.send(typing).await;
+            frames.push(protocol::ServerFrame::Typing { role: crate::domain::MessageRole::Ai, on: true }.encode());
+        }
+        for frame in frames {
+            if self.socket.send(frame).await.is_err() {
+                return Flow::Close(1000, "gone");
+            }
         }
         Flow::Continue
     }
 
-    async fn resume(&self, token: &str) -> Result<(SessionId, String, Addr<ChatSession>), (&'static str, String)> {
+    async fn resume(&self, token: &str) -> Result<(SessionId, Addr<ChatSession>), (&'static str, String)> {
         let found = self.hub.find_by_visitor_token(token).await.map_err(|e| {
             tracing::warn!(error = %e, "token lookup failed");
             (error_code::RETRY, "the conversation could not be looked up; try again".to_owned())
@@ -318,7 +393,7 @@ impl Connection {
             return Err(invalid());
         }
         match self.hub.session(session_id).await {
-            Ok(Some(actor)) => Ok((session_id, token.to_owned(), actor)),
+            Ok(Some(actor)) => Ok((session_id, actor)),
             Ok(None) => Err(invalid()),
             Err(e) => {
                 tracing::warn!(error = %e, "could not load a conversation");
@@ -327,7 +402,7 @@ impl Connection {
         }
     }
 
-    async fn create(&self, customer: Customer) -> Result<(SessionId, String, Addr<ChatSession>), (&'static str, String)> {
+    async fn create(&self, customer: Customer) -> Result<(SessionId, String), (&'static str, String)> {
         let token = crate::auth::random_token(32);
         let row = NewSessionRow {
             channel: self.channel,
@@ -338,8 +413,8 @@ impl Connection {
             metadata: serde_json::json!({}),
             created_at: Utc::now(),
         };
-        match self.hub.create_session(row).await {
-            Ok((id, actor)) => Ok((id, token, actor)),
+        match self.hub.create_session_row(row).await {
+            Ok(id) => Ok((id, token)),
             Err(e) => {
                 tracing::warn!(error = %e, "could not create a conversation");
                 Err((error_code::RETRY, "the conversation could not be started; say hello again".into()))

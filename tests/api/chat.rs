@@ -111,7 +111,8 @@ async fn an_invalid_email_is_asked_for_again_and_asking_for_a_human_escalates() 
 
 #[tokio::test]
 async fn every_ack_is_for_a_committed_row() {
-    let app = TestApp::spawn().await;
+    // 21 frames in well under a second: past the default burst of 20.
+    let app = TestApp::spawn_with(|c| c.limits.rate_burst = 100).await;
     let db = app.db().await;
     let mut visitor = Visitor::connect(app.port).await;
     visitor.hello().await;
@@ -642,4 +643,47 @@ async fn upgrade_requests_are_answered_by_the_route_table_and_an_early_frame_is_
     assert!(received.starts_with("HTTP/1.1 101"), "{received}");
     assert!(received.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "the accept key of RFC 6455's example: {received}");
     assert!(received.contains("\"welcome\""), "{received}");
+}
+
+#[tokio::test]
+async fn a_conversation_gets_its_actor_on_the_first_message_and_misses_nothing_written_before() {
+    let url = fresh_database().await;
+    let server = ChildServer::start(&[("DATABASE_URL", &url), ("ADMIN_PASSWORD", ADMIN_PASSWORD)]);
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let live = async || -> f64 {
+        let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
+        text.lines().find_map(|l| l.strip_prefix("chathub_live_sessions ").and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+    };
+    let mut visitor = Visitor::connect(server.port).await;
+    let welcome = visitor.hello().await;
+    assert_eq!(welcome["messages"], json!([]));
+    assert_eq!(visitor.recv().await, json!({"type": "status", "completion": "in_progress", "status": "active"}));
+    assert_eq!(live().await, 0.0, "a visitor who has not written holds no conversation actor");
+
+    // Staff write into the conversation before the visitor does (the API
+    // allows it), which starts an actor the visitor's socket is not on.
+    let session = visitor.session_id.clone().unwrap();
+    let (cookie, csrf) = admin_login(&base).await;
+    let reply = reqwest::Client::new()
+        .post(format!("{base}/api/sessions/{session}/reply"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"client_msg_id": "s1", "text": "Hello from the team"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 201);
+    assert_eq!(live().await, 1.0);
+
+    // The visitor's first message attaches the socket: it gets what it
+    // missed, in order, before its own message is acknowledged after it.
+    visitor.send(json!({"type": "message", "client_msg_id": "v1", "text": "Hi"})).await;
+    let (ack, before) = visitor.recv_until("ack").await;
+    let missed: Vec<&Value> = before.iter().filter(|f| f["type"] == "message").collect();
+    assert_eq!(missed.len(), 1, "{before:?}");
+    assert_eq!(missed[0]["message"]["seq"], 1);
+    assert_eq!(missed[0]["message"]["text"], "Hello from the team");
+    assert_eq!(ack["seq"], 2);
+    assert_eq!(live().await, 1.0, "one actor: the socket joined the one staff started");
+    assert!(server.terminate());
 }

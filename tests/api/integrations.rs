@@ -301,6 +301,8 @@ async fn a_hanging_delivery_target_does_not_slow_chats() {
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(30))).mount(&n8n).await;
     let url = n8n.uri();
     let app = TestApp::spawn_with(|c| {
+        // 21 frames in well under a second: past the default burst of 20.
+        c.limits.rate_burst = 100;
         c.n8n_webhook_url = Some(url);
         c.notifier_timeout_secs = 30;
     })
