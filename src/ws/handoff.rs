@@ -23,9 +23,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_codec::{Framed, FramedParts};
-use actix_http::body::{BodySize, MessageBody};
+use actix_http::body::{BodySize, BoxBody, MessageBody};
 use actix_http::h1::{Codec, Message};
-use actix_http::body::BoxBody;
 use actix_http::{ConnectionType, Request, Response, StatusCode};
 use actix_web::dev::{AppConfig, Service, ServiceFactory, ServiceResponse, fn_factory, fn_service};
 use actix_web::{HttpRequest, HttpResponse};
@@ -103,7 +102,7 @@ where
 
 /// Writes the app's answer; on a `101` with a handoff, starts the socket's
 /// task. The task runs on its own, so the HTTP connection (the dispatcher
-/// and its future, about 4.5 KiB) ends here.
+/// and its future, about 3 KiB) ends here.
 async fn serve(mut response: HttpResponse, mut framed: Framed<TcpStream, Codec>, sockets: &Arc<OpenSockets>) {
     let handoff = response.extensions_mut().remove::<Handoff>();
     let mut response: Response<BoxBody> = response.into();
@@ -120,12 +119,11 @@ async fn serve(mut response: HttpResponse, mut framed: Framed<TcpStream, Codec>,
         // algorithm would hold a second small frame (an ack behind a status)
         // until the client's delayed ACK, up to 40 ms.
         let _ = io.set_nodelay(true);
-        let socket = if read_buf.is_empty() {
-            drop(read_buf);
+        let early = read_buf.to_vec();
+        drop(read_buf);
+        let socket = if early.is_empty() {
             WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
         } else {
-            let early = read_buf.to_vec();
-            drop(read_buf);
             WebSocketStream::from_partially_read(io, early, Role::Server, Some(config)).await
         };
         let open = sockets.track();

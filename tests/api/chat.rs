@@ -211,14 +211,8 @@ async fn a_resume_delivers_exactly_the_missed_messages_in_order() {
 async fn an_evicted_conversation_is_rebuilt_from_postgres_on_resume() {
     let url = fresh_database().await;
     let server = ChildServer::start(&[("DATABASE_URL", &url), ("SESSION_IDLE_EVICT_SECS", "1")]);
-    let live = async || {
-        let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
-        text.lines()
-            .find(|l| l.starts_with("chathub_live_sessions"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let base = server.url("");
+    let live = async || metric(&base, "chathub_live_sessions").await;
     let mut visitor = Visitor::connect(server.port).await;
     visitor.hello().await;
     visitor.say("1", "hello").await;
@@ -650,10 +644,7 @@ async fn a_conversation_gets_its_actor_on_the_first_message_and_misses_nothing_w
     let url = fresh_database().await;
     let server = ChildServer::start(&[("DATABASE_URL", &url), ("ADMIN_PASSWORD", ADMIN_PASSWORD)]);
     let base = format!("http://127.0.0.1:{}", server.port);
-    let live = async || -> f64 {
-        let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-        text.lines().find_map(|l| l.strip_prefix("chathub_live_sessions ").and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
-    };
+    let live = async || metric(&base, "chathub_live_sessions").await;
     let mut visitor = Visitor::connect(server.port).await;
     let welcome = visitor.hello().await;
     assert_eq!(welcome["messages"], json!([]));

@@ -141,13 +141,9 @@ async fn a_dashboard_that_stops_reading_is_cut_off_and_the_other_is_unaffected()
             }
         }
     });
-    let slow_closes = async || {
-        let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-        text.lines().any(|l| l.starts_with("chathub_ws_slow_consumer_closes_total") && !l.ends_with(" 0"))
-    };
     let big = "y".repeat(15_000);
     let mut sent = 0;
-    while !slow_closes().await {
+    while metric(&base, "chathub_ws_slow_consumer_closes_total").await == 0.0 {
         assert!(sent < 4000, "the stalled dashboard should have been cut off");
         for _ in 0..50 {
             visitor.say(&format!("m{sent}"), &big).await;
@@ -256,17 +252,13 @@ async fn a_dashboard_that_never_reads_again_is_disconnected_and_forgotten() {
     // Watches, then never reads again (and never closes): a dead client.
     let mut dead = Visitor::dashboard(server.port, &cookie, &base).await;
     dead.send(json!({"type": "watch", "session_id": session, "last_seq": 0})).await;
-    let metric = async |name: &str| -> f64 {
-        let text = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
-        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
-    };
-    assert!(eventually(Duration::from_secs(5), async || metric("chathub_dashboard_sockets ").await == 1.0).await);
+    assert!(eventually(Duration::from_secs(5), async || metric(&base, "chathub_dashboard_sockets").await == 1.0).await);
 
     // Enough traffic to fill the kernel's buffers: the hub's writes to the
     // dead socket block and its queue overflows.
     let big = "z".repeat(15_000);
     let mut sent = 0;
-    while metric("chathub_ws_slow_consumer_closes_total ").await == 0.0 {
+    while metric(&base, "chathub_ws_slow_consumer_closes_total").await == 0.0 {
         assert!(sent < 4000, "the dead dashboard's queue should have overflowed");
         for _ in 0..50 {
             visitor.say(&format!("d{sent}"), &big).await;
@@ -276,7 +268,7 @@ async fn a_dashboard_that_never_reads_again_is_disconnected_and_forgotten() {
     // A close frame cannot reach it; after the write deadline the hub drops
     // the connection and forgets the dashboard.
     assert!(
-        eventually(Duration::from_secs(10), async || metric("chathub_dashboard_sockets ").await == 0.0).await,
+        eventually(Duration::from_secs(10), async || metric(&base, "chathub_dashboard_sockets").await == 0.0).await,
         "a socket nobody reads is not held forever"
     );
     assert!(visitor.say("after", "still chatting").await > sent as i64, "the conversation goes on");
