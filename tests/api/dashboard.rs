@@ -141,15 +141,7 @@ async fn a_dashboard_that_stops_reading_is_cut_off_and_the_other_is_unaffected()
             }
         }
     });
-    let big = "y".repeat(15_000);
-    let mut sent = 0;
-    while metric(&base, "chathub_ws_slow_consumer_closes_total").await == 0.0 {
-        assert!(sent < 4000, "the stalled dashboard should have been cut off");
-        for _ in 0..50 {
-            visitor.say(&format!("m{sent}"), &big).await;
-            sent += 1;
-        }
-    }
+    say_until_a_slow_consumer_is_cut_off(&mut visitor, &base, "the stalled dashboard").await;
     let code = loop {
         if let Event::Closed(code) = stalled.next_event().await {
             break code;
@@ -256,15 +248,7 @@ async fn a_dashboard_that_never_reads_again_is_disconnected_and_forgotten() {
 
     // Enough traffic to fill the kernel's buffers: the hub's writes to the
     // dead socket block and its queue overflows.
-    let big = "z".repeat(15_000);
-    let mut sent = 0;
-    while metric(&base, "chathub_ws_slow_consumer_closes_total").await == 0.0 {
-        assert!(sent < 4000, "the dead dashboard's queue should have overflowed");
-        for _ in 0..50 {
-            visitor.say(&format!("d{sent}"), &big).await;
-            sent += 1;
-        }
-    }
+    let sent = say_until_a_slow_consumer_is_cut_off(&mut visitor, &base, "the dead dashboard").await;
     // A close frame cannot reach it; after the write deadline the hub drops
     // the connection and forgets the dashboard.
     assert!(

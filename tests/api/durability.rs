@@ -182,15 +182,7 @@ async fn a_visitor_tab_that_stops_reading_is_closed_with_4008_and_the_conversati
     stalled.resume(&token, 0).await;
 
     let base = server.url("");
-    let big = "x".repeat(15_000);
-    let mut sent = 0;
-    while metric(&base, "chathub_ws_slow_consumer_closes_total").await == 0.0 {
-        assert!(sent < 4000, "the stalled tab should have been cut off by now");
-        for _ in 0..50 {
-            writer.say(&format!("m{sent}"), &big).await;
-            sent += 1;
-        }
-    }
+    say_until_a_slow_consumer_is_cut_off(&mut writer, &base, "the stalled tab").await;
     // The stalled tab drains what the kernel buffered, then sees the close.
     let code = loop {
         match stalled.next_event().await {

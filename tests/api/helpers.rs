@@ -288,6 +288,22 @@ pub async fn metric(base: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Has `visitor` send 15 kB messages, 50 at a time, until the server has
+/// cut off a slow consumer (a socket that stopped reading); returns how many
+/// were sent. `who` names the stalled reader in the failure message.
+pub async fn say_until_a_slow_consumer_is_cut_off(visitor: &mut crate::ws_client::Visitor, base: &str, who: &str) -> usize {
+    let big = "y".repeat(15_000);
+    let mut sent = 0;
+    while metric(base, "chathub_ws_slow_consumer_closes_total").await == 0.0 {
+        assert!(sent < 4000, "{who} should have been cut off by now");
+        for _ in 0..50 {
+            visitor.say(&format!("m{sent}"), &big).await;
+            sent += 1;
+        }
+    }
+    sent
+}
+
 pub async fn eventually(timeout: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
