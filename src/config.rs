@@ -178,6 +178,12 @@ pub struct Config {
 
     #[command(flatten)]
     pub limits: Limits,
+
+    /// Reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For /
+    /// Forwarded headers name the client for the per-IP limits. Empty: the
+    /// TCP peer is the client and those headers are ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = crate::auth::client_ip::TrustedProxies::parse)]
+    pub trusted_proxies: crate::auth::client_ip::TrustedProxies,
 }
 
 /// Limits and intervals of the real-time core. Each one bounds something a
@@ -221,6 +227,12 @@ pub struct Limits {
     /// Open visitor sockets allowed from one IP address (HTTP 429 above it).
     #[arg(long, env = "WS_MAX_CONNECTIONS_PER_IP", default_value_t = 50)]
     pub max_connections_per_ip: usize,
+
+    /// New web conversations one IP address may start per hour (a burst of
+    /// this many, then one every hour/N); past it the first message gets the
+    /// error frame `rate_limited`. 0 = no limit (load tests).
+    #[arg(long, env = "VISITOR_NEW_CONVERSATIONS_PER_HOUR", default_value_t = 30)]
+    pub new_conversations_per_hour: u32,
 
     /// Seconds a conversation actor stays in memory with nobody connected.
     #[arg(long, env = "SESSION_IDLE_EVICT_SECS", default_value_t = 300)]

@@ -30,28 +30,36 @@ pub async fn login(req: HttpRequest, body: web::Json<Login>, state: web::Data<Ap
     if !same_origin(&req) {
         return Err(ApiError::Forbidden("cross-origin login refused"));
     }
-    let ip = req.peer_addr().map(|a| a.ip()).ok_or(ApiError::invalid("no_peer", "unknown peer address"))?;
+    let ip = state.config.trusted_proxies.of_request(&req).ok_or(ApiError::invalid("no_peer", "unknown peer address"))?;
     let Login { username, password } = body.into_inner();
-    if let Err(retry_after_secs) = state.login_throttle.check(ip, &username) {
-        return Err(ApiError::RateLimited { retry_after_secs });
-    }
-    let row = state
-        .db
-        .get()
-        .await?
-        .query_opt(
-            "SELECT id, password_hash, role FROM users WHERE username = $1 AND NOT disabled",
-            &[&username],
-        )
-        .await?;
+    // Counted before any hashing, so parallel guesses cannot slip past the limit.
+    let attempt = state.login_throttle.begin(ip, &username).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
+    let row = match state.db.get().await {
+        Ok(client) => client
+            .query_opt("SELECT id, password_hash, role FROM users WHERE username = $1 AND NOT disabled", &[&username])
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e.into()),
+    };
+    let row = match row {
+        Ok(row) => row,
+        Err(e) => {
+            state.login_throttle.abandoned(attempt);
+            return Err(e);
+        }
+    };
     // Unknown users are checked against a dummy hash: same time, same answer.
     let stored = row.as_ref().map(|r| r.get::<_, String>(1));
-    if !passwords::verify(password, stored).await {
-        state.login_throttle.failed(ip, &username);
-        return Err(ApiError::InvalidCredentials);
+    match passwords::verify(password, stored).await {
+        Ok(true) => {}
+        Ok(false) => return Err(ApiError::InvalidCredentials),
+        Err(e) => {
+            state.login_throttle.abandoned(attempt);
+            return Err(e.into());
+        }
     }
     let row = row.expect("verified users exist");
-    state.login_throttle.succeeded(&username);
+    state.login_throttle.succeeded(attempt);
     let (id, role): (uuid::Uuid, String) = (row.get(0), row.get(2));
     let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect());
     let login = staff_sessions::create(&state.db, id, state.config.staff_lifetimes(), Some(ip.to_string()), user_agent).await?;

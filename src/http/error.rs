@@ -43,6 +43,10 @@ pub enum ApiError {
     /// 503: a dependency (the database) is unavailable; retrying may work.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// 503 with `Retry-After`: a bounded resource (password hashing) is
+    /// saturated right now; the same request may succeed after the delay.
+    #[error("the server is busy; retry after {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     /// 500: a bug or an unexpected failure.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -67,6 +71,7 @@ impl ApiError {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
+            Self::Busy { .. } => "busy",
             Self::Internal(_) => "internal",
         }
     }
@@ -84,7 +89,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -96,10 +101,21 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let Self::RateLimited { retry_after_secs } = self {
+        if let Self::RateLimited { retry_after_secs } | Self::Busy { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
         }
         response.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
+    }
+}
+
+impl From<crate::auth::passwords::PasswordError> for ApiError {
+    fn from(e: crate::auth::passwords::PasswordError) -> Self {
+        use crate::auth::passwords::PasswordError;
+        match e {
+            PasswordError::BadLength => Self::invalid("invalid_password", e.to_string()),
+            PasswordError::Busy => Self::Busy { retry_after_secs: 1 },
+            PasswordError::Hash(_) => Self::Internal(e.into()),
+        }
     }
 }
 
@@ -111,6 +127,12 @@ impl From<deadpool_postgres::PoolError> for ApiError {
 
 impl From<tokio_postgres::Error> for ApiError {
     fn from(e: tokio_postgres::Error) -> Self {
+        use tokio_postgres::error::SqlState;
+        // Text PostgreSQL cannot hold (a NUL byte) came from the request:
+        // the client's mistake, and resending it can never work.
+        if e.code().is_some_and(|c| *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER) {
+            return Self::invalid("invalid_text", "text must not contain NUL characters");
+        }
         if e.is_closed() || e.code().is_none() && e.as_db_error().is_none() {
             Self::Unavailable(e.into())
         } else {

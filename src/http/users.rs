@@ -49,7 +49,7 @@ pub async fn create(body: web::Json<NewUser>, state: web::Data<AppState>) -> Res
     let role = role(&role_name)?;
     let id = users::create(&state.db, &username, password, role).await.map_err(|e| match e {
         CreateUserError::BadUsername => ApiError::invalid("invalid_username", e.to_string()),
-        CreateUserError::Password(p) => ApiError::invalid("invalid_password", p.to_string()),
+        CreateUserError::Password(p) => p.into(),
         CreateUserError::Exists(_) => ApiError::Conflict(e.to_string()),
         CreateUserError::Db(e) => ApiError::Internal(e),
     })?;
@@ -74,7 +74,7 @@ pub async fn update(id: web::Path<Uuid>, body: web::Json<UserUpdate>, state: web
         return Err(ApiError::invalid("nothing_to_change", "give role, disabled or password"));
     }
     let hash = match password {
-        Some(p) => Some(passwords::hash(p).await.map_err(|e| ApiError::invalid("invalid_password", e.to_string()))?),
+        Some(p) => Some(passwords::hash(p).await?),
         None => None,
     };
     let mut client = state.db.get().await?;
