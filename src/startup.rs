@@ -23,7 +23,7 @@ use crate::actors::persistence::{Drain, Persistence};
 use crate::actors::supervisor::Supervisor;
 use crate::completion::{RuleSet, Rules};
 use crate::config::Config;
-use crate::ws::{self, IpLimiter, OpenSockets};
+use crate::ws::{self, IpLimiter, NewConversations, OpenSockets};
 use crate::http;
 use crate::postgres::{self, Db, LocalPostgres, LocalPostgresOptions};
 
@@ -43,6 +43,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Open visitor sockets per client IP (`WS_MAX_CONNECTIONS_PER_IP`).
     pub visitor_ips: Arc<IpLimiter>,
+    /// New web conversations per client IP (`VISITOR_NEW_CONVERSATIONS_PER_HOUR`).
+    pub new_conversations: Arc<NewConversations>,
     /// Failed-login counters (per IP and per account).
     pub login_throttle: LoginThrottle,
     /// Turns true when shutdown starts: every socket closes with 1001 so
@@ -122,6 +124,7 @@ impl Application {
             started_at: Instant::now(),
             hub,
             visitor_ips: IpLimiter::new(config.limits.max_connections_per_ip),
+            new_conversations: NewConversations::new(config.limits.new_conversations_per_hour),
             login_throttle: LoginThrottle::default(),
             shutting_down,
         });

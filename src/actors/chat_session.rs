@@ -13,6 +13,16 @@
 //! visitor message is dropped (its sender gets a `retry` error and resends the
 //! same `client_msg_id`), and a failed AI or system message is retried in
 //! place with backoff.
+//!
+//! A failed write may still have committed (PostgreSQL restarted after the
+//! COMMIT, before its reply arrived). So after any failure other than a
+//! refusal to queue, the actor writes nothing until it has re-read the truth
+//! (`hub::load_written_since`): the rows stored after its last known seq, and
+//! which of its channel message ids are already stored in other
+//! conversations. In-flight messages found stored are acked as stored; the
+//! rest are treated as failed; a message id taken elsewhere is a permanent
+//! conflict, never retried. The actor's seq then continues after what is
+//! really stored, so a lost reply can never make it reuse a taken seq.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -25,7 +35,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::hub::{Hub, TRANSCRIPT_IN_MEMORY};
+use super::hub::{Hub, TRANSCRIPT_IN_MEMORY, WrittenSince};
 use super::persistence::{MessageRow, NewSessionRow, OutboxRow, Persist, PersistError, SessionPatch, SessionWrite};
 use super::supervisor::SessionEvent;
 use crate::agents::{AgentError, AgentReply, AgentRequest, HISTORY_LEN, HistoryItem};
@@ -72,34 +82,32 @@ pub struct SessionSnapshot {
     pub external_id: Option<String>,
     /// Relayed from another bot: that bot answers, so ours never does.
     pub relay: bool,
+    /// The session row of a conversation nobody wrote in yet: it is stored
+    /// with the first message, in the same transaction.
+    pub unsaved: Option<NewSessionRow>,
 }
 
 impl SessionSnapshot {
-    pub fn new_session(id: SessionId, row: &NewSessionRow) -> Self {
-        let mut snapshot = Self::fresh(id, row.channel, row.site_id, row.customer.clone(), row.created_at);
-        snapshot.external_id = row.external_id.clone();
-        snapshot
-    }
-
-    /// A conversation nobody has written in yet.
-    pub fn fresh(id: SessionId, channel: Channel, site_id: Option<Uuid>, customer: Customer, created_at: DateTime<Utc>) -> Self {
+    /// A conversation nobody has written in yet, whose row is not stored.
+    pub fn unsaved(id: SessionId, row: NewSessionRow) -> Self {
         Self {
             id,
-            channel,
-            site_id,
-            customer,
+            channel: row.channel,
+            site_id: row.site_id,
+            customer: row.customer.clone(),
             status: SessionStatus::Active,
             handler: SessionHandler::Ai,
             completed_at: None,
             completion_rule: None,
-            created_at,
-            last_activity: created_at,
+            created_at: row.created_at,
+            last_activity: row.created_at,
             last_seq: 0,
             transcript: Vec::new(),
             client_ids: HashMap::new(),
             external_ids: HashMap::new(),
-            external_id: None,
+            external_id: row.external_id.clone(),
             relay: false,
+            unsaved: Some(row),
         }
     }
 }
@@ -176,9 +184,13 @@ pub struct ChatSession {
     visitors: Vec<Outbound>,
     /// Waiting for the next write, bounded by `MAX_QUEUED`.
     queued: VecDeque<Pending>,
-    /// The write in flight (at most one).
+    /// The write in flight (at most one), or the one being reconciled.
     in_flight: Vec<Pending>,
+    /// A write is in flight or its outcome is being re-read: nothing else
+    /// is written meanwhile.
     writing: bool,
+    /// The session row, until the first write stores it.
+    unsaved: Option<NewSessionRow>,
     write_backoff: Duration,
     /// A visitor message is stored that the agent has not answered yet.
     needs_answer: bool,
@@ -213,6 +225,7 @@ impl ChatSession {
             queued: VecDeque::new(),
             in_flight: Vec::new(),
             writing: false,
+            unsaved: s.unsaved,
             write_backoff: WRITE_RETRY_FIRST,
             needs_answer,
             agent_running: false,
@@ -313,7 +326,7 @@ impl ChatSession {
             .iter()
             .map(|m| MessageView { seq: m.seq, role: m.role, text: m.text.clone(), created_at: m.created_at })
             .collect();
-        let write = SessionWrite { session_id: self.id, channel: self.channel, create: None, messages, patch, outbox };
+        let write = SessionWrite { session_id: self.id, channel: self.channel, create: self.unsaved.clone(), messages, patch, outbox };
         self.hub
             .persistence
             .send(Persist(write))
@@ -325,70 +338,181 @@ impl ChatSession {
             .spawn(ctx);
     }
 
-    /// A write finished: on success, ack, fan out and move on; on failure,
-    /// tell visitors to retry and retry the rest.
+    /// A write finished: on success, ack, fan out and move on. A write that
+    /// was refused before it reached PostgreSQL failed for sure; any other
+    /// failure may have committed, so its outcome is re-read first.
     fn written(&mut self, outcome: Result<(), PersistError>, views: Vec<MessageView>, ctx: &mut Context<Self>) {
-        self.writing = false;
-        let done = std::mem::take(&mut self.in_flight);
         match outcome {
             Ok(()) => {
+                self.writing = false;
                 self.write_backoff = WRITE_RETRY_FIRST;
+                self.row_stored();
+                let done = std::mem::take(&mut self.in_flight);
                 let mut changed = false;
                 for (pending, view) in done.into_iter().zip(views) {
-                    self.committed_seq = view.seq;
-                    self.last_activity = view.created_at;
-                    if let Some(id) = &pending.client_msg_id {
-                        self.client_ids.insert(id.clone(), view.seq);
-                    }
-                    if let Some(id) = &pending.external_id {
-                        self.external_ids.insert(id.clone(), view.seq);
-                    }
-                    let skip: Vec<ConnId> = pending.ack_to.iter().filter_map(AckTo::visitor_conn).collect();
-                    self.acknowledge(pending.ack_to, pending.client_msg_id.as_deref(), Ok(view.seq));
-                    let frame = ServerFrame::Message { message: &view }.encode();
-                    // A visitor's own socket has its ack; their other tabs get the message.
-                    self.broadcast(&frame, &skip);
-                    changed |= pending.patch.status.is_some() || pending.patch.completion.is_some();
-                    if pending.origin == Origin::Visitor {
-                        self.needs_answer = true;
-                    }
-                    let view = Arc::new(view);
-                    self.hub.supervisor.do_send(SessionEvent::MessageStored { session_id: self.id, message: view.clone() });
-                    self.transcript.push_back(Arc::unwrap_or_clone(view));
-                    if self.transcript.len() > TRANSCRIPT_IN_MEMORY {
-                        self.transcript.pop_front();
-                    }
+                    changed |= self.stored(pending, view);
                 }
-                if changed {
-                    let frame = self.status_frame();
-                    self.broadcast(&frame, &[]);
-                }
-                self.hub.supervisor.do_send(SessionEvent::SessionChanged { session_id: self.id });
-                self.maybe_run_agent(ctx);
+                self.after_stored(changed, ctx);
+                self.write(ctx);
+            }
+            Err(PersistError::Overloaded) => {
+                self.writing = false;
+                let done = std::mem::take(&mut self.in_flight);
+                self.not_stored(done, &PersistError::Overloaded, ctx);
             }
             Err(e) => {
-                tracing::warn!(session = %self.id, error = %e, "a conversation write failed");
-                let mut kept = Vec::new();
-                for pending in done {
-                    if matches!(pending.origin, Origin::Visitor | Origin::Staff) {
-                        // The sender still has the message and resends it.
-                        self.acknowledge(pending.ack_to, pending.client_msg_id.as_deref(), Err(e.clone()));
-                    } else {
-                        kept.push(pending);
-                    }
+                tracing::warn!(session = %self.id, error = %e, "a conversation write failed; re-reading what was stored");
+                metrics::counter!("chathub_write_reconciliations_total").increment(1);
+                // Senders hear at once that it is not stored for sure, and
+                // resend with the same id: a resend joins the message being
+                // reconciled, and is acked if the re-read finds it stored.
+                let told: Vec<(Vec<AckTo>, Option<String>)> =
+                    self.in_flight.iter_mut().map(|p| (std::mem::take(&mut p.ack_to), p.client_msg_id.clone())).collect();
+                for (targets, id) in told {
+                    self.acknowledge(targets, id.as_deref(), Err(e.clone()));
                 }
-                for pending in kept.into_iter().rev() {
-                    self.queued.push_front(pending);
-                }
-                if !self.queued.is_empty() {
-                    let delay = self.write_backoff;
-                    self.write_backoff = (self.write_backoff * 2).min(WRITE_RETRY_MAX);
-                    ctx.run_later(delay, |actor, ctx| actor.write(ctx));
-                }
-                return;
+                self.reconcile(views, ctx);
             }
         }
-        self.write(ctx);
+    }
+
+    /// The session row is stored: the hub stops offering the conversation
+    /// as unsaved.
+    fn row_stored(&mut self) {
+        if self.unsaved.take().is_some() {
+            self.hub.session_saved(self.id);
+        }
+    }
+
+    /// Re-reads what is stored after `committed_seq` (retrying with backoff
+    /// while PostgreSQL is away), then settles the in-flight write.
+    fn reconcile(&mut self, views: Vec<MessageView>, ctx: &mut Context<Self>) {
+        let external_ids: Vec<String> = self.in_flight.iter().filter_map(|p| p.external_id.clone()).collect();
+        let (db, id, after) = (self.hub.db.clone(), self.id, self.committed_seq);
+        let channel = self.channel;
+        async move { super::hub::load_written_since(&db, id, channel, after, &external_ids).await }
+            .into_actor(self)
+            .map(move |truth, actor, ctx| match truth {
+                Ok(truth) => actor.settle(truth, views, ctx),
+                Err(e) => {
+                    let delay = actor.write_backoff;
+                    actor.write_backoff = (actor.write_backoff * 2).min(WRITE_RETRY_MAX);
+                    tracing::warn!(session = %actor.id, error = %e, "could not re-read a failed write; trying again");
+                    ctx.run_later(delay, move |actor, ctx| actor.reconcile(views, ctx));
+                }
+            })
+            .spawn(ctx);
+    }
+
+    /// Settles the in-flight write against what PostgreSQL really holds.
+    fn settle(&mut self, truth: WrittenSince, views: Vec<MessageView>, ctx: &mut Context<Self>) {
+        self.writing = false;
+        if truth.session_exists {
+            self.row_stored();
+        }
+        let mut stored_rows: VecDeque<MessageView> = VecDeque::new();
+        let mut stored_keys: HashMap<(Seq, MessageRole), (Option<String>, Option<String>, String)> = HashMap::new();
+        for row in truth.rows {
+            stored_keys.insert((row.view.seq, row.view.role), (row.client_msg_id.clone(), row.external_id.clone(), row.view.text.clone()));
+            stored_rows.push_back(row.view);
+        }
+        let done = std::mem::take(&mut self.in_flight);
+        let mut changed = false;
+        let mut failed = Vec::new();
+        for (pending, view) in done.into_iter().zip(views) {
+            // The whole write is one transaction: its rows are where it put them.
+            let found = stored_keys.get(&(view.seq, pending.role)).is_some_and(|(client, external, text)| {
+                *client == pending.client_msg_id && *external == pending.external_id && *text == pending.text
+            });
+            if found {
+                stored_rows.retain(|r| r.seq != view.seq);
+                changed |= self.stored(pending, view);
+            } else if pending.external_id.as_ref().is_some_and(|e| truth.taken_elsewhere.contains(e)) {
+                let e = pending.external_id.clone().unwrap_or_default();
+                tracing::warn!(session = %self.id, external_id = %e, "a message id is already stored in another conversation; not retried");
+                self.acknowledge(pending.ack_to, None, Err(PersistError::Conflict(e)));
+            } else {
+                failed.push(pending);
+            }
+        }
+        // Rows nobody here was waiting for (written by another writer) still
+        // move the seq on, so the next write cannot reuse one.
+        for view in stored_rows {
+            if view.seq > self.committed_seq {
+                self.committed_seq = view.seq;
+                self.transcript.push_back(view);
+            }
+        }
+        self.committed_seq = self.committed_seq.max(truth.last_seq);
+        if changed {
+            self.write_backoff = WRITE_RETRY_FIRST;
+        }
+        self.after_stored(changed, ctx);
+        if failed.is_empty() {
+            self.write(ctx);
+        } else {
+            self.not_stored(failed, &PersistError::Stopped, ctx);
+        }
+    }
+
+    /// One message is committed: ack its senders, fan it out, remember it.
+    /// Returns whether the session's status or completion changed with it.
+    fn stored(&mut self, pending: Pending, view: MessageView) -> bool {
+        self.committed_seq = view.seq;
+        self.last_activity = view.created_at;
+        if let Some(id) = &pending.client_msg_id {
+            self.client_ids.insert(id.clone(), view.seq);
+        }
+        if let Some(id) = &pending.external_id {
+            self.external_ids.insert(id.clone(), view.seq);
+        }
+        let skip: Vec<ConnId> = pending.ack_to.iter().filter_map(AckTo::visitor_conn).collect();
+        self.acknowledge(pending.ack_to, pending.client_msg_id.as_deref(), Ok(view.seq));
+        let frame = ServerFrame::Message { message: &view }.encode();
+        // A visitor's own socket has its ack; their other tabs get the message.
+        self.broadcast(&frame, &skip);
+        if pending.origin == Origin::Visitor {
+            self.needs_answer = true;
+        }
+        let view = Arc::new(view);
+        self.hub.supervisor.do_send(SessionEvent::MessageStored { session_id: self.id, message: view.clone() });
+        self.transcript.push_back(Arc::unwrap_or_clone(view));
+        if self.transcript.len() > TRANSCRIPT_IN_MEMORY {
+            self.transcript.pop_front();
+        }
+        pending.patch.status.is_some() || pending.patch.completion.is_some()
+    }
+
+    /// After messages were stored: visitors see a changed status, dashboards
+    /// the new summary, and the agent may answer.
+    fn after_stored(&mut self, status_changed: bool, ctx: &mut Context<Self>) {
+        if status_changed {
+            let frame = self.status_frame();
+            self.broadcast(&frame, &[]);
+        }
+        self.hub.supervisor.do_send(SessionEvent::SessionChanged { session_id: self.id });
+        self.maybe_run_agent(ctx);
+    }
+
+    /// Messages that were not stored: senders resend theirs (they are told
+    /// to retry); the actor's own replies are retried in place with backoff.
+    fn not_stored(&mut self, failed: Vec<Pending>, e: &PersistError, ctx: &mut Context<Self>) {
+        let mut kept = Vec::new();
+        for pending in failed {
+            if matches!(pending.origin, Origin::Visitor | Origin::Staff) {
+                self.acknowledge(pending.ack_to, pending.client_msg_id.as_deref(), Err(e.clone()));
+            } else {
+                kept.push(pending);
+            }
+        }
+        for pending in kept.into_iter().rev() {
+            self.queued.push_front(pending);
+        }
+        if !self.queued.is_empty() {
+            let delay = self.write_backoff;
+            self.write_backoff = (self.write_backoff * 2).min(WRITE_RETRY_MAX);
+            ctx.run_later(delay, |actor, ctx| actor.write(ctx));
+        }
     }
 
     /// Tells each target whether the message was stored.
@@ -630,6 +754,10 @@ impl Actor for ChatSession {
     fn stopped(&mut self, ctx: &mut Context<Self>) {
         let external = self.external_id.clone().map(|key| (self.channel, key));
         self.hub.forget(self.id, &ctx.address(), external);
+        if self.unsaved.is_some() {
+            // Nobody wrote: the conversation is forgotten with its actor.
+            self.hub.forget_unsaved(self.id);
+        }
     }
 }
 

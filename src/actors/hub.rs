@@ -13,7 +13,7 @@ use dashmap::mapref::entry::Entry;
 use uuid::Uuid;
 
 use super::chat_session::{ChatSession, Deleted, ExternalMessage, SessionSnapshot, StatusChanged};
-use super::persistence::{NewSessionRow, Persist, PersistError, Persistence, SessionPatch, SessionWrite};
+use super::persistence::{NewSessionRow, PersistError, Persistence};
 use super::notifier::Notifier;
 use super::supervisor::{SessionEvent, Supervisor};
 use crate::agents::Agent;
@@ -44,20 +44,36 @@ pub struct Hub {
     /// (channel, conversation key) → session, for live channel conversations:
     /// a webhook for a known sender needs no database lookup.
     external: DashMap<(Channel, String), SessionId>,
-    /// Conversations created at a visitor's `hello` whose actor has not
-    /// started yet (nobody wrote): their actor starts from this, without
-    /// reading back the row just written. Removed when the actor starts,
-    /// the socket closes first, or staff delete the conversation; since
-    /// every actor start takes it out, it can never be stale.
-    fresh: DashMap<SessionId, FreshSession>,
+    /// Conversations opened at a visitor's `hello` that nobody has written
+    /// in yet. Their row is not stored: it is written with the first
+    /// message, in the same transaction, so a widget opened and left (or a
+    /// flood of hellos) leaves nothing in PostgreSQL. Held only while a
+    /// socket or an actor has it: removed when the first write commits
+    /// (`session_saved`), or when the last holder goes (`forget_unsaved`).
+    unsaved: DashMap<SessionId, NewSessionRow>,
+    /// Visitor token hash → unsaved conversation, so a second tab resuming
+    /// with the token finds it before it is stored.
+    unsaved_tokens: DashMap<Vec<u8>, SessionId>,
 }
 
-/// What a new conversation's actor starts from (the rest is defaults).
-struct FreshSession {
-    channel: Channel,
-    site_id: Option<uuid::Uuid>,
-    customer: crate::domain::Customer,
-    created_at: chrono::DateTime<chrono::Utc>,
+/// What the reconciliation of a failed write found stored.
+#[derive(Debug)]
+pub struct WrittenSince {
+    /// Whether the session row exists (a first write may have stored it).
+    pub session_exists: bool,
+    /// The session's `last_seq` as stored.
+    pub last_seq: crate::domain::Seq,
+    /// The messages stored after the seq the actor knew, in order.
+    pub rows: Vec<WrittenRow>,
+    /// Channel message ids of the write that are stored in another conversation.
+    pub taken_elsewhere: std::collections::HashSet<String>,
+}
+
+#[derive(Debug)]
+pub struct WrittenRow {
+    pub view: crate::ws::protocol::MessageView,
+    pub client_msg_id: Option<String>,
+    pub external_id: Option<String>,
 }
 
 impl Hub {
@@ -71,59 +87,63 @@ impl Hub {
         rules: Rules,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
-        Ok(Self { db, config, persistence, supervisor, notifier, agent, http, rules, sessions: DashMap::new(), external: DashMap::new(), fresh: DashMap::new() })
-    }
-
-    /// Conversations currently in memory.
-    pub fn live_count(&self) -> usize {
-        self.sessions.len()
+        Ok(Self {
+            db,
+            config,
+            persistence,
+            supervisor,
+            notifier,
+            agent,
+            http,
+            rules,
+            sessions: DashMap::new(),
+            external: DashMap::new(),
+            unsaved: DashMap::new(),
+            unsaved_tokens: DashMap::new(),
+        })
     }
 
     pub fn live(&self, id: SessionId) -> Option<Addr<ChatSession>> {
         self.sessions.get(&id).map(|a| a.clone()).filter(|a| a.connected())
     }
 
-    /// Creates a conversation: its row is committed before this returns, so
-    /// the id (and the visitor's token) can be handed out safely.
-    pub async fn create_session(
-        self: &Arc<Self>,
-        row: NewSessionRow,
-    ) -> Result<(SessionId, Addr<ChatSession>), PersistError> {
+    /// Opens a conversation for a visitor who said hello: an id and a row
+    /// held in memory until the first message stores both. Nothing is written.
+    pub fn open_session(&self, row: NewSessionRow) -> SessionId {
         let id = SessionId::new();
-        let snapshot = SessionSnapshot::new_session(id, &row);
-        self.insert_session(id, row).await?;
-        Ok((id, self.start(snapshot)))
+        if let Some(hash) = &row.visitor_token_hash {
+            self.unsaved_tokens.insert(hash.clone(), id);
+        }
+        self.unsaved.insert(id, row);
+        id
     }
 
-    /// Creates a conversation without starting its actor (a visitor who has
-    /// not written yet); `session` starts it when it is needed. The caller
-    /// calls `forget_fresh` if it goes away before that.
-    pub async fn create_session_row(&self, row: NewSessionRow) -> Result<SessionId, PersistError> {
-        let id = SessionId::new();
-        let fresh = FreshSession { channel: row.channel, site_id: row.site_id, customer: row.customer.clone(), created_at: row.created_at };
-        self.insert_session(id, row).await?;
-        self.fresh.insert(id, fresh);
-        Ok(id)
+    /// Whether `id` is a conversation opened but not stored yet.
+    pub fn is_unsaved(&self, id: SessionId) -> bool {
+        self.unsaved.contains_key(&id)
     }
 
-    /// The visitor of a conversation nobody wrote in has gone: a later
-    /// resume rebuilds it from PostgreSQL like any other.
-    pub fn forget_fresh(&self, id: SessionId) {
-        self.fresh.remove(&id);
+    /// The first write of an opened conversation committed its row.
+    pub(crate) fn session_saved(&self, id: SessionId) {
+        if let Some((_, row)) = self.unsaved.remove(&id) {
+            if let Some(hash) = row.visitor_token_hash {
+                self.unsaved_tokens.remove(&hash);
+            }
+            metrics::counter!("chathub_sessions_created_total").increment(1);
+        }
     }
 
-    async fn insert_session(&self, id: SessionId, row: NewSessionRow) -> Result<(), PersistError> {
-        let write = SessionWrite {
-            session_id: id,
-            channel: row.channel,
-            create: Some(row),
-            messages: Vec::new(),
-            patch: SessionPatch::default(),
-            outbox: Vec::new(),
-        };
-        self.persistence.send(Persist(write)).await.map_err(|_| PersistError::Stopped)??;
-        metrics::counter!("chathub_sessions_created_total").increment(1);
-        Ok(())
+    /// The socket that opened a conversation nobody wrote in has gone (and
+    /// no actor holds it): it is forgotten, as if never opened.
+    pub fn forget_unsaved(&self, id: SessionId) {
+        if self.live(id).is_some() {
+            return;
+        }
+        if let Some((_, row)) = self.unsaved.remove(&id) {
+            if let Some(hash) = row.visitor_token_hash {
+                self.unsaved_tokens.remove(&hash);
+            }
+        }
     }
 
     /// The live actor for `id`, rebuilt from PostgreSQL if it was evicted.
@@ -132,8 +152,8 @@ impl Hub {
         if let Some(addr) = self.live(id) {
             return Ok(Some(addr));
         }
-        if let Some((_, f)) = self.fresh.remove(&id) {
-            return Ok(Some(self.start(SessionSnapshot::fresh(id, f.channel, f.site_id, f.customer, f.created_at))));
+        if let Some(row) = self.unsaved.get(&id).map(|r| r.clone()) {
+            return Ok(Some(self.start(SessionSnapshot::unsaved(id, row))));
         }
         let Some(snapshot) = load_snapshot(&self.db, id).await? else { return Ok(None) };
         Ok(Some(self.start(snapshot)))
@@ -185,7 +205,6 @@ impl Hub {
     /// A session was deleted (already stored): its visitors are closed with
     /// 4004, its actor stops, dashboards drop it.
     pub fn session_deleted(&self, id: SessionId) {
-        self.fresh.remove(&id);
         if let Some(actor) = self.live(id) {
             actor.do_send(Deleted);
         }
@@ -201,10 +220,10 @@ impl Hub {
         external_id: &str,
         customer: &Customer,
         metadata: serde_json::Value,
-    ) -> anyhow::Result<Addr<ChatSession>> {
+    ) -> anyhow::Result<(SessionId, Addr<ChatSession>)> {
         let key = (channel, external_id.to_owned());
-        if let Some(actor) = self.external.get(&key).and_then(|id| self.live(*id)) {
-            return Ok(actor);
+        if let Some(found) = self.external.get(&key).and_then(|id| self.live(*id).map(|actor| (*id, actor))) {
+            return Ok(found);
         }
         let client = self.db.get().await?;
         let created = client
@@ -234,7 +253,7 @@ impl Hub {
         }
         let actor = self.session(id).await?.ok_or_else(|| anyhow::anyhow!("session {id} vanished"))?;
         self.external.insert(key, id);
-        Ok(actor)
+        Ok((id, actor))
     }
 
     /// Stores a message that arrived through a channel (webhook or relay) in
@@ -257,13 +276,19 @@ impl Hub {
 
     /// The conversation a visitor token belongs to, with its site.
     pub async fn find_by_visitor_token(&self, token: &str) -> anyhow::Result<Option<(SessionId, Option<Uuid>)>> {
+        let hash = crate::auth::sha256(token);
+        if let Some(id) = self.unsaved_tokens.get(&hash).map(|id| *id) {
+            if let Some(row) = self.unsaved.get(&id) {
+                return Ok(Some((id, row.site_id)));
+            }
+        }
         let row = self
             .db
             .get()
             .await?
             .query_opt(
                 "SELECT id, site_id FROM sessions WHERE visitor_token_hash = $1",
-                &[&crate::auth::sha256(token)],
+                &[&hash],
             )
             .await?;
         Ok(row.map(|r| (SessionId(r.get(0)), r.get(1))))
@@ -347,5 +372,45 @@ async fn load_snapshot(db: &Db, id: SessionId) -> anyhow::Result<Option<SessionS
         external_ids,
         external_id: row.get(12),
         relay: row.get(13),
+        unsaved: None,
     }))
+}
+
+/// What is stored for a conversation after `after` (its actor's last known
+/// seq), and which of `external_ids` are stored in other conversations: the
+/// truth a conversation re-reads after a write whose outcome is unknown.
+pub async fn load_written_since(
+    db: &Db,
+    id: SessionId,
+    channel: Channel,
+    after: crate::domain::Seq,
+    external_ids: &[String],
+) -> anyhow::Result<WrittenSince> {
+    let client = db.get().await?;
+    let last_seq: Option<i64> =
+        client.query_opt("SELECT last_seq FROM sessions WHERE id = $1", &[&id.0]).await?.map(|r| r.get(0));
+    let rows = client
+        .query(
+            "SELECT seq, role, text, created_at, client_msg_id, external_id FROM messages
+             WHERE session_id = $1 AND seq > $2 ORDER BY seq",
+            &[&id.0, &after],
+        )
+        .await?
+        .iter()
+        .map(|r| WrittenRow { view: crate::sessions::message_from_row(r, 0), client_msg_id: r.get(4), external_id: r.get(5) })
+        .collect();
+    let taken_elsewhere = if external_ids.is_empty() {
+        Default::default()
+    } else {
+        client
+            .query(
+                "SELECT external_id FROM messages WHERE channel = $1 AND external_id = ANY($2) AND session_id <> $3",
+                &[&channel.as_str(), &external_ids, &id.0],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    Ok(WrittenSince { session_exists: last_seq.is_some(), last_seq: last_seq.unwrap_or(0), rows, taken_elsewhere })
 }

@@ -136,6 +136,10 @@ pub enum PersistError {
     Database(String),
     #[error("the persistence actor stopped")]
     Stopped,
+    /// The channel message id is already stored in another conversation:
+    /// this message can never be stored, so it is not retried.
+    #[error("message id {0:?} is already stored in another conversation")]
+    Conflict(String),
 }
 
 /// Writes a conversation's changes; resolves after COMMIT.

@@ -115,7 +115,12 @@ impl Dashboard {
                             }
                         }
                         Incoming::Binary => {
-                            self.error(None, error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None).await;
+                            // Binary frames count against the rate limit like any other.
+                            if self.rate.allow() {
+                                self.error(None, error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None).await;
+                            } else {
+                                self.error(None, error_code::RATE_LIMITED, "slow down", None).await;
+                            }
                             if self.socket.flush().await.is_err() {
                                 break None;
                             }
@@ -237,6 +242,12 @@ impl Dashboard {
                 self.backlog_upto.insert(session_id, upto);
                 return;
             }
+        }
+        // Opened by a visitor who has not written yet: nothing to send back,
+        // and the watch sees the first message when it is stored.
+        if self.hub.is_unsaved(session_id) {
+            self.backlog_upto.insert(session_id, last_seq);
+            return;
         }
         let exists = crate::sessions::summary(&self.hub.db, session_id.0, self.hub.config.inactive_after_hours).await;
         match exists {

@@ -90,12 +90,50 @@ impl IpLimiter {
     }
 }
 
+impl IpSlot {
+    /// The client address this slot counts.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+}
+
 impl Drop for IpSlot {
     fn drop(&mut self) {
         if let Some(mut count) = self.limiter.open.get_mut(&self.ip) {
             *count -= 1;
         }
         self.limiter.open.remove_if(&self.ip, |_, count| *count == 0);
+    }
+}
+
+/// Addresses remembered by `NewConversations` before idle ones are swept.
+const MAX_TRACKED_IPS: usize = 100_000;
+
+/// New conversations per client IP: a bucket of `per_hour` that refills
+/// over the hour (Chatwoot allows 6 per 12 h for its widget API; ours is a
+/// setting, 0 turning it off). Memory is bounded by sweeping addresses
+/// whose bucket has refilled once `MAX_TRACKED_IPS` are tracked.
+pub struct NewConversations {
+    buckets: DashMap<IpAddr, RateLimit>,
+    per_hour: u32,
+}
+
+impl NewConversations {
+    pub fn new(per_hour: u32) -> Arc<Self> {
+        Arc::new(Self { buckets: DashMap::new(), per_hour })
+    }
+
+    /// Takes one new conversation from `ip`'s allowance.
+    pub fn allow(&self, ip: IpAddr) -> bool {
+        if self.per_hour == 0 {
+            return true;
+        }
+        if self.buckets.len() >= MAX_TRACKED_IPS {
+            let refill = Duration::from_secs(3600);
+            self.buckets.retain(|_, bucket| bucket.last.elapsed() < refill);
+        }
+        let per_hour = self.per_hour;
+        self.buckets.entry(ip).or_insert_with(|| RateLimit::per_hour(per_hour)).allow()
     }
 }
 
@@ -111,6 +149,12 @@ impl RateLimit {
     pub fn new(rate: u32, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
         Self { tokens: burst, rate: f64::from(rate.max(1)), burst, last: Instant::now() }
+    }
+
+    /// `per_hour` at once, refilled evenly over an hour.
+    pub fn per_hour(per_hour: u32) -> Self {
+        let burst = f64::from(per_hour.max(1));
+        Self { tokens: burst, rate: burst / 3600.0, burst, last: Instant::now() }
     }
 
     /// Takes a token if one is left.
@@ -141,6 +185,17 @@ mod tests {
         assert!(limiter.acquire("127.0.0.2".parse().unwrap()).is_some());
         drop(a);
         assert!(limiter.acquire(ip).is_some());
+    }
+
+    #[test]
+    fn new_conversations_are_limited_per_ip_unless_switched_off() {
+        let limiter = NewConversations::new(3);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!((0..3).all(|_| limiter.allow(ip)));
+        assert!(!limiter.allow(ip));
+        assert!(limiter.allow("127.0.0.2".parse().unwrap()));
+        let unlimited = NewConversations::new(0);
+        assert!((0..1000).all(|_| unlimited.allow(ip)));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::outbound::{self, Outbound};
 use super::handoff;
 use super::transport::{self, Incoming, Socket};
 use super::protocol::{self, VisitorFrame, close, error_code, error_frame};
-use super::{IpSlot, RateLimit};
+use super::{IpSlot, NewConversations, RateLimit};
 use crate::actors::Hub;
 use crate::actors::chat_session::{AttachError, AttachVisitor, ChatSession, DetachVisitor, VisitorMessage, VisitorTyping};
 use crate::actors::persistence::NewSessionRow;
@@ -59,13 +59,14 @@ pub async fn visitor_socket(
         Some("test") => Channel::Test,
         Some(_) => return Err(ApiError::invalid("invalid_channel", "channel must be web or test")),
     };
-    let ip = req.peer_addr().map(|a| a.ip()).ok_or(ApiError::invalid("no_peer", "unknown peer address"))?;
+    let ip = state.config.trusted_proxies.of_request(&req).ok_or(ApiError::invalid("no_peer", "unknown peer address"))?;
     let slot = state.visitor_ips.acquire(ip).ok_or(ApiError::RateLimited { retry_after_secs: 10 })?;
 
     let (hub, shutting_down) = (state.hub.clone(), state.shutting_down.clone());
+    let new_conversations = state.new_conversations.clone();
     handoff::accept(&req, transport::config(&state.config.limits), move |ws| {
         let socket = Socket::new(ws, &hub.config.limits);
-        Connection::new(hub, socket, site.id, channel, slot).run(shutting_down)
+        Connection::new(hub, socket, site.id, channel, slot, new_conversations).run(shutting_down)
     })
 }
 
@@ -73,12 +74,14 @@ pub async fn visitor_socket(
 enum Phase {
     /// Waiting for `hello` (until `WS_HELLO_TIMEOUT_SECS`).
     Hello,
-    /// Welcomed into a new conversation nobody has written in yet. Its actor
-    /// starts on the visitor's first message (or typing): most visitors who
-    /// open the widget never write, and their sockets then hold no actor.
+    /// Welcomed into a new conversation nobody has written in yet. Neither
+    /// its row nor its actor exists: the actor starts on the visitor's first
+    /// message (or typing) and the row is stored with the first message.
+    /// Most visitors who open the widget never write, and then cost nothing
+    /// but this socket.
     Opened { session_id: SessionId },
     /// Attached to a conversation's actor.
-    Chatting { actor: Addr<ChatSession> },
+    Chatting { session_id: SessionId, actor: Addr<ChatSession> },
 }
 
 struct Connection {
@@ -93,8 +96,13 @@ struct Connection {
     rate: RateLimit,
     rate_violations: u32,
     last_heard: Instant,
-    /// Held for the life of the socket: the per-IP count.
-    _slot: IpSlot,
+    /// Held for the life of the socket: the per-IP count (and the client's address).
+    slot: IpSlot,
+    /// The per-IP allowance of new conversations, charged once, at the
+    /// first message of a conversation that is not stored yet.
+    new_conversations: Arc<NewConversations>,
+    /// This socket's conversation was charged to (or needs no) allowance.
+    may_write: bool,
 }
 
 /// What handling a client frame asks of the loop.
@@ -104,7 +112,7 @@ enum Flow {
 }
 
 impl Connection {
-    fn new(hub: Arc<Hub>, socket: Socket, site_id: Uuid, channel: Channel, slot: IpSlot) -> Self {
+    fn new(hub: Arc<Hub>, socket: Socket, site_id: Uuid, channel: Channel, slot: IpSlot, new_conversations: Arc<NewConversations>) -> Self {
         let limits = &hub.config.limits;
         let (outbound, receiver) = outbound::channel(limits.send_queue);
         let rate = RateLimit::new(limits.rate_per_sec, limits.rate_burst);
@@ -120,7 +128,9 @@ impl Connection {
             rate,
             rate_violations: 0,
             last_heard: Instant::now(),
-            _slot: slot,
+            slot,
+            new_conversations,
+            may_write: false,
         }
     }
 
@@ -171,8 +181,8 @@ impl Connection {
                 }
             };
             match &self.phase {
-                Phase::Chatting { actor } => actor.do_send(DetachVisitor(self.outbound.id)),
-                Phase::Opened { session_id } => self.hub.forget_fresh(*session_id),
+                Phase::Chatting { actor, .. } => actor.do_send(DetachVisitor(self.outbound.id)),
+                Phase::Opened { session_id } => self.hub.forget_unsaved(*session_id),
                 Phase::Hello => {}
             }
             metrics::gauge!("chathub_visitor_sockets").decrement(1.0);
@@ -184,8 +194,15 @@ impl Connection {
     /// queued. `Err` carries the close to perform (`None`: the peer is gone).
     async fn on_incoming(&mut self, incoming: Incoming) -> Result<(), Option<(u16, &'static str)>> {
         let flow = match incoming {
-            Incoming::Text(text) => self.on_text(&text).await,
-            Incoming::Binary => self.reply(error_frame(error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None)).await,
+            Incoming::Text(text) => match self.over_rate(Some(&text)).await {
+                Some(flow) => flow,
+                None => self.on_text(&text).await,
+            },
+            // Binary frames count against the rate limit like text ones.
+            Incoming::Binary => match self.over_rate(None).await {
+                Some(flow) => flow,
+                None => self.reply(error_frame(error_code::BINARY_NOT_SUPPORTED, "send JSON text frames", None)).await,
+            },
             Incoming::Handled => Flow::Continue,
             Incoming::Close(code, reason) => Flow::Close(code, reason),
             Incoming::Gone => return Err(None),
@@ -204,20 +221,26 @@ impl Connection {
         Flow::Continue
     }
 
-    async fn on_text(&mut self, text: &str) -> Flow {
-        if !self.rate.allow() {
-            self.rate_violations += 1;
-            if self.rate_violations > MAX_RATE_VIOLATIONS {
-                return Flow::Close(close::RATE_LIMITED, "flooding past the rate limit");
-            }
-            let client_msg_id = serde_json::from_str::<Value>(text)
-                .ok()
-                .and_then(|v| v.get("client_msg_id").and_then(|c| c.as_str()).map(str::to_owned));
-            return self
-                .reply(error_frame(error_code::RATE_LIMITED, "too many frames; slow down and resend", client_msg_id.as_deref()))
-                .await;
+    /// Applies the per-socket rate limit to one incoming frame: `Some` is
+    /// what to do instead of handling it (an error frame, or the close of a
+    /// socket that keeps flooding).
+    async fn over_rate(&mut self, text: Option<&str>) -> Option<Flow> {
+        if self.rate.allow() {
+            self.rate_violations = 0;
+            return None;
         }
-        self.rate_violations = 0;
+        self.rate_violations += 1;
+        if self.rate_violations > MAX_RATE_VIOLATIONS {
+            return Some(Flow::Close(close::RATE_LIMITED, "flooding past the rate limit"));
+        }
+        let client_msg_id = text
+            .and_then(|t| serde_json::from_str::<Value>(t).ok())
+            .and_then(|v| v.get("client_msg_id").and_then(|c| c.as_str()).map(str::to_owned));
+        let frame = error_frame(error_code::RATE_LIMITED, "too many frames; slow down and resend", client_msg_id.as_deref());
+        Some(self.reply(frame).await)
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
         let frame = match protocol::parse_frame::<VisitorFrame>(text, protocol::VISITOR_FRAME_TYPES) {
             Ok(frame) => frame,
             Err((code, message)) => return self.reply(error_frame(code, &message, None)).await,
@@ -231,6 +254,10 @@ impl Connection {
                 let parsed = ClientMsgId::parse(&client_msg_id)
                     .and_then(|id| ChatText::parse(&text, self.hub.config.limits.max_message_chars).map(|t| (id, t)));
                 match parsed {
+                    Ok(_) if !self.may_write() => {
+                        let message = "too many new conversations from your address; try again later";
+                        self.reply(error_frame(error_code::RATE_LIMITED, message, Some(&client_msg_id))).await
+                    }
                     Ok((id, text)) => match self.actor(Some(&client_msg_id)).await {
                         Ok(actor) => {
                             actor.do_send(VisitorMessage { outbound: self.outbound.clone(), client_msg_id: id, text });
@@ -287,20 +314,32 @@ impl Connection {
             None if last_seq > 0 => {
                 self.reply(error_frame(error_code::INVALID_LAST_SEQ, "a new conversation has no messages yet", None)).await
             }
-            None => match self.create(customer).await {
-                Ok((session_id, token)) => {
-                    self.phase = Phase::Opened { session_id };
-                    let welcome = protocol::ServerFrame::Welcome { session_id, token: &token, messages: &[] }.encode();
-                    // A conversation just created is active and in progress.
-                    let status = protocol::ServerFrame::Status { completion: Completion::InProgress, status: SessionStatus::Active };
-                    if self.socket.send(welcome).await.is_err() || self.socket.send(status.encode()).await.is_err() {
-                        return Flow::Close(1000, "gone");
-                    }
-                    Flow::Continue
+            None => {
+                let (session_id, token) = self.open(customer);
+                self.phase = Phase::Opened { session_id };
+                let welcome = protocol::ServerFrame::Welcome { session_id, token: &token, messages: &[] }.encode();
+                // A conversation just opened is active and in progress.
+                let status = protocol::ServerFrame::Status { completion: Completion::InProgress, status: SessionStatus::Active };
+                if self.socket.send(welcome).await.is_err() || self.socket.send(status.encode()).await.is_err() {
+                    return Flow::Close(1000, "gone");
                 }
-                Err((code, message)) => self.reply(error_frame(code, &message, None)).await,
-            },
+                Flow::Continue
+            }
         }
+    }
+
+    /// Whether a message may go to this socket's conversation: always, once
+    /// it is stored; before that (this message would create it) only within
+    /// the client IP's allowance of new conversations.
+    fn may_write(&mut self) -> bool {
+        if !self.may_write {
+            let session_id = match &self.phase {
+                Phase::Opened { session_id } | Phase::Chatting { session_id, .. } => *session_id,
+                Phase::Hello => return true,
+            };
+            self.may_write = !self.hub.is_unsaved(session_id) || self.new_conversations.allow(self.slot.ip());
+        }
+        self.may_write
     }
 
     /// The conversation's actor, started and attached to on first use after
@@ -308,7 +347,7 @@ impl Connection {
     /// frame was queued, or the socket must close).
     async fn actor(&mut self, client_msg_id: Option<&str>) -> Result<Addr<ChatSession>, Flow> {
         let session_id = match &self.phase {
-            Phase::Chatting { actor } => return Ok(actor.clone()),
+            Phase::Chatting { actor, .. } => return Ok(actor.clone()),
             Phase::Opened { session_id } => *session_id,
             Phase::Hello => {
                 return Err(self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", client_msg_id)).await);
@@ -352,7 +391,7 @@ impl Connection {
                 return self.reply(frame).await;
             }
         };
-        self.phase = Phase::Chatting { actor };
+        self.phase = Phase::Chatting { session_id, actor };
         let mut messages = Vec::new();
         if let Some((after, up_to)) = attached.gap {
             // Seqs are gap-free, so (after, up_to] is exactly `up_to - after` messages.
@@ -402,7 +441,8 @@ impl Connection {
         }
     }
 
-    async fn create(&self, customer: Customer) -> Result<(SessionId, String), (&'static str, String)> {
+    /// Opens a new conversation: an id and a token, nothing stored yet.
+    fn open(&self, customer: Customer) -> (SessionId, String) {
         let token = crate::auth::random_token(32);
         let row = NewSessionRow {
             channel: self.channel,
@@ -413,12 +453,6 @@ impl Connection {
             metadata: serde_json::json!({}),
             created_at: Utc::now(),
         };
-        match self.hub.create_session_row(row).await {
-            Ok(id) => Ok((id, token)),
-            Err(e) => {
-                tracing::warn!(error = %e, "could not create a conversation");
-                Err((error_code::RETRY, "the conversation could not be started; say hello again".into()))
-            }
-        }
+        (self.hub.open_session(row), token)
     }
 }
