@@ -17,6 +17,7 @@ pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
     for entry in entries {
         for event in entry.get("messaging").and_then(Value::as_array).into_iter().flatten() {
             let Some(sender) = event.pointer("/sender/id").and_then(Value::as_str) else { continue };
+            let sent_at_ms = event.get("timestamp").and_then(Value::as_i64).unwrap_or(0);
             if let Some(message) = event.get("message") {
                 if message.get("is_echo").and_then(Value::as_bool) == Some(true) {
                     continue;
@@ -29,7 +30,7 @@ pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
                     .or_else(|| message.pointer("/quick_reply/payload").and_then(Value::as_str).map(str::to_owned))
                     .or_else(|| attachment_placeholder(message));
                 if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
-                    out.push(Inbound { sender: sender.to_owned(), message_id: mid.to_owned(), text, name: None });
+                    out.push(Inbound { sender: sender.to_owned(), message_id: mid.to_owned(), text, name: None, sent_at_ms });
                 }
             } else if let Some(postback) = event.get("postback") {
                 let text = postback
@@ -43,7 +44,7 @@ pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("postback:{sender}:{}", event.get("timestamp").and_then(Value::as_i64).unwrap_or(0)));
-                out.push(Inbound { sender: sender.to_owned(), message_id: id, text: text.to_owned(), name: None });
+                out.push(Inbound { sender: sender.to_owned(), message_id: id, text: text.to_owned(), name: None, sent_at_ms });
             }
             // delivery, read, reaction and other events are not messages.
         }

@@ -51,11 +51,38 @@ pub struct Inbound {
     pub text: String,
     /// A display name when the channel tells us one.
     pub name: Option<String>,
+    /// When the channel says it was sent (ms since the epoch; 0 if it does
+    /// not say). A batch is stored in this order, then in payload order.
+    pub sent_at_ms: i64,
+}
+
+/// A batch's messages grouped by sender, each group in the order the
+/// sender wrote them: by the channel's timestamp, then by position in the
+/// payload (Meta does not promise to send them in order).
+pub fn by_sender_in_order(mut messages: Vec<Inbound>) -> Vec<Vec<Inbound>> {
+    // A stable sort keeps payload order between equal timestamps.
+    messages.sort_by_key(|m| m.sent_at_ms);
+    let mut groups: Vec<Vec<Inbound>> = Vec::new();
+    for message in messages {
+        match groups.iter_mut().find(|g| g[0].sender == message.sender) {
+            Some(group) => group.push(message),
+            None => groups.push(vec![message]),
+        }
+    }
+    groups
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_is_grouped_by_sender_in_timestamp_then_payload_order() {
+        let m = |sender: &str, id: &str, at: i64| Inbound { sender: sender.into(), message_id: id.into(), text: id.into(), name: None, sent_at_ms: at };
+        let groups = by_sender_in_order(vec![m("a", "a3", 30), m("b", "b1", 5), m("a", "a1", 10), m("a", "a2", 10), m("a", "a0", 0)]);
+        let ids: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|m| m.message_id.as_str()).collect()).collect();
+        assert_eq!(ids, vec![vec!["a0", "a1", "a2", "a3"], vec!["b1"]]);
+    }
 
     #[test]
     fn signatures_are_checked_over_the_raw_body() {

@@ -20,6 +20,8 @@ pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
             let (Some(from), Some(id)) = (message.get("from").and_then(Value::as_str), message.get("id").and_then(Value::as_str)) else {
                 continue;
             };
+            // WhatsApp sends seconds since the epoch, as a string.
+            let sent_at_ms = message.get("timestamp").and_then(Value::as_str).and_then(|t| t.parse::<i64>().ok()).map_or(0, |t| t.saturating_mul(1000));
             let kind = message.get("type").and_then(Value::as_str).unwrap_or("unknown");
             let text = match kind {
                 "text" => message.pointer("/text/body").and_then(Value::as_str).map(str::to_owned),
@@ -37,7 +39,7 @@ pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
-                out.push(Inbound { sender: from.to_owned(), message_id: id.to_owned(), text, name });
+                out.push(Inbound { sender: from.to_owned(), message_id: id.to_owned(), text, name, sent_at_ms });
             }
         }
     }

@@ -3,6 +3,10 @@
 //! session with its metadata and messages, or appends to the one with the
 //! same external id; `POST /api/sessions/{id}/messages` appends one message.
 //! Messages carry their own ids, so a repeated post stores nothing twice.
+//! Those ids are the relay's own, so they are kept per conversation
+//! (`relay_message_key`): the same id in two conversations is two messages,
+//! and no relay id can take the place of a Messenger `mid` or WhatsApp
+//! `wamid` that a real webhook will bring later.
 //! Relayed messages go through the same conversation actors as live ones:
 //! dashboards see them live and completion rules run on them. The relaying
 //! bot answers its own visitors, so chathub's agent never does.
@@ -14,6 +18,7 @@ use uuid::Uuid;
 
 use super::ApiError;
 use crate::actors::chat_session::ChatSession;
+use crate::actors::persistence::PersistError;
 use crate::domain::{Channel, ChatText, Customer, MessageRole, SessionId};
 use crate::startup::AppState;
 
@@ -59,9 +64,32 @@ pub struct RelaySession {
     messages: Vec<RelayMessage>,
 }
 
+/// Where a relay message id is stored: scoped to its conversation, and
+/// under a prefix no channel's own message ids use.
+fn relay_message_key(session_id: SessionId, id: &str) -> String {
+    format!("relay:{session_id}:{id}")
+}
+
+/// An id the relay chose: 1 to `MAX_ID_CHARS` characters, no NUL bytes
+/// (PostgreSQL text cannot hold them).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= MAX_ID_CHARS && !id.contains('\0')
+}
+
+/// Whether any string (or key) inside a JSON value holds a NUL byte, which
+/// PostgreSQL's jsonb refuses.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 fn parse_message(m: RelayMessage, max_chars: usize) -> Result<(String, MessageRole, ChatText), ApiError> {
-    if m.id.is_empty() || m.id.chars().count() > MAX_ID_CHARS {
-        return Err(ApiError::invalid("invalid_message_id", format!("a message id must be 1 to {MAX_ID_CHARS} characters")));
+    if !valid_id(&m.id) {
+        return Err(ApiError::invalid("invalid_message_id", format!("a message id must be 1 to {MAX_ID_CHARS} characters, without NUL")));
     }
     let role = MessageRole::parse(&m.role)
         .ok_or_else(|| ApiError::invalid("invalid_role", "role must be visitor, ai, agent or system"))?;
@@ -69,18 +97,27 @@ fn parse_message(m: RelayMessage, max_chars: usize) -> Result<(String, MessageRo
     Ok((m.id, role, text))
 }
 
-async fn store(state: &AppState, actor: &actix::Addr<ChatSession>, id: String, role: MessageRole, text: ChatText) -> Result<i64, ApiError> {
-    state
-        .hub
-        .store_external(actor, id, role, text)
-        .await
-        .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("a relayed message could not be stored ({e}); post it again")))
+async fn store(
+    state: &AppState,
+    session_id: SessionId,
+    actor: &actix::Addr<ChatSession>,
+    id: &str,
+    role: MessageRole,
+    text: ChatText,
+) -> Result<i64, ApiError> {
+    match state.hub.store_external(actor, relay_message_key(session_id, id), role, text).await {
+        Ok(seq) => Ok(seq),
+        Err(PersistError::Conflict(_)) => {
+            Err(ApiError::Conflict(format!("message id {id:?} is already stored in another conversation")))
+        }
+        Err(e) => Err(ApiError::Unavailable(anyhow::anyhow!("a relayed message could not be stored ({e}); post it again"))),
+    }
 }
 
 pub async fn create(body: web::Json<RelaySession>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let relay = body.into_inner();
-    if relay.session_id.is_empty() || relay.session_id.chars().count() > MAX_ID_CHARS {
-        return Err(ApiError::invalid("invalid_session_id", format!("session_id must be 1 to {MAX_ID_CHARS} characters")));
+    if !valid_id(&relay.session_id) {
+        return Err(ApiError::invalid("invalid_session_id", format!("session_id must be 1 to {MAX_ID_CHARS} characters, without NUL")));
     }
     if relay.messages.len() > MAX_MESSAGES {
         return Err(ApiError::invalid("too_many_messages", format!("at most {MAX_MESSAGES} messages per post")));
@@ -102,33 +139,27 @@ pub async fn create(body: web::Json<RelaySession>, state: web::Data<AppState>) -
     // Check every message before storing any.
     let messages = relay.messages.into_iter().map(|m| parse_message(m, max_chars)).collect::<Result<Vec<_>, _>>()?;
     let mut metadata = relay.metadata.unwrap_or_else(|| json!({}));
-    if !metadata.is_object() {
-        return Err(ApiError::invalid("invalid_metadata", "metadata must be an object"));
+    if !metadata.is_object() || has_nul(&metadata) {
+        return Err(ApiError::invalid("invalid_metadata", "metadata must be an object without NUL characters"));
     }
     metadata["source"] = json!("relay");
-    let actor = state
+    let (session_id, actor) = state
         .hub
         .external_session(channel, &relay.session_id, &customer, metadata)
         .await
         .map_err(ApiError::Unavailable)?;
     let mut stored = Vec::with_capacity(messages.len());
     for (id, role, text) in messages {
-        stored.push(store(&state, &actor, id, role, text).await?);
+        stored.push(store(&state, session_id, &actor, &id, role, text).await?);
     }
-    let session_id: Uuid = state
-        .db
-        .get()
-        .await?
-        .query_one("SELECT id FROM sessions WHERE channel = $1 AND external_id = $2", &[&channel.as_str(), &relay.session_id])
-        .await?
-        .get(0);
-    let summary = crate::sessions::summary(&state.db, session_id, state.config.inactive_after_hours).await?;
+    let summary = crate::sessions::summary(&state.db, session_id.0, state.config.inactive_after_hours).await?;
     Ok(HttpResponse::Ok().json(json!({ "session": summary, "seqs": stored })))
 }
 
 pub async fn append(id: web::Path<Uuid>, body: web::Json<RelayMessage>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (message_id, role, text) = parse_message(body.into_inner(), state.config.limits.max_message_chars)?;
-    let actor = state.hub.session(SessionId(*id)).await?.ok_or(ApiError::NotFound("session"))?;
-    let seq = store(&state, &actor, message_id, role, text).await?;
+    let session_id = SessionId(*id);
+    let actor = state.hub.session(session_id).await?.ok_or(ApiError::NotFound("session"))?;
+    let seq = store(&state, session_id, &actor, &message_id, role, text).await?;
     Ok(HttpResponse::Created().json(json!({ "session_id": *id, "seq": seq })))
 }

@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use serde::Deserialize;
 
 use super::ApiError;
+use crate::actors::persistence::PersistError;
 use crate::channels::{self, Inbound};
 use crate::domain::{Channel, ChatText, Customer, MessageRole};
 use crate::startup::AppState;
@@ -76,25 +77,45 @@ async fn receive(
         serde_json::from_slice(body).map_err(|e| ApiError::invalid("invalid_json", e.to_string()))?;
     let messages = parse(&value).map_err(|e| ApiError::invalid("invalid_payload", e))?;
     let max_chars = state.config.limits.max_message_chars;
-    let stored = join_all(messages.into_iter().map(|inbound| async move {
-        let text: String = inbound.text.chars().take(max_chars).collect();
-        let Ok(text) = ChatText::parse(&text, max_chars) else { return Ok(()) };
-        let customer = Customer { name: inbound.name.clone(), ..Default::default() };
-        let actor = state
-            .hub
-            .external_session(channel, &inbound.sender, &customer, serde_json::json!({}))
-            .await
-            .map_err(ApiError::Unavailable)?;
-        state
-            .hub
-            .store_external(&actor, inbound.message_id, MessageRole::Visitor, text)
-            .await
-            .map(|_| ())
-            .map_err(|e| ApiError::Unavailable(anyhow::anyhow!("a webhook message could not be stored: {e}")))
+    // Senders are stored side by side; each sender's messages one after
+    // the other, in the order they were written.
+    let stored = join_all(channels::by_sender_in_order(messages).into_iter().map(|batch| async move {
+        for inbound in batch {
+            store_inbound(state, channel, inbound, max_chars).await?;
+        }
+        Ok::<(), ApiError>(())
     }))
     .await;
     // Any failure: not 200, so Meta sends the whole batch again (deduplicated).
     stored.into_iter().collect::<Result<Vec<()>, ApiError>>()?;
     metrics::counter!("chathub_webhook_events_total", "channel" => channel.as_str()).increment(1);
     Ok(HttpResponse::Ok().content_type("text/plain").body("EVENT_RECEIVED"))
+}
+
+/// Stores one inbound message in its sender's conversation. A message that
+/// can never be stored (ids with NUL bytes, an id already stored in another
+/// conversation) is logged and skipped: refusing the batch would only make
+/// Meta send it again for hours.
+async fn store_inbound(state: &AppState, channel: Channel, inbound: Inbound, max_chars: usize) -> Result<(), ApiError> {
+    let text: String = inbound.text.chars().take(max_chars).collect();
+    let Ok(text) = ChatText::parse(&text, max_chars) else { return Ok(()) };
+    if inbound.sender.contains('\0') || inbound.message_id.contains('\0') {
+        tracing::warn!(%channel, "skipped a webhook message whose ids hold NUL bytes");
+        return Ok(());
+    }
+    let name = inbound.name.filter(|n| !n.contains('\0'));
+    let customer = Customer { name, ..Default::default() };
+    let (_, actor) = state
+        .hub
+        .external_session(channel, &inbound.sender, &customer, serde_json::json!({}))
+        .await
+        .map_err(ApiError::Unavailable)?;
+    match state.hub.store_external(&actor, inbound.message_id, MessageRole::Visitor, text).await {
+        Ok(_) => Ok(()),
+        Err(PersistError::Conflict(id)) => {
+            state.hub.record_error("webhook", format!("{channel} message {id:?} is already stored in another conversation; skipped"), serde_json::json!({}), None);
+            Ok(())
+        }
+        Err(e) => Err(ApiError::Unavailable(anyhow::anyhow!("a webhook message could not be stored: {e}"))),
+    }
 }
