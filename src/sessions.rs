@@ -196,6 +196,10 @@ impl Filter {
                 ApiError::invalid("invalid_filter", "status must be active, resolved, escalated, archived or all")
             })?),
         };
+        // PostgreSQL text cannot hold NUL: such a filter matches nothing and is refused.
+        if [&query.q, &query.site, &query.from, &query.to].iter().any(|v| v.as_deref().is_some_and(|v| v.contains('\0'))) {
+            return Err(ApiError::invalid("invalid_filter", "filters must not contain NUL characters"));
+        }
         let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned);
         if search.as_ref().is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
             return Err(ApiError::invalid("invalid_filter", format!("q is longer than {MAX_SEARCH_CHARS} characters")));
@@ -315,6 +319,10 @@ pub fn page_params(page: Option<i64>, per_page: Option<i64>) -> Result<(i64, i64
     }
     if !(1..=MAX_PER_PAGE).contains(&per_page) {
         return Err(ApiError::invalid("invalid_page", format!("per_page must be 1 to {MAX_PER_PAGE}")));
+    }
+    // The offset, (page - 1) × per_page, must fit PostgreSQL's bigint.
+    if (page - 1).checked_mul(per_page).is_none() {
+        return Err(ApiError::invalid("invalid_page", "page is too large"));
     }
     Ok((page, per_page))
 }

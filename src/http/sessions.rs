@@ -391,13 +391,20 @@ pub async fn export(query: web::Query<ExportQuery>, state: web::Data<AppState>) 
     };
     let filter = Filter::parse(&query.list, state.config.timezone)?;
     let (client, sql, params) = sessions::export_rows(&state.db, &filter, state.config.inactive_after_hours).await?;
+    // The query runs before the first byte, so a query that fails is an
+    // error status, not a 200 with a truncated body.
+    let rows = client.query_raw(&sql, params.refs()).await?;
     let messages_client = if with_messages { Some(state.db.get().await?) } else { None };
     let (tx, rx) = mpsc::channel::<Result<Bytes, ApiError>>(EXPORT_BUFFER);
     let hours = state.config.inactive_after_hours;
     actix_web::rt::spawn(async move {
-        let writer = ExportWriter { tx, csv, with_messages, first: true };
-        if let Err(e) = writer.run(client, messages_client, sql, params, hours).await {
+        let writer = ExportWriter { tx: tx.clone(), csv, with_messages, first: true };
+        if let Err(e) = writer.run(client, rows, messages_client, hours).await {
             tracing::warn!(error = %e, "export stopped");
+            // An error item makes the server cut the chunked body off without
+            // its final chunk: the client sees a failed download, never a
+            // complete-looking file that is missing rows.
+            let _ = tx.send(Err(ApiError::Internal(e))).await;
         }
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
@@ -428,12 +435,13 @@ impl ExportWriter {
         self.tx.send(Ok(bytes.into())).await.map_err(|_| anyhow::anyhow!("the client went away"))
     }
 
+    /// Writes the rows of a query already running on `_client` (held so its
+    /// connection is not handed to anyone else until the stream ends).
     async fn run(
         mut self,
-        client: deadpool_postgres::Object,
+        _client: deadpool_postgres::Object,
+        rows: tokio_postgres::RowStream,
         messages_client: Option<deadpool_postgres::Object>,
-        sql: String,
-        params: sessions::Params,
         hours: u32,
     ) -> anyhow::Result<()> {
         if self.csv {
@@ -445,7 +453,6 @@ impl ExportWriter {
         } else {
             self.send("[").await?;
         }
-        let rows = client.query_raw(&sql, params.refs()).await?;
         pin_mut!(rows);
         let mut chunk: Vec<SessionSummary> = Vec::with_capacity(EXPORT_CHUNK);
         while let Some(row) = rows.next().await {
@@ -536,16 +543,27 @@ fn session_cells(s: &SessionSummary) -> Vec<String> {
     ]
 }
 
-/// One RFC 4180 line. Cells that a spreadsheet would run as a formula
-/// (starting with `=`, `+`, `-`, `@`, tab or CR) get a leading `'`: chat
-/// text is hostile.
+/// Whether a spreadsheet could run this cell as a formula: it starts with
+/// `=`, `+`, `-`, `@` (or their fullwidth forms, which some spreadsheets
+/// fold), tab or CR, possibly after whitespace, NBSP or a BOM, which
+/// spreadsheets skip when they parse a cell.
+fn looks_like_formula(cell: &str) -> bool {
+    if cell.starts_with(['\t', '\r']) {
+        return true;
+    }
+    let rest = cell.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}' || c == '\u{200b}');
+    rest.starts_with(['=', '+', '-', '@', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}'])
+}
+
+/// One RFC 4180 line. Cells that a spreadsheet would run as a formula get a
+/// leading `'`: chat text is hostile.
 pub fn csv_line(cells: impl Iterator<Item = String>) -> String {
     let mut line = String::new();
     for (i, cell) in cells.enumerate() {
         if i > 0 {
             line.push(',');
         }
-        let cell = if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{cell}") } else { cell };
+        let cell = if looks_like_formula(&cell) { format!("'{cell}") } else { cell };
         if cell.contains([',', '"', '\n', '\r']) {
             line.push('"');
             line.push_str(&cell.replace('"', "\"\""));
@@ -561,6 +579,16 @@ pub fn csv_line(cells: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formulas_hidden_behind_spaces_bom_or_fullwidth_signs_are_defused() {
+        for cell in [" =1+1", "\u{a0}=1", "\u{feff}=cmd", "\n=1", "\u{ff1d}SUM(A1)", "  @x", "\r=1", "\t+1"] {
+            assert!(csv_line([cell.to_owned()].into_iter()).trim_start_matches('"').starts_with('\''), "not defused: {cell:?}");
+        }
+        for cell in ["hello", "a=b", "1-2", "user@example.com"] {
+            assert!(!csv_line([cell.to_owned()].into_iter()).starts_with('\''), "needlessly changed: {cell:?}");
+        }
+    }
 
     #[test]
     fn csv_cells_are_quoted_and_formulas_defused() {
