@@ -101,6 +101,7 @@ pub fn test_config(database_url: Option<String>) -> Config {
     config.db_pool_size = 4;
     config.admin_password = Some(ADMIN_PASSWORD.into());
     config.data_dir = world_readable_tempdir();
+    config.limits.new_conversations_per_hour = 0;
     config
 }
 
@@ -187,7 +188,9 @@ pub fn chathub_command(envs: &[(&str, &str)]) -> Command {
             command.env(key, value);
         }
     }
-    command.env("CHATHUB_BIND", "127.0.0.1:0").env("CHATHUB_WORKERS", "1");
+    // Tests start many conversations from 127.0.0.1; the per-IP allowance
+    // has tests of its own.
+    command.env("CHATHUB_BIND", "127.0.0.1:0").env("CHATHUB_WORKERS", "1").env("VISITOR_NEW_CONVERSATIONS_PER_HOUR", "0");
     command.envs(envs.iter().copied());
     command
 }
@@ -237,6 +240,10 @@ impl ChildServer {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         wait_with_timeout(&mut self.child, Duration::from_secs(60)).map(|s| s.success()).unwrap_or(false)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `kill -9`.
@@ -367,9 +374,15 @@ impl StaffClient {
 impl TestApp {
     /// Signs in; panics if that fails.
     pub async fn login(&self, username: &str, password: &str) -> StaffClient {
-        let response = self
-            .http
-            .post(self.url("/api/auth/login"))
+        staff_login(&self.address, &self.http, username, password).await
+    }
+}
+
+/// Signs in to the server at `base`; panics if that fails.
+pub async fn staff_login(base: &str, http: &reqwest::Client, username: &str, password: &str) -> StaffClient {
+    {
+        let response = http
+            .post(format!("{base}/api/auth/login"))
             .json(&serde_json::json!({"username": username, "password": password}))
             .send()
             .await
@@ -384,14 +397,16 @@ impl TestApp {
             .expect("a session cookie");
         let body: serde_json::Value = response.json().await.unwrap();
         StaffClient {
-            base: self.address.clone(),
-            http: self.http.clone(),
+            base: base.to_owned(),
+            http: http.clone(),
             cookie,
             csrf: body["csrf_token"].as_str().unwrap().to_owned(),
             user: body["user"].clone(),
         }
     }
+}
 
+impl TestApp {
     pub async fn admin(&self) -> StaffClient {
         self.login("admin", ADMIN_PASSWORD).await
     }

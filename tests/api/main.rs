@@ -9,6 +9,7 @@ mod browser;
 mod chat;
 mod dashboard;
 mod durability;
+mod faults;
 mod foundation;
 mod integrations;
 mod settings;

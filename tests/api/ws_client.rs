@@ -64,6 +64,11 @@ impl Visitor {
         self.ws.send(Message::text(frame.to_string())).await.is_ok()
     }
 
+    /// Sends a raw WebSocket message; `false` once the socket is gone.
+    pub async fn try_send_raw(&mut self, message: Message) -> bool {
+        self.ws.send(message).await.is_ok()
+    }
+
     pub async fn send_raw(&mut self, message: Message) {
         self.ws.send(message).await.unwrap();
     }
