@@ -441,6 +441,9 @@ impl ChatSession {
             if view.seq > self.committed_seq {
                 self.committed_seq = view.seq;
                 self.transcript.push_back(view);
+                if self.transcript.len() > TRANSCRIPT_IN_MEMORY {
+                    self.transcript.pop_front();
+                }
             }
         }
         self.committed_seq = self.committed_seq.max(truth.last_seq);

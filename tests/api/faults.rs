@@ -58,23 +58,34 @@ async fn stored_roles(db: &tokio_postgres::Client, session: uuid::Uuid, count: u
     read().await
 }
 
-#[tokio::test]
-async fn a_seq_taken_behind_the_actors_back_is_re_read_and_the_conversation_goes_on() {
-    let app = TestApp::spawn().await;
+/// A conversation at seq 2 (the visitor's hello, the AI's answer) whose
+/// seq 3 is then stored behind its actor's back, as by a COMMIT whose reply
+/// was lost: a visitor message with `client_msg_id` and `text`.
+async fn conversation_with_seq_3_stored_behind_its_back(
+    app: &TestApp,
+    client_msg_id: &str,
+    text: &str,
+) -> (Visitor, uuid::Uuid, tokio_postgres::Client) {
     let mut visitor = Visitor::connect(app.port).await;
     visitor.hello().await;
     assert_eq!(visitor.say("m1", "hello").await, 1);
     assert_eq!(ai_answer(&mut visitor).await["seq"], 2);
-    // A write the actor never heard about (a COMMIT whose reply was lost).
     let session: uuid::Uuid = visitor.session_id.clone().unwrap().parse().unwrap();
     let db = app.db().await;
     db.execute(
-        "INSERT INTO messages (session_id, seq, role, text, client_msg_id, channel) VALUES ($1, 3, 'visitor', 'ghost', 'ghost', 'web')",
-        &[&session],
+        "INSERT INTO messages (session_id, seq, role, text, client_msg_id, channel) VALUES ($1, 3, 'visitor', $2, $3, 'web')",
+        &[&session, &text, &client_msg_id],
     )
     .await
     .unwrap();
     db.execute("UPDATE sessions SET last_seq = 3 WHERE id = $1", &[&session]).await.unwrap();
+    (visitor, session, db)
+}
+
+#[tokio::test]
+async fn a_seq_taken_behind_the_actors_back_is_re_read_and_the_conversation_goes_on() {
+    let app = TestApp::spawn().await;
+    let (mut visitor, session, db) = conversation_with_seq_3_stored_behind_its_back(&app, "ghost", "ghost").await;
     // Before the fix every write reused seq 3 and failed for good.
     let seq = say_with_retries(&mut visitor, "m2", "Ada", Duration::from_secs(15)).await;
     assert_eq!(seq, Some(4), "the conversation continues after the stored seq");
@@ -84,20 +95,8 @@ async fn a_seq_taken_behind_the_actors_back_is_re_read_and_the_conversation_goes
 #[tokio::test]
 async fn a_message_committed_without_its_reply_is_acked_as_stored_not_written_twice() {
     let app = TestApp::spawn().await;
-    let mut visitor = Visitor::connect(app.port).await;
-    visitor.hello().await;
-    assert_eq!(visitor.say("m1", "hello").await, 1);
-    assert_eq!(ai_answer(&mut visitor).await["seq"], 2);
-    let session: uuid::Uuid = visitor.session_id.clone().unwrap().parse().unwrap();
-    let db = app.db().await;
     // The visitor's next message already committed, but the actor never knew.
-    db.execute(
-        "INSERT INTO messages (session_id, seq, role, text, client_msg_id, channel) VALUES ($1, 3, 'visitor', 'Ada', 'm2', 'web')",
-        &[&session],
-    )
-    .await
-    .unwrap();
-    db.execute("UPDATE sessions SET last_seq = 3 WHERE id = $1", &[&session]).await.unwrap();
+    let (mut visitor, session, db) = conversation_with_seq_3_stored_behind_its_back(&app, "m2", "Ada").await;
     // Told to retry while the outcome is re-read; the resend is acked at the seq it was stored at.
     let seq = say_with_retries(&mut visitor, "m2", "Ada", Duration::from_secs(15)).await;
     assert_eq!(seq, Some(3), "acked where it was stored, not written twice");
