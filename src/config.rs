@@ -182,8 +182,8 @@ pub struct Config {
     /// Reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For /
     /// Forwarded headers name the client for the per-IP limits. Empty: the
     /// TCP peer is the client and those headers are ignored.
-    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = crate::auth::client_ip::TrustedProxies::parse)]
-    pub trusted_proxies: crate::auth::client_ip::TrustedProxies,
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = crate::client_ip::TrustedProxies::parse)]
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
 }
 
 /// Limits and intervals of the real-time core. Each one bounds something a
@@ -277,12 +277,5 @@ impl Config {
 
     pub fn notifier_poll(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.notifier_poll_ms.max(10))
-    }
-
-    pub fn staff_lifetimes(&self) -> crate::auth::staff_sessions::Lifetimes {
-        crate::auth::staff_sessions::Lifetimes {
-            idle: chrono::Duration::minutes(self.staff_session_idle_minutes.max(1)),
-            absolute: chrono::Duration::hours(self.staff_session_max_hours.max(1)),
-        }
     }
 }

@@ -9,9 +9,9 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::domain::{Channel, Completion, Customer, QaStatus, SessionId, SessionStatus};
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::postgres::Db;
-use crate::ws::protocol::{MessageView, rfc3339, rfc3339_opt};
+use crate::protocol::{MessageView, rfc3339, rfc3339_opt};
 
 /// Largest page a list request may ask for.
 pub const MAX_PER_PAGE: i64 = 200;

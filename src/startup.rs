@@ -14,7 +14,7 @@ use actix_web::{App, web};
 use anyhow::Context;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
-use metrics_exporter_prometheus::PrometheusHandle;
+
 
 use crate::actors::Hub;
 use crate::auth::throttle::LoginThrottle;
@@ -23,9 +23,11 @@ use crate::actors::persistence::{Drain, Persistence};
 use crate::actors::supervisor::Supervisor;
 use crate::completion::{RuleSet, Rules};
 use crate::config::Config;
-use crate::ws::{self, IpLimiter, NewConversations, OpenSockets};
+use crate::limits::{IpLimiter, NewConversations};
+use crate::ws::{self, OpenSockets};
 use crate::http;
-use crate::postgres::{self, Db, LocalPostgres, LocalPostgresOptions};
+use crate::postgres::{self, LocalPostgres, LocalPostgresOptions};
+use crate::state::AppState;
 
 /// Name of the database the hub creates in its private cluster.
 pub const LOCAL_DATABASE: &str = "chathub";
@@ -33,24 +35,6 @@ pub const LOCAL_DATABASE: &str = "chathub";
 const SHUTDOWN_GRACE_SECS: u64 = 10;
 /// How long shutdown waits for the persistence actor to write what it holds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What every handler can reach.
-pub struct AppState {
-    pub db: Db,
-    pub config: Arc<Config>,
-    pub metrics: PrometheusHandle,
-    pub started_at: Instant,
-    pub hub: Arc<Hub>,
-    /// Open visitor sockets per client IP (`WS_MAX_CONNECTIONS_PER_IP`).
-    pub visitor_ips: Arc<IpLimiter>,
-    /// New web conversations per client IP (`VISITOR_NEW_CONVERSATIONS_PER_HOUR`).
-    pub new_conversations: Arc<NewConversations>,
-    /// Failed-login counters (per IP and per account).
-    pub login_throttle: LoginThrottle,
-    /// Turns true when shutdown starts: every socket closes with 1001 so
-    /// clients reconnect elsewhere instead of holding the drain open.
-    pub shutting_down: watch::Receiver<bool>,
-}
 
 /// A hub whose server is bound and running (once awaited).
 pub struct Application {
@@ -137,11 +121,11 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(
-                    web::JsonConfig::default().limit(max_body).error_handler(|e, _| http::error::json_error(e)),
+                    web::JsonConfig::default().limit(max_body).error_handler(|e, _| crate::error::json_error(e)),
                 )
                 .app_data(web::PayloadConfig::new(max_body))
-                .app_data(web::QueryConfig::default().error_handler(|e, _| http::error::query_error(e)))
-                .app_data(web::PathConfig::default().error_handler(|e, _| http::error::path_error(e)))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| crate::error::query_error(e)))
+                .app_data(web::PathConfig::default().error_handler(|e, _| crate::error::path_error(e)))
                 .wrap_fn(|req, srv| {
                     let method = req.method().clone();
                     let path = req.path().to_owned();

@@ -43,8 +43,8 @@ use crate::domain::{
     Channel, ChatText, ClientMsgId, Completion, Customer, Handler as SessionHandler, MessageRole, Seq, SessionId,
     SessionStatus,
 };
-use crate::ws::outbound::{ConnId, Outbound};
-use crate::ws::protocol::{MessageView, ServerFrame, StaffFrame, close, error_code, error_frame};
+use crate::outbound::{ConnId, Outbound};
+use crate::protocol::{MessageView, ServerFrame, StaffFrame, close, error_code, error_frame};
 
 /// Messages waiting for their write; beyond it a visitor is told to retry.
 const MAX_QUEUED: usize = 64;
@@ -287,7 +287,7 @@ impl ChatSession {
                 "site_id": self.site_id,
                 "customer": self.customer,
                 "rule": rule,
-                "completed_at": crate::ws::protocol::rfc3339::format(&at),
+                "completed_at": crate::protocol::rfc3339::format(&at),
             }),
             idempotency_key: format!("lead.completed/{}", self.id),
         }

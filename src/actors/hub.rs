@@ -71,7 +71,7 @@ pub struct WrittenSince {
 
 #[derive(Debug)]
 pub struct WrittenRow {
-    pub view: crate::ws::protocol::MessageView,
+    pub view: crate::protocol::MessageView,
     pub client_msg_id: Option<String>,
     pub external_id: Option<String>,
 }

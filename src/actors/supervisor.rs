@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::domain::{MessageRole, Seq, SessionId};
 use crate::postgres::Db;
-use crate::ws::outbound::{ConnId, Outbound};
-use crate::ws::protocol::{MessageView, StaffFrame};
+use crate::outbound::{ConnId, Outbound};
+use crate::protocol::{MessageView, StaffFrame};
 
 /// How often changed sessions are re-read and broadcast.
 const COALESCE_INTERVAL: Duration = Duration::from_millis(100);
@@ -128,7 +128,7 @@ impl Supervisor {
                 match loaded {
                     Ok(summaries) => {
                         for summary in &summaries {
-                            let frame = StaffFrame::Session { session: summary }.encode();
+                            let frame = crate::protocol::session_frame(summary);
                             actor.to_all(&frame);
                         }
                     }

@@ -1,24 +1,20 @@
 //! Who may call what. Every route declares an `Access` in the route table
-//! (`http::routes`); the `authorize` middleware, wrapped around every
-//! resource built from that table, authenticates the caller, enforces the
-//! rule and the CSRF defence, and leaves the `Principal` for the handler.
+//! (`http::routes`); the `authorize` middleware there, wrapped around every
+//! resource built from that table, calls `authenticate`, `Access::allows`
+//! and `check_csrf` from here, and leaves the `Principal` for the handler.
 //! A route without a rule cannot be mounted, so access is denied by default.
 
-use std::collections::HashMap;
-use std::rc::Rc;
-
-use actix_web::body::MessageBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::Payload;
 use actix_web::http::Method;
-use actix_web::middleware::Next;
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::staff_sessions::{self, COOKIE, CSRF_HEADER, SECURE_COOKIE, StaffUser};
 use crate::domain::Role;
-use crate::http::ApiError;
-use crate::startup::AppState;
+use crate::error::ApiError;
+use crate::config::Config;
+use crate::postgres::Db;
 
 /// Every staff role.
 pub const ANY_STAFF: &[Role] = &Role::ALL;
@@ -37,7 +33,7 @@ pub enum Access {
 }
 
 impl Access {
-    fn allows(self, principal: &Principal) -> bool {
+    pub fn allows(self, principal: &Principal) -> bool {
         match (self, principal) {
             (Access::Public, _) => true,
             (Access::Staff(roles) | Access::StaffOrMachine(roles), Principal::Staff(user)) => roles.contains(&user.role),
@@ -107,7 +103,7 @@ pub fn session_cookie(req: &HttpRequest) -> Option<String> {
 
 /// Who is calling: an API key in `Authorization: Bearer`, else the staff
 /// cookie. A presented but invalid credential is an error, never anonymous.
-pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Option<Principal>, ApiError> {
+pub async fn authenticate(req: &HttpRequest, db: &Db, config: &Config) -> Result<Option<Principal>, ApiError> {
     if let Some(header) = req.headers().get("authorization") {
         let key = header
             .to_str()
@@ -116,18 +112,18 @@ pub async fn authenticate(req: &HttpRequest, state: &AppState) -> Result<Option<
             .map(str::trim)
             .filter(|k| !k.is_empty())
             .ok_or(ApiError::Unauthenticated)?;
-        if let Some(env_key) = &state.config.api_key {
+        if let Some(env_key) = &config.api_key {
             if bool::from(env_key.as_bytes().ct_eq(key.as_bytes())) {
                 return Ok(Some(Principal::Machine { key_id: None, name: "API_KEY".into() }));
             }
         }
-        return match super::api_keys::verify(&state.db, key).await? {
+        return match super::api_keys::verify(db, key).await? {
             Some((key_id, name)) => Ok(Some(Principal::Machine { key_id: Some(key_id), name })),
             None => Err(ApiError::Unauthenticated),
         };
     }
     let Some(token) = session_cookie(req) else { return Ok(None) };
-    let user = staff_sessions::lookup(&state.db, &token, state.config.staff_lifetimes()).await?;
+    let user = staff_sessions::lookup(db, &token, staff_sessions::Lifetimes::of(config)).await?;
     Ok(user.map(Principal::Staff))
 }
 
@@ -165,26 +161,4 @@ pub fn same_origin(req: &HttpRequest) -> bool {
         req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()),
         Some("cross-site") | Some("same-site")
     )
-}
-
-/// The per-resource middleware: `rules` maps each method of the resource to
-/// its access rule.
-pub async fn authorize(
-    rules: Rc<HashMap<Method, Access>>,
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let access = rules.get(req.method()).copied();
-    if let Some(access) = access.filter(|a| !matches!(a, Access::Public)) {
-        let state = req.app_data::<web::Data<AppState>>().expect("app state is registered").clone();
-        let principal = authenticate(req.request(), &state).await?.ok_or(ApiError::Unauthenticated)?;
-        if !access.allows(&principal) {
-            return Err(ApiError::Forbidden("your role may not do this").into());
-        }
-        if let Principal::Staff(user) = &principal {
-            check_csrf(req.request(), user)?;
-        }
-        req.extensions_mut().insert(principal);
-    }
-    next.call(req).await
 }

@@ -3,7 +3,6 @@
 //! defence that guard every route.
 
 pub mod access;
-pub mod client_ip;
 pub mod api_keys;
 pub mod passwords;
 pub mod staff_sessions;

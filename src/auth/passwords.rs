@@ -100,6 +100,17 @@ fn verify_in_place(password: &[u8], stored: &str) -> bool {
     argon2_into(algorithm, version, params, password, salt, &mut out) && bool::from(out.ct_eq(expected.as_bytes()))
 }
 
+/// How the HTTP edge answers a password that could not be checked or set.
+impl From<PasswordError> for crate::error::ApiError {
+    fn from(e: crate::auth::passwords::PasswordError) -> Self {
+        match e {
+            PasswordError::BadLength => crate::error::ApiError::invalid("invalid_password", e.to_string()),
+            PasswordError::Busy => crate::error::ApiError::Busy { retry_after_secs: 1 },
+            PasswordError::Hash(_) => crate::error::ApiError::Internal(e.into()),
+        }
+    }
+}
+
 /// Hashing threads: one per core.
 fn hash_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())

@@ -42,6 +42,16 @@ pub struct Lifetimes {
     pub absolute: Duration,
 }
 
+impl Lifetimes {
+    /// `STAFF_SESSION_IDLE_MINUTES` and `STAFF_SESSION_MAX_HOURS` (at least 1 each).
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            idle: Duration::minutes(config.staff_session_idle_minutes.max(1)),
+            absolute: Duration::hours(config.staff_session_max_hours.max(1)),
+        }
+    }
+}
+
 pub async fn create(
     db: &Db,
     user_id: Uuid,

@@ -76,6 +76,6 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
 }
 
 /// The transcript of a session, for payloads that carry it.
-pub async fn transcript(db: &Db, session_id: Uuid) -> anyhow::Result<Vec<crate::ws::protocol::MessageView>> {
+pub async fn transcript(db: &Db, session_id: Uuid) -> anyhow::Result<Vec<crate::protocol::MessageView>> {
     Ok(crate::sessions::messages(db, session_id, 0, 10_000).await.map_err(|e| anyhow::anyhow!("{e}"))?)
 }

@@ -43,7 +43,7 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
     data["transcript"] = json!(transcript);
     let body = serde_json::to_vec(&json!({
         "type": "lead.completed",
-        "timestamp": crate::ws::protocol::rfc3339::format(&chrono::Utc::now()),
+        "timestamp": crate::protocol::rfc3339::format(&chrono::Utc::now()),
         "data": data,
     }))
     .expect("JSON serialises");

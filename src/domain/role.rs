@@ -48,6 +48,16 @@ impl FromStr for Role {
     }
 }
 
+/// Who may do what, by role (the route table and the sockets share these).
+/// Roles that handle conversations: status, escalations, takeover, replies.
+pub const HANDLERS: &[Role] = &[Role::Admin, Role::Developer, Role::Agent];
+/// Roles that review the AI's work.
+pub const REVIEWERS: &[Role] = &[Role::Admin, Role::Developer, Role::Qa];
+/// Roles that may give developer feedback and delete.
+pub const DEVELOPERS: &[Role] = &[Role::Admin, Role::Developer];
+/// Roles that manage users, keys, sites and rules.
+pub const ADMINS: &[Role] = &[Role::Admin];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use super::ApiError;
 use crate::auth::access::{same_origin, session_cookie};
 use crate::auth::staff_sessions::{self, COOKIE, SECURE_COOKIE, StaffUser};
 use crate::auth::passwords;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct Login {
@@ -62,20 +62,20 @@ pub async fn login(req: HttpRequest, body: web::Json<Login>, state: web::Data<Ap
     state.login_throttle.succeeded(attempt);
     let (id, role): (uuid::Uuid, String) = (row.get(0), row.get(2));
     let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect());
-    let login = staff_sessions::create(&state.db, id, state.config.staff_lifetimes(), Some(ip.to_string()), user_agent).await?;
+    let login = staff_sessions::create(&state.db, id, staff_sessions::Lifetimes::of(&state.config), Some(ip.to_string()), user_agent).await?;
     let https = is_https(&req);
     let cookie = Cookie::build(if https { SECURE_COOKIE } else { COOKIE }, login.token)
         .path("/")
         .http_only(true)
         .secure(https)
         .same_site(SameSite::Strict)
-        .max_age(CookieDuration::seconds(state.config.staff_lifetimes().absolute.num_seconds()))
+        .max_age(CookieDuration::seconds(staff_sessions::Lifetimes::of(&state.config).absolute.num_seconds()))
         .finish();
     tracing::info!(username = %username, "staff login");
     Ok(HttpResponse::Ok().cookie(cookie).json(json!({
         "user": user_json(id, &username, &role),
         "csrf_token": login.csrf_token,
-        "expires_at": crate::ws::protocol::rfc3339::format(&login.expires_at),
+        "expires_at": crate::protocol::rfc3339::format(&login.expires_at),
     })))
 }
 

@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::ApiError;
 use crate::actors::notifier::Wake;
 use crate::sessions::page_params;
-use crate::startup::AppState;
-use crate::ws::protocol::rfc3339;
+use crate::state::AppState;
+use crate::protocol::rfc3339;
 
 const STATUSES: &[&str] = &["pending", "delivered", "failed", "dead", "skipped"];
 

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::ApiError;
 use crate::sessions::page_params;
-use crate::startup::AppState;
-use crate::ws::protocol::rfc3339;
+use crate::state::AppState;
+use crate::protocol::rfc3339;
 
 const MAX_FIELD_CHARS: usize = 200;
 const MAX_MESSAGE_CHARS: usize = 10_000;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A health check that takes longer than this reports the database as down.
 const HEALTH_DB_TIMEOUT: Duration = Duration::from_secs(2);

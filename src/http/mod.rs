@@ -4,7 +4,6 @@
 pub mod assets;
 pub mod auth;
 pub mod deliveries;
-pub mod error;
 pub mod errors;
 pub mod health;
 pub mod openapi;
@@ -18,7 +17,7 @@ pub mod webhooks;
 
 use actix_web::HttpResponse;
 
-pub use error::ApiError;
+pub use crate::error::ApiError;
 
 /// For request fields where `null` means "clear it" and absence means
 /// "leave it": `Some(None)` for null, `None` when absent (with `default`).

@@ -20,7 +20,7 @@ use super::ApiError;
 use crate::actors::chat_session::ChatSession;
 use crate::actors::persistence::PersistError;
 use crate::domain::{Channel, ChatText, Customer, MessageRole, SessionId};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Messages accepted in one post.
 const MAX_MESSAGES: usize = 500;

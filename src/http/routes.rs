@@ -1,26 +1,25 @@
 //! The route table: every HTTP route with its method, path, access rule and
 //! one-line summary. It is the single source for mounting the routes, for
-//! enforcing who may call them (`auth::access::authorize` wraps each
+//! enforcing who may call them (`authorize`, below, wraps each
 //! resource), for the OpenAPI document and for the docs' role matrix, so the
 //! four cannot drift apart.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use actix_web::{Route, web};
 
 use super::{assets, auth, deliveries, errors, health, openapi, relay, sessions, settings, sites, users, webhooks};
-use crate::auth::access::{ANY_STAFF, Access, authorize};
-use crate::domain::Role::{self, Admin, Agent, Developer, Qa};
+use crate::auth::access::{ANY_STAFF, Access, Principal, authenticate, check_csrf};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::domain::role::{ADMINS, DEVELOPERS, HANDLERS, REVIEWERS};
 
-/// Roles that handle conversations: status, escalations, takeover, replies.
-pub const HANDLERS: &[Role] = &[Admin, Developer, Agent];
-/// Roles that review the AI's work.
-pub const REVIEWERS: &[Role] = &[Admin, Developer, Qa];
-/// Roles that may give developer feedback and delete.
-pub const DEVELOPERS: &[Role] = &[Admin, Developer];
-pub const ADMINS: &[Role] = &[Admin];
 
 pub struct RouteSpec {
     pub method: Method,
@@ -187,4 +186,26 @@ pub fn markdown_matrix() -> String {
         out.push('\n');
     }
     out
+}
+
+/// The per-resource middleware: `rules` maps each method of the resource to
+/// its access rule.
+pub async fn authorize(
+    rules: Rc<HashMap<Method, Access>>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let access = rules.get(req.method()).copied();
+    if let Some(access) = access.filter(|a| !matches!(a, Access::Public)) {
+        let state = req.app_data::<web::Data<AppState>>().expect("app state is registered").clone();
+        let principal = authenticate(req.request(), &state.db, &state.config).await?.ok_or(ApiError::Unauthenticated)?;
+        if !access.allows(&principal) {
+            return Err(ApiError::Forbidden("your role may not do this").into());
+        }
+        if let Principal::Staff(user) = &principal {
+            check_csrf(req.request(), user)?;
+        }
+        req.extensions_mut().insert(principal);
+    }
+    next.call(req).await
 }

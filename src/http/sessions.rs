@@ -19,9 +19,9 @@ use crate::actors::chat_session::{StaffSay, Takeover};
 use crate::auth::access::Principal;
 use crate::auth::staff_sessions::StaffUser;
 use crate::domain::{ChatText, ClientMsgId, QaStatus, SessionId, SessionStatus};
-use crate::http::routes::DEVELOPERS;
+use crate::domain::role::DEVELOPERS;
 use crate::sessions::{self, Filter, ListQuery, SessionSummary};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Most ids one bulk request may name.
 const MAX_BULK_IDS: usize = 500;
@@ -194,7 +194,7 @@ pub async fn qa(id: web::Path<Uuid>, body: web::Json<QaUpdate>, user: StaffUser,
             "customer": {"name": row.get::<_, Option<String>>(2), "email": row.get::<_, Option<String>>(3), "phone": row.get::<_, Option<String>>(4)},
             "qa_notes": notes,
             "flagged_by": user.username,
-            "flagged_at": crate::ws::protocol::rfc3339::format(&Utc::now()),
+            "flagged_at": crate::protocol::rfc3339::format(&Utc::now()),
         });
         tx.execute(
             "INSERT INTO outbox (event_type, payload, idempotency_key, session_id) VALUES ('qa.issue', $1, $2, $3)",
@@ -472,7 +472,7 @@ impl ExportWriter {
         if chunk.is_empty() {
             return Ok(());
         }
-        let mut transcripts: std::collections::HashMap<Uuid, Vec<crate::ws::protocol::MessageView>> = Default::default();
+        let mut transcripts: std::collections::HashMap<Uuid, Vec<crate::protocol::MessageView>> = Default::default();
         if let (true, Some(client)) = (self.with_messages, messages_client) {
             let ids: Vec<Uuid> = chunk.iter().map(|s| s.id.0).collect();
             for row in client
@@ -493,7 +493,7 @@ impl ExportWriter {
                 if self.with_messages {
                     for m in &messages {
                         let mut cells = base.clone();
-                        cells.extend([m.seq.to_string(), m.role.to_string(), m.text.clone(), crate::ws::protocol::rfc3339::format(&m.created_at)]);
+                        cells.extend([m.seq.to_string(), m.role.to_string(), m.text.clone(), crate::protocol::rfc3339::format(&m.created_at)]);
                         out.push_str(&csv_line(cells.into_iter()));
                     }
                 } else {
@@ -517,11 +517,11 @@ impl ExportWriter {
 }
 
 fn session_cells(s: &SessionSummary) -> Vec<String> {
-    let time = |t: &Option<chrono::DateTime<Utc>>| crate::ws::protocol::rfc3339::format_opt(*t).unwrap_or_default();
+    let time = |t: &Option<chrono::DateTime<Utc>>| crate::protocol::rfc3339::format_opt(*t).unwrap_or_default();
     let text = |t: &Option<String>| t.clone().unwrap_or_default();
     vec![
         s.id.to_string(),
-        crate::ws::protocol::rfc3339::format(&s.created_at),
+        crate::protocol::rfc3339::format(&s.created_at),
         s.channel.clone(),
         text(&s.site),
         s.status.clone(),

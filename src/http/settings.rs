@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::ApiError;
 use crate::completion::{Rule, RuleSet};
 use crate::sites::DEFAULT_SITE;
-use crate::startup::AppState;
-use crate::ws::protocol::rfc3339;
+use crate::state::AppState;
+use crate::protocol::rfc3339;
 
 const SITE_COLUMNS: &str = "id, key, name, allowed_origins, greeting, color, position, prechat_form, created_at";
 const MAX_ORIGINS: usize = 50;

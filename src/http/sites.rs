@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 
 use super::ApiError;
 use crate::sites;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Longest site key (matches the column's CHECK).
 const MAX_KEY_CHARS: usize = 64;

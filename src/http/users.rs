@@ -11,8 +11,8 @@ use crate::auth::staff_sessions::{self, StaffUser};
 use crate::auth::users::{self, CreateUserError};
 use crate::auth::{api_keys, passwords};
 use crate::domain::Role;
-use crate::startup::AppState;
-use crate::ws::protocol::rfc3339;
+use crate::state::AppState;
+use crate::protocol::rfc3339;
 
 fn role(value: &str) -> Result<Role, ApiError> {
     value.parse().map_err(|e: crate::domain::role::UnknownRole| ApiError::invalid("invalid_role", e.to_string()))

@@ -14,7 +14,7 @@ use super::ApiError;
 use crate::actors::persistence::PersistError;
 use crate::channels::{self, Inbound};
 use crate::domain::{Channel, ChatText, Customer, MessageRole};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 
 #[derive(Deserialize)]

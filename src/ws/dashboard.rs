@@ -15,20 +15,20 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytestring::ByteString;
 use tokio::sync::watch;
 
-use super::outbound::{self, Outbound, OutboundReceiver};
+use crate::outbound::{self, Outbound, OutboundReceiver};
 use super::handoff;
 use super::transport::{self, Incoming, Socket};
-use super::protocol::{self, DashboardFrame, StaffFrame, close, error_code};
-use super::RateLimit;
+use crate::protocol::{self, DashboardFrame, StaffFrame, close, error_code};
+use crate::limits::RateLimit;
 use crate::actors::Hub;
 use crate::actors::chat_session::{StaffSay, StaffTyping, Takeover, TranscriptAfter};
 use crate::actors::supervisor::{DashboardConnected, DashboardGone, Unwatch, Watch};
 use crate::auth::access::{same_origin, session_cookie};
 use crate::auth::staff_sessions::{self, StaffUser};
 use crate::domain::{ChatText, ClientMsgId, Seq, SessionId};
-use crate::http::ApiError;
-use crate::http::routes::HANDLERS;
-use crate::startup::AppState;
+use crate::error::ApiError;
+use crate::domain::role::HANDLERS;
+use crate::state::AppState;
 
 /// How often an open dashboard re-checks that its login is still valid
 /// (logout, expiry or a disabled user closes it with 4401 within this time).
@@ -97,7 +97,7 @@ impl Dashboard {
                     let duplicate = |key: Option<outbound::DedupeKey>| {
                         key.is_some_and(|(session, seq)| backlog_upto.get(&session).is_some_and(|&upto| seq <= upto))
                     };
-                    if let Err(close) = outbound::drain(&mut self.socket, &mut self.receiver, next, duplicate).await {
+                    if let Err(close) = transport::drain(&mut self.socket, &mut self.receiver, next, duplicate).await {
                         break close;
                     }
                 }
@@ -136,7 +136,7 @@ impl Dashboard {
                     }
                 }
                 _ = recheck.tick() => {
-                    match staff_sessions::lookup(&self.hub.db, &self.token, self.hub.config.staff_lifetimes()).await {
+                    match staff_sessions::lookup(&self.hub.db, &self.token, staff_sessions::Lifetimes::of(&self.hub.config)).await {
                         Ok(Some(_)) => {}
                         Ok(None) => break Some((close::UNAUTHORIZED, "signed out")),
                         // The database being briefly unreachable does not sign anyone out.

@@ -35,7 +35,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use super::OpenSockets;
-use crate::http::ApiError;
+use crate::error::ApiError;
 
 /// An accepted WebSocket on its own TCP stream.
 pub type WebSocket = WebSocketStream<TcpStream>;

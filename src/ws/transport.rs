@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use super::handoff::WebSocket;
-use super::protocol::close;
+use crate::protocol::close;
 use crate::config::Limits;
 
 /// Initial read buffer per socket. Client frames are small; a larger one
@@ -128,6 +128,31 @@ impl Socket {
         match tokio::time::timeout(deadline, op(&mut self.ws)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Gone),
+        }
+    }
+}
+
+/// Writes `next` and everything already queued behind it, without going back
+/// to the socket loop between frames, then flushes once (fewer wake-ups and
+/// one `write(2)` for a burst). `skip` drops a frame by its dedupe key.
+/// `Err` carries the close the loop must perform (`None`: the peer is gone).
+pub async fn drain(
+    socket: &mut Socket,
+    receiver: &mut crate::outbound::OutboundReceiver,
+    next: crate::outbound::Next,
+    skip: impl Fn(Option<crate::outbound::DedupeKey>) -> bool,
+) -> Result<(), Option<(u16, &'static str)>> {
+    let mut next = Some(next);
+    loop {
+        match next.take() {
+            Some(crate::outbound::Next::Frame(frame, key)) => {
+                if !skip(key) && socket.send(frame).await.is_err() {
+                    return Err(None);
+                }
+                next = receiver.try_next();
+            }
+            Some(crate::outbound::Next::Close(code, reason)) => return Err(Some((code, reason))),
+            None => return socket.flush().await.map_err(|_| None),
         }
     }
 }

@@ -19,19 +19,19 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use super::outbound::{self, Outbound};
+use crate::outbound::{self, Outbound};
 use super::handoff;
 use super::transport::{self, Incoming, Socket};
-use super::protocol::{self, VisitorFrame, close, error_code, error_frame};
-use super::{IpSlot, NewConversations, RateLimit};
+use crate::protocol::{self, VisitorFrame, close, error_code, error_frame};
+use crate::limits::{IpSlot, NewConversations, RateLimit};
 use crate::actors::Hub;
 use crate::actors::chat_session::{AttachError, AttachVisitor, ChatSession, DetachVisitor, VisitorMessage, VisitorTyping};
 use crate::actors::persistence::NewSessionRow;
 use crate::domain::{Channel, ChatText, ClientMsgId, Completion, Customer, SessionId, SessionStatus};
-use crate::http::ApiError;
+use crate::error::ApiError;
 use crate::sites;
 use uuid::Uuid;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Consecutive rate-limited frames after which a flooding socket is closed.
 const MAX_RATE_VIOLATIONS: u32 = 100;
@@ -156,7 +156,7 @@ impl Connection {
                 }
                 tokio::select! {
                     next = self.receiver.next() => {
-                        let drained = Box::pin(outbound::drain(&mut self.socket, &mut self.receiver, next, |_| false)).await;
+                        let drained = Box::pin(transport::drain(&mut self.socket, &mut self.receiver, next, |_| false)).await;
                         if let Err(close) = drained {
                             break close;
                         }

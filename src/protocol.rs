@@ -172,8 +172,6 @@ pub const DASHBOARD_FRAME_TYPES: &[&str] = &["watch", "unwatch", "say", "takeove
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StaffFrame<'a> {
-    /// A session was created or changed (the list's summary).
-    Session { session: &'a crate::sessions::SessionSummary },
     SessionDeleted { session_id: SessionId },
     Message { session_id: SessionId, message: &'a MessageView },
     Typing { session_id: SessionId, role: crate::domain::MessageRole, on: bool },
@@ -187,6 +185,18 @@ pub enum StaffFrame<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_msg_id: Option<&'a str>,
     },
+}
+
+/// `{"type":"session","session":{…}}`: a session was created or changed.
+/// `summary` is the list's summary of it (`GET /api/sessions` items); any
+/// serialisable shape, so this floor needs nothing from the data layer.
+pub fn session_frame(summary: &impl Serialize) -> ByteString {
+    #[derive(Serialize)]
+    struct SessionFrame<'a, S: Serialize> {
+        r#type: &'static str,
+        session: &'a S,
+    }
+    ByteString::from(serde_json::to_string(&SessionFrame { r#type: "session", session: summary }).expect("summaries always serialise"))
 }
 
 impl StaffFrame<'_> {

@@ -11,8 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytestring::ByteString;
 use tokio::sync::Notify;
 
-use super::protocol::close;
-use super::transport::Socket;
+use crate::protocol::close;
 use crate::domain::{Seq, SessionId};
 
 /// Identifies one socket connection within the process.
@@ -161,30 +160,5 @@ impl Drop for OutboundReceiver {
         let mut queue = self.shared.queue();
         queue.receiver_gone = true;
         queue.frames = VecDeque::new();
-    }
-}
-
-/// Writes `next` and everything already queued behind it, without going back
-/// to the socket loop between frames, then flushes once (fewer wake-ups and
-/// one `write(2)` for a burst). `skip` drops a frame by its dedupe key.
-/// `Err` carries the close the loop must perform (`None`: the peer is gone).
-pub async fn drain(
-    socket: &mut Socket,
-    receiver: &mut OutboundReceiver,
-    next: Next,
-    skip: impl Fn(Option<DedupeKey>) -> bool,
-) -> Result<(), Option<(u16, &'static str)>> {
-    let mut next = Some(next);
-    loop {
-        match next.take() {
-            Some(Next::Frame(frame, key)) => {
-                if !skip(key) && socket.send(frame).await.is_err() {
-                    return Err(None);
-                }
-                next = receiver.try_next();
-            }
-            Some(Next::Close(code, reason)) => return Err(Some((code, reason))),
-            None => return socket.flush().await.map_err(|_| None),
-        }
     }
 }

@@ -108,17 +108,6 @@ impl ResponseError for ApiError {
     }
 }
 
-impl From<crate::auth::passwords::PasswordError> for ApiError {
-    fn from(e: crate::auth::passwords::PasswordError) -> Self {
-        use crate::auth::passwords::PasswordError;
-        match e {
-            PasswordError::BadLength => Self::invalid("invalid_password", e.to_string()),
-            PasswordError::Busy => Self::Busy { retry_after_secs: 1 },
-            PasswordError::Hash(_) => Self::Internal(e.into()),
-        }
-    }
-}
-
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self::Unavailable(e.into())

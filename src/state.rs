@@ -1,0 +1,33 @@
+//! `AppState`: what every HTTP handler and socket shares. Built once by
+//! `startup`, handed to actix-web as app data.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+use crate::actors::Hub;
+use crate::auth::throttle::LoginThrottle;
+use crate::config::Config;
+use crate::postgres::Db;
+use crate::limits::{IpLimiter, NewConversations};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: Db,
+    pub config: Arc<Config>,
+    pub metrics: PrometheusHandle,
+    pub started_at: Instant,
+    pub hub: Arc<Hub>,
+    /// Open visitor sockets per client IP (`WS_MAX_CONNECTIONS_PER_IP`).
+    pub visitor_ips: Arc<IpLimiter>,
+    /// New web conversations per client IP (`VISITOR_NEW_CONVERSATIONS_PER_HOUR`).
+    pub new_conversations: Arc<NewConversations>,
+    /// Failed-login counters (per IP and per account).
+    pub login_throttle: LoginThrottle,
+    /// Turns true when shutdown starts: every socket closes with 1001 so
+    /// clients reconnect elsewhere instead of holding the drain open.
+    pub shutting_down: watch::Receiver<bool>,
+}
+
