@@ -6,7 +6,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, Arbiter};
 use actix_http::HttpService;
 use actix_service::{IntoServiceFactory, map_config};
 use actix_web::dev::{AppConfig, Server, ServerHandle, Service as _};
@@ -18,9 +17,7 @@ use tokio::sync::watch;
 
 use crate::actors::Hub;
 use crate::auth::throttle::LoginThrottle;
-use crate::actors::notifier::Notifier;
-use crate::actors::persistence::{Drain, Persistence};
-use crate::actors::supervisor::Supervisor;
+use crate::actors::HubActors;
 use crate::completion::{RuleSet, Rules};
 use crate::config::Config;
 use crate::limits::{IpLimiter, NewConversations};
@@ -42,10 +39,9 @@ pub struct Application {
     server: Server,
     /// The private cluster we run, stopped after the server has drained.
     local_postgres: Option<LocalPostgres>,
-    /// Flushed at shutdown before the database goes away.
-    persistence: Addr<Persistence>,
-    /// The thread the hub-wide actors run on.
-    actor_arbiter: Arbiter,
+    /// The hub-wide actors: the persistence actor is flushed at shutdown
+    /// before the database goes away, then their thread stops.
+    actors: HubActors,
     shutdown: watch::Sender<bool>,
     /// The WebSockets being served; shutdown waits for their closes.
     sockets: Arc<OpenSockets>,
@@ -86,21 +82,13 @@ impl Application {
         let config = Arc::new(config);
         let agent = crate::agents::from_config(&config)?;
         let rules = Rules::new(RuleSet::load(&db, &config.booking_url).await?);
-        let actor_arbiter = Arbiter::new();
-        let (persist_db, limits) = (db.clone(), config.limits.clone());
-        let notifier = Notifier::new(db.clone(), config.clone())?;
-        let notifier = Notifier::start_in_arbiter(&actor_arbiter.handle(), move |_| notifier);
-        let wake = notifier.clone().recipient();
-        let persistence = Persistence::start_in_arbiter(&actor_arbiter.handle(), move |_| {
-            Persistence::new(persist_db, limits.persist_queue, limits.persist_batch, Some(wake))
-        });
-        let (supervisor_db, hours) = (db.clone(), config.inactive_after_hours);
-        let supervisor = Supervisor::start_in_arbiter(&actor_arbiter.handle(), move |_| Supervisor::new(supervisor_db, hours));
+        let actors = HubActors::start(&db, &config)?;
         let (shutdown, shutting_down) = watch::channel(false);
         let stop_keep_alive = shutting_down.clone();
         let open_sockets = Arc::new(OpenSockets::default());
         let sockets = open_sockets.clone();
-        let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence.clone(), supervisor, notifier, agent, rules)?);
+        let (persistence, supervisor, notifier) = (actors.persistence.clone(), actors.supervisor.clone(), actors.notifier.clone());
+        let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence, supervisor, notifier, agent, rules)?);
         let state = web::Data::new(AppState {
             db,
             config: config.clone(),
@@ -171,7 +159,7 @@ impl Application {
         let signals = ShutdownSignals::register()?;
         let server = server.run();
         tracing::info!("chathub is listening on http://{address}");
-        Ok(Self { port: address.port(), server, local_postgres, signals, persistence, actor_arbiter, shutdown, sockets })
+        Ok(Self { port: address.port(), server, local_postgres, signals, actors, shutdown, sockets })
     }
 
     pub fn port(&self) -> u16 {
@@ -186,7 +174,7 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or `handle().stop`), then shuts down in
     /// order: stop accepting, drain requests, flush, stop the private cluster.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, local_postgres, mut signals, persistence, actor_arbiter, shutdown, sockets, .. } = self;
+        let Self { server, local_postgres, mut signals, actors, shutdown, sockets, .. } = self;
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
         tokio::select! {
@@ -205,10 +193,10 @@ impl Application {
             }
         }
         tracing::info!("server stopped; flushing queued writes");
-        if tokio::time::timeout(DRAIN_TIMEOUT, persistence.send(Drain)).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, actors.persistence.drain()).await.is_err() {
             tracing::warn!("queued writes did not flush in time");
         }
-        actor_arbiter.stop();
+        actors.stop();
         if let Some(cluster) = local_postgres {
             tokio::task::spawn_blocking(move || cluster.stop()).await?;
         }

@@ -79,3 +79,20 @@ fn the_low_floor_uses_nothing_above_it() {
     }
     assert!(upward.is_empty(), "the low floor uses modules above it: {upward:?}");
 }
+
+#[test]
+fn no_actix_actor_type_is_named_outside_the_actors() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| module_of(&src, f) != "actors")
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.contains("Addr<") || text.contains("actix::") || text.contains("use actix;")
+        })
+        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "only src/actors/ may name actix (use the typed handles): {offenders:?}");
+}

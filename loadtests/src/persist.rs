@@ -8,8 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use actix::Actor;
-use chathub::actors::persistence::{MessageRow, Persist, Persistence, SessionPatch, SessionWrite};
+use chathub::actors::PersistenceHandle;
+use chathub::actors::handles::block_on;
+use chathub::actors::persistence::{MessageRow, Persistence, SessionPatch, SessionWrite};
 use chathub::domain::{Channel, MessageRole, SessionId};
 use chathub::postgres::{self, LocalPostgres, LocalPostgresOptions};
 use futures_util::pin_mut;
@@ -45,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let cluster = LocalPostgres::start(&dir.join("pg"), &options)?;
     let url = cluster.connection_string("bench");
     let admin = cluster.connection_string("postgres");
-    let outcome = actix::System::new().block_on(async move {
+    let outcome = block_on(async move {
         postgres::ensure_database(&admin, "bench").await?;
         postgres::migrate(&url).await?;
         measure(&url, &args).await.map(|report| (report, args.json))
@@ -57,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 async fn measure(url: &str, args: &Args) -> anyhow::Result<Report> {
     let db = postgres::pool(url, 8)?;
-    let persistence = Persistence::new(db.clone(), usize::MAX / 2, args.batch, None).start();
+    let persistence = PersistenceHandle::spawn(Persistence::new(db.clone(), usize::MAX / 2, args.batch, None));
     let rows = (args.sessions * args.messages) as f64;
     let mut latency = report::histogram();
     let (mut actor_rates, mut copy_rates) = (Vec::new(), Vec::new());
@@ -97,7 +98,7 @@ async fn sessions(db: &postgres::Db, n: usize) -> anyhow::Result<Vec<uuid::Uuid>
 /// Every session writes its messages one write at a time; returns seconds.
 async fn actor_round(
     db: &postgres::Db,
-    persistence: &actix::Addr<Persistence>,
+    persistence: &PersistenceHandle,
     args: &Args,
 ) -> anyhow::Result<(f64, hdrhistogram::Histogram<u64>)> {
     let ours = sessions(db, args.sessions).await?;
@@ -119,7 +120,7 @@ async fn actor_round(
                         outbox: Vec::new(),
                     };
                     let sent = Instant::now();
-                    persistence.send(Persist(write)).await??;
+                    persistence.persist(write).await?;
                     let _ = latency.record(sent.elapsed().as_micros().max(1) as u64);
                 }
                 anyhow::Ok(latency)

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::hub::{Hub, TRANSCRIPT_IN_MEMORY, WrittenSince};
-use super::persistence::{MessageRow, NewSessionRow, OutboxRow, Persist, PersistError, SessionPatch, SessionWrite};
+use super::persistence::{MessageRow, NewSessionRow, OutboxRow, PersistError, SessionPatch, SessionWrite};
 use super::supervisor::SessionEvent;
 use crate::agents::{AgentError, AgentReply, AgentRequest, HISTORY_LEN, HistoryItem};
 use crate::domain::{
@@ -327,14 +327,10 @@ impl ChatSession {
             .map(|m| MessageView { seq: m.seq, role: m.role, text: m.text.clone(), created_at: m.created_at })
             .collect();
         let write = SessionWrite { session_id: self.id, channel: self.channel, create: self.unsaved.clone(), messages, patch, outbox };
-        self.hub
-            .persistence
-            .send(Persist(write))
+        let persistence = self.hub.persistence.clone();
+        async move { persistence.persist(write).await }
             .into_actor(self)
-            .map(move |outcome, actor, ctx| {
-                let outcome = outcome.unwrap_or(Err(PersistError::Stopped));
-                actor.written(outcome, views, ctx)
-            })
+            .map(move |outcome, actor, ctx| actor.written(outcome, views, ctx))
             .spawn(ctx);
     }
 
@@ -478,7 +474,7 @@ impl ChatSession {
             self.needs_answer = true;
         }
         let view = Arc::new(view);
-        self.hub.supervisor.do_send(SessionEvent::MessageStored { session_id: self.id, message: view.clone() });
+        self.hub.supervisor.event(SessionEvent::MessageStored { session_id: self.id, message: view.clone() });
         self.transcript.push_back(Arc::unwrap_or_clone(view));
         if self.transcript.len() > TRANSCRIPT_IN_MEMORY {
             self.transcript.pop_front();
@@ -493,7 +489,7 @@ impl ChatSession {
             let frame = self.status_frame();
             self.broadcast(&frame, &[]);
         }
-        self.hub.supervisor.do_send(SessionEvent::SessionChanged { session_id: self.id });
+        self.hub.supervisor.event(SessionEvent::SessionChanged { session_id: self.id });
         self.maybe_run_agent(ctx);
     }
 
@@ -736,7 +732,7 @@ impl ChatSession {
     fn set_typing(&mut self, role: MessageRole, on: bool) {
         let frame = ServerFrame::Typing { role, on }.encode();
         self.broadcast(&frame, &[]);
-        self.hub.supervisor.do_send(SessionEvent::Typing { session_id: self.id, role, on });
+        self.hub.supervisor.event(SessionEvent::Typing { session_id: self.id, role, on });
     }
 }
 
@@ -744,6 +740,7 @@ impl Actor for ChatSession {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(super::handles::SESSION_MAILBOX);
         let evict_after = Duration::from_secs(self.hub.config.limits.session_idle_evict_secs);
         let check_every = (evict_after / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
         ctx.run_interval(check_every, |actor, ctx| {
@@ -769,6 +766,8 @@ impl Actor for ChatSession {
 pub enum AttachError {
     /// `last_seq` is negative or past the newest stored message.
     InvalidLastSeq { newest: Seq },
+    /// The conversation's actor stopped (evicted or deleted) meanwhile.
+    Stopped,
 }
 
 /// What a newly attached socket needs to catch up.
@@ -853,7 +852,7 @@ impl Handler<VisitorTyping> for ChatSession {
 
     fn handle(&mut self, VisitorTyping(on): VisitorTyping, _: &mut Context<Self>) {
         self.touch();
-        self.hub.supervisor.do_send(SessionEvent::Typing { session_id: self.id, role: MessageRole::Visitor, on });
+        self.hub.supervisor.event(SessionEvent::Typing { session_id: self.id, role: MessageRole::Visitor, on });
     }
 }
 

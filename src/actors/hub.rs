@@ -12,28 +12,26 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use uuid::Uuid;
 
-use super::chat_session::{ChatSession, Deleted, ExternalMessage, SessionSnapshot, StatusChanged};
-use super::persistence::{NewSessionRow, PersistError, Persistence};
-use super::notifier::Notifier;
-use super::supervisor::{SessionEvent, Supervisor};
+use super::chat_session::{ChatSession, SessionSnapshot};
+use super::handles::{NotifierHandle, PersistenceHandle, SessionHandle, SupervisorHandle};
+use super::persistence::NewSessionRow;
+use super::supervisor::SessionEvent;
 use crate::agents::Agent;
 use crate::completion::Rules;
 use crate::config::Config;
-use crate::domain::{Channel, ChatText, Customer, Handler as SessionHandler, MessageRole, SessionId, SessionStatus};
+use crate::domain::{Channel, Customer, Handler as SessionHandler, SessionId, SessionStatus};
 use crate::postgres::Db;
 
 /// Messages kept in a live conversation's memory; older ones are read from
 /// PostgreSQL when a resuming client needs them.
 pub const TRANSCRIPT_IN_MEMORY: usize = 200;
-/// How long a webhook or relay request waits for its message to be stored.
-const EXTERNAL_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Hub {
     pub db: Db,
     pub config: Arc<Config>,
-    pub persistence: Addr<Persistence>,
-    pub supervisor: Addr<Supervisor>,
-    pub notifier: Addr<Notifier>,
+    pub persistence: PersistenceHandle,
+    pub supervisor: SupervisorHandle,
+    pub notifier: NotifierHandle,
     pub agent: Arc<dyn Agent>,
     /// For best-effort calls to channels (typing indicators).
     pub http: reqwest::Client,
@@ -80,9 +78,9 @@ impl Hub {
     pub fn new(
         db: Db,
         config: Arc<Config>,
-        persistence: Addr<Persistence>,
-        supervisor: Addr<Supervisor>,
-        notifier: Addr<Notifier>,
+        persistence: PersistenceHandle,
+        supervisor: SupervisorHandle,
+        notifier: NotifierHandle,
         agent: Arc<dyn Agent>,
         rules: Rules,
     ) -> anyhow::Result<Self> {
@@ -103,8 +101,8 @@ impl Hub {
         })
     }
 
-    pub fn live(&self, id: SessionId) -> Option<Addr<ChatSession>> {
-        self.sessions.get(&id).map(|a| a.clone()).filter(|a| a.connected())
+    pub fn live(&self, id: SessionId) -> Option<SessionHandle> {
+        self.sessions.get(&id).map(|a| SessionHandle::new(id, a.clone())).filter(SessionHandle::is_running)
     }
 
     /// Opens a conversation for a visitor who said hello: an id and a row
@@ -148,7 +146,7 @@ impl Hub {
 
     /// The live actor for `id`, rebuilt from PostgreSQL if it was evicted.
     /// `None` if no such conversation exists.
-    pub async fn session(self: &Arc<Self>, id: SessionId) -> anyhow::Result<Option<Addr<ChatSession>>> {
+    pub async fn session(self: &Arc<Self>, id: SessionId) -> anyhow::Result<Option<SessionHandle>> {
         if let Some(addr) = self.live(id) {
             return Ok(Some(addr));
         }
@@ -160,9 +158,9 @@ impl Hub {
     }
 
     /// Starts an actor for the snapshot unless another task got there first.
-    fn start(self: &Arc<Self>, snapshot: SessionSnapshot) -> Addr<ChatSession> {
+    fn start(self: &Arc<Self>, snapshot: SessionSnapshot) -> SessionHandle {
         let id = snapshot.id;
-        match self.sessions.entry(id) {
+        let addr = match self.sessions.entry(id) {
             Entry::Occupied(mut entry) if !entry.get().connected() => {
                 let addr = ChatSession::new(self.clone(), snapshot).start();
                 entry.insert(addr.clone());
@@ -175,7 +173,8 @@ impl Hub {
                 metrics::gauge!("chathub_live_sessions").increment(1.0);
                 addr
             }
-        }
+        };
+        SessionHandle::new(id, addr)
     }
 
     /// Called by a stopping actor: removes its entry if it is still the one
@@ -191,24 +190,24 @@ impl Hub {
 
     /// Staff changed a session (API): dashboards get its new summary.
     pub fn session_changed(&self, id: SessionId) {
-        self.supervisor.do_send(SessionEvent::SessionChanged { session_id: id });
+        self.supervisor.event(SessionEvent::SessionChanged { session_id: id });
     }
 
     /// Staff changed a session's status (already stored): a live actor
     /// updates its visitors.
     pub fn status_changed(&self, id: SessionId, status: SessionStatus) {
-        if let Some(actor) = self.live(id) {
-            actor.do_send(StatusChanged(status));
+        if let Some(session) = self.live(id) {
+            session.status_changed(status);
         }
     }
 
     /// A session was deleted (already stored): its visitors are closed with
     /// 4004, its actor stops, dashboards drop it.
     pub fn session_deleted(&self, id: SessionId) {
-        if let Some(actor) = self.live(id) {
-            actor.do_send(Deleted);
+        if let Some(session) = self.live(id) {
+            session.deleted();
         }
-        self.supervisor.do_send(SessionEvent::SessionDeleted { session_id: id });
+        self.supervisor.event(SessionEvent::SessionDeleted { session_id: id });
     }
 
     /// The conversation for a channel's conversation key (Messenger PSID,
@@ -220,9 +219,9 @@ impl Hub {
         external_id: &str,
         customer: &Customer,
         metadata: serde_json::Value,
-    ) -> anyhow::Result<(SessionId, Addr<ChatSession>)> {
+    ) -> anyhow::Result<SessionHandle> {
         let key = (channel, external_id.to_owned());
-        if let Some(found) = self.external.get(&key).and_then(|id| self.live(*id).map(|actor| (*id, actor))) {
+        if let Some(found) = self.external.get(&key).and_then(|id| self.live(*id)) {
             return Ok(found);
         }
         let client = self.db.get().await?;
@@ -253,25 +252,7 @@ impl Hub {
         }
         let actor = self.session(id).await?.ok_or_else(|| anyhow::anyhow!("session {id} vanished"))?;
         self.external.insert(key, id);
-        Ok((id, actor))
-    }
-
-    /// Stores a message that arrived through a channel (webhook or relay) in
-    /// its conversation, deduplicated on the channel's id; resolves once it
-    /// is committed, or fails after `EXTERNAL_STORE_TIMEOUT`.
-    pub async fn store_external(
-        &self,
-        actor: &Addr<ChatSession>,
-        external_id: String,
-        role: MessageRole,
-        text: ChatText,
-    ) -> Result<i64, PersistError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        actor.do_send(ExternalMessage { external_id, role, text, waiter: tx });
-        match tokio::time::timeout(EXTERNAL_STORE_TIMEOUT, rx).await {
-            Ok(Ok(outcome)) => outcome,
-            _ => Err(PersistError::Stopped),
-        }
+        Ok(actor)
     }
 
     /// The conversation a visitor token belongs to, with its site.

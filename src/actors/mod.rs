@@ -7,11 +7,14 @@
 //!   staff dashboards.
 //! - [`notifier::Notifier`]: delivers outbox rows to n8n, Resend and Meta.
 //! - [`hub::Hub`]: the registry of live conversations and what they share.
+//! - [`handles`]: the typed handles, the only way in from outside `actors/`.
 
 pub mod chat_session;
+pub mod handles;
 pub mod hub;
 pub mod notifier;
 pub mod persistence;
 pub mod supervisor;
 
+pub use handles::{Busy, HubActors, NotifierHandle, PersistenceHandle, SessionHandle, SupervisorHandle};
 pub use hub::Hub;

@@ -12,9 +12,12 @@
 //! - Each frame is serialised once and the bytes shared by every recipient.
 //!   Recipients are bounded queues (`ws::outbound`): a dashboard that falls
 //!   behind is closed (4008) and never slows a chat or another dashboard.
+//! - The mailbox is bounded (`handles::SUPERVISOR_MAILBOX`); if it ever
+//!   overflows, every dashboard is closed (4008) and reloads.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -75,6 +78,9 @@ pub struct Supervisor {
     dirty: HashSet<Uuid>,
     /// A summary load is running (at most one at a time).
     loading: bool,
+    /// Set by `SupervisorHandle` when an event could not be queued: every
+    /// dashboard is then closed (4008) to reload, rather than left with a hole.
+    fell_behind: Arc<AtomicBool>,
 }
 
 impl Supervisor {
@@ -86,7 +92,30 @@ impl Supervisor {
             watchers: HashMap::new(),
             dirty: HashSet::new(),
             loading: false,
+            fell_behind: Arc::default(),
         }
+    }
+
+    /// Shares the flag its handle raises when the mailbox overflows.
+    pub(crate) fn watching_for_overflow(mut self, fell_behind: Arc<AtomicBool>) -> Self {
+        self.fell_behind = fell_behind;
+        self
+    }
+
+    /// Events were lost: every dashboard is closed as a slow consumer and
+    /// resumes from PostgreSQL (summaries and transcripts).
+    fn close_all_if_behind(&mut self) {
+        if !self.fell_behind.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        tracing::warn!(dashboards = self.dashboards.len(), "the supervisor fell behind; closing dashboards so they reload");
+        for dashboard in self.dashboards.values() {
+            dashboard.close(crate::protocol::close::SLOW_CONSUMER, "the server fell behind; reconnect");
+        }
+        self.dashboards.clear();
+        self.watchers.clear();
+        self.dirty.clear();
+        metrics::gauge!("chathub_dashboard_sockets").set(0.0);
     }
 
     fn to_all(&mut self, frame: &ByteString) {
@@ -143,7 +172,11 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(COALESCE_INTERVAL, |actor, ctx| actor.broadcast_dirty(ctx));
+        ctx.set_mailbox_capacity(super::handles::SUPERVISOR_MAILBOX);
+        ctx.run_interval(COALESCE_INTERVAL, |actor, ctx| {
+            actor.close_all_if_behind();
+            actor.broadcast_dirty(ctx);
+        });
     }
 }
 

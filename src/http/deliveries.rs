@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::actors::notifier::Wake;
 use crate::sessions::page_params;
 use crate::state::AppState;
 use crate::protocol::rfc3339;
@@ -85,6 +84,6 @@ pub async fn retry(id: web::Path<i64>, state: web::Data<AppState>) -> Result<Htt
             Some(row) => ApiError::Conflict(format!("a {} delivery cannot be retried", row.get::<_, String>(0))),
         });
     }
-    state.hub.notifier.do_send(Wake);
+    state.hub.notifier.wake();
     Ok(HttpResponse::Accepted().json(json!({ "id": *id, "status": "pending" })))
 }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::actors::chat_session::ChatSession;
+use crate::actors::SessionHandle;
 use crate::actors::persistence::PersistError;
 use crate::domain::{Channel, ChatText, Customer, MessageRole, SessionId};
 use crate::state::AppState;
@@ -97,15 +97,8 @@ fn parse_message(m: RelayMessage, max_chars: usize) -> Result<(String, MessageRo
     Ok((m.id, role, text))
 }
 
-async fn store(
-    state: &AppState,
-    session_id: SessionId,
-    actor: &actix::Addr<ChatSession>,
-    id: &str,
-    role: MessageRole,
-    text: ChatText,
-) -> Result<i64, ApiError> {
-    match state.hub.store_external(actor, relay_message_key(session_id, id), role, text).await {
+async fn store(session: &SessionHandle, id: &str, role: MessageRole, text: ChatText) -> Result<i64, ApiError> {
+    match session.store_external(relay_message_key(session.id(), id), role, text).await {
         Ok(seq) => Ok(seq),
         Err(PersistError::Conflict(_)) => {
             Err(ApiError::Conflict(format!("message id {id:?} is already stored in another conversation")))
@@ -143,23 +136,22 @@ pub async fn create(body: web::Json<RelaySession>, state: web::Data<AppState>) -
         return Err(ApiError::invalid("invalid_metadata", "metadata must be an object without NUL characters"));
     }
     metadata["source"] = json!("relay");
-    let (session_id, actor) = state
+    let session = state
         .hub
         .external_session(channel, &relay.session_id, &customer, metadata)
         .await
         .map_err(ApiError::Unavailable)?;
     let mut stored = Vec::with_capacity(messages.len());
     for (id, role, text) in messages {
-        stored.push(store(&state, session_id, &actor, &id, role, text).await?);
+        stored.push(store(&session, &id, role, text).await?);
     }
-    let summary = crate::sessions::summary(&state.db, session_id.0, state.config.inactive_after_hours).await?;
+    let summary = crate::sessions::summary(&state.db, session.id().0, state.config.inactive_after_hours).await?;
     Ok(HttpResponse::Ok().json(json!({ "session": summary, "seqs": stored })))
 }
 
 pub async fn append(id: web::Path<Uuid>, body: web::Json<RelayMessage>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (message_id, role, text) = parse_message(body.into_inner(), state.config.limits.max_message_chars)?;
-    let session_id = SessionId(*id);
-    let actor = state.hub.session(session_id).await?.ok_or(ApiError::NotFound("session"))?;
-    let seq = store(&state, session_id, &actor, &message_id, role, text).await?;
+    let session = state.hub.session(SessionId(*id)).await?.ok_or(ApiError::NotFound("session"))?;
+    let seq = store(&session, &message_id, role, text).await?;
     Ok(HttpResponse::Created().json(json!({ "session_id": *id, "seq": seq })))
 }

@@ -11,11 +11,10 @@ use chrono::Utc;
 use futures_util::{StreamExt, pin_mut};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::actors::chat_session::{StaffSay, Takeover};
 use crate::auth::access::Principal;
 use crate::auth::staff_sessions::StaffUser;
 use crate::domain::{ChatText, ClientMsgId, QaStatus, SessionId, SessionStatus};
@@ -205,7 +204,7 @@ pub async fn qa(id: web::Path<Uuid>, body: web::Json<QaUpdate>, user: StaffUser,
     tx.commit().await?;
     drop(client);
     state.hub.session_changed(SessionId(*id));
-    state.hub.notifier.do_send(crate::actors::notifier::Wake);
+    state.hub.notifier.wake();
     respond_with_summary(&state, *id).await
 }
 
@@ -337,11 +336,8 @@ pub struct TakeoverBody {
 }
 
 pub async fn takeover(id: web::Path<Uuid>, body: web::Json<TakeoverBody>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let actor = state.hub.session(SessionId(*id)).await?.ok_or(ApiError::NotFound("session"))?;
-    let handler = actor
-        .send(Takeover(body.on))
-        .await
-        .map_err(|_| ApiError::Unavailable(anyhow::anyhow!("the conversation is restarting")))?;
+    let session = state.hub.session(SessionId(*id)).await?.ok_or(ApiError::NotFound("session"))?;
+    let handler = session.takeover(body.on).await.map_err(|e| ApiError::Unavailable(e.into()))?;
     Ok(HttpResponse::Ok().json(json!({ "session_id": *id, "handler": handler })))
 }
 
@@ -357,12 +353,10 @@ pub async fn reply(id: web::Path<Uuid>, body: web::Json<Reply>, user: StaffUser,
     let Reply { client_msg_id, text } = body.into_inner();
     let client_msg_id = ClientMsgId::parse(&client_msg_id).map_err(|e| ApiError::invalid(e.code, e.message))?;
     let text = ChatText::parse(&text, state.config.limits.max_message_chars).map_err(|e| ApiError::invalid(e.code, e.message))?;
-    let actor = state.hub.session(SessionId(*id)).await?.ok_or(ApiError::NotFound("session"))?;
-    let (tx, rx) = oneshot::channel();
-    actor.do_send(StaffSay { author_id: user.user_id, client_msg_id, text, outbound: None, waiter: Some(tx) });
-    match rx.await {
-        Ok(Ok(seq)) => Ok(HttpResponse::Created().json(json!({ "session_id": *id, "seq": seq }))),
-        _ => Err(ApiError::Unavailable(anyhow::anyhow!("the reply could not be stored; resend it"))),
+    let session = state.hub.session(SessionId(*id)).await?.ok_or(ApiError::NotFound("session"))?;
+    match session.staff_say_stored(user.user_id, client_msg_id, text).await {
+        Ok(seq) => Ok(HttpResponse::Created().json(json!({ "session_id": *id, "seq": seq }))),
+        Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!("the reply could not be stored; resend it"))),
     }
 }
 

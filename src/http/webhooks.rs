@@ -105,12 +105,12 @@ async fn store_inbound(state: &AppState, channel: Channel, inbound: Inbound, max
     }
     let name = inbound.name.filter(|n| !n.contains('\0'));
     let customer = Customer { name, ..Default::default() };
-    let (_, actor) = state
+    let session = state
         .hub
         .external_session(channel, &inbound.sender, &customer, serde_json::json!({}))
         .await
         .map_err(ApiError::Unavailable)?;
-    match state.hub.store_external(&actor, inbound.message_id, MessageRole::Visitor, text).await {
+    match session.store_external(inbound.message_id, MessageRole::Visitor, text).await {
         Ok(_) => Ok(()),
         Err(PersistError::Conflict(id)) => {
             state.hub.record_error("webhook", format!("{channel} message {id:?} is already stored in another conversation; skipped"), serde_json::json!({}), None);

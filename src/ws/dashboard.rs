@@ -21,8 +21,6 @@ use super::transport::{self, Incoming, Socket};
 use crate::protocol::{self, DashboardFrame, StaffFrame, close, error_code};
 use crate::limits::RateLimit;
 use crate::actors::Hub;
-use crate::actors::chat_session::{StaffSay, StaffTyping, Takeover, TranscriptAfter};
-use crate::actors::supervisor::{DashboardConnected, DashboardGone, Unwatch, Watch};
 use crate::auth::access::{same_origin, session_cookie};
 use crate::auth::staff_sessions::{self, StaffUser};
 use crate::domain::{ChatText, ClientMsgId, Seq, SessionId};
@@ -51,7 +49,7 @@ pub async fn dashboard_socket(
     handoff::accept(&req, transport::config(&state.config.limits), move |ws| {
         let limits = &hub.config.limits;
         let (outbound, receiver) = outbound::channel(limits.send_queue);
-        hub.supervisor.do_send(DashboardConnected(outbound.clone()));
+        hub.supervisor.dashboard_connected(outbound.clone());
         let connection = Dashboard {
             socket: Socket::new(ws, limits),
             rate: RateLimit::new(limits.rate_per_sec, limits.rate_burst),
@@ -148,7 +146,7 @@ impl Dashboard {
                 }
             }
         };
-        self.hub.supervisor.do_send(DashboardGone(self.outbound.id));
+        self.hub.supervisor.dashboard_gone(self.outbound.id);
         self.socket.close(close).await;
     }
 
@@ -174,7 +172,7 @@ impl Dashboard {
             DashboardFrame::Watch { session_id, last_seq } => self.watch(session_id, last_seq).await,
             DashboardFrame::Unwatch { session_id } => {
                 self.backlog_upto.remove(&session_id);
-                self.hub.supervisor.do_send(Unwatch { conn: self.outbound.id, session_id });
+                self.hub.supervisor.unwatch(self.outbound.id, session_id);
             }
             DashboardFrame::Say { session_id, client_msg_id, text } => {
                 if !self.may_handle() {
@@ -187,13 +185,12 @@ impl Dashboard {
                     Err(e) => return self.error(Some(session_id), e.code, &e.message, None).await,
                 };
                 match self.hub.session(session_id).await {
-                    Ok(Some(actor)) => actor.do_send(StaffSay {
-                        author_id: self.user.user_id,
-                        client_msg_id: id,
-                        text,
-                        outbound: Some(self.outbound.clone()),
-                        waiter: None,
-                    }),
+                    Ok(Some(session)) => {
+                        if session.staff_say(self.user.user_id, id, text, self.outbound.clone()).is_err() {
+                            let message = "the conversation is busy; resend";
+                            self.error(Some(session_id), error_code::RETRY, message, Some(&client_msg_id)).await;
+                        }
+                    }
                     Ok(None) => self.error(Some(session_id), error_code::UNKNOWN_SESSION, "no such session", Some(&client_msg_id)).await,
                     Err(_) => self.error(Some(session_id), error_code::RETRY, "the session could not be loaded; resend", Some(&client_msg_id)).await,
                 }
@@ -203,7 +200,7 @@ impl Dashboard {
                     return self.error(Some(session_id), error_code::FORBIDDEN, "your role may not take over", None).await;
                 }
                 match self.hub.session(session_id).await {
-                    Ok(Some(actor)) => match actor.send(Takeover(on)).await {
+                    Ok(Some(session)) => match session.takeover(on).await {
                         Ok(handler) => self.reply(StaffFrame::Takeover { session_id, handler }.encode()).await,
                         Err(_) => self.error(Some(session_id), error_code::RETRY, "try again", None).await,
                     },
@@ -213,8 +210,8 @@ impl Dashboard {
             }
             DashboardFrame::Typing { session_id, on } => {
                 if self.may_handle() {
-                    if let Some(actor) = self.hub.live(session_id) {
-                        actor.do_send(StaffTyping(on));
+                    if let Some(session) = self.hub.live(session_id) {
+                        session.staff_typing(on);
                     }
                 }
             }
@@ -228,12 +225,12 @@ impl Dashboard {
         if last_seq < 0 {
             return self.error(Some(session_id), error_code::INVALID_LAST_SEQ, "last_seq must not be negative", None).await;
         }
-        if self.hub.supervisor.send(Watch { conn: self.outbound.id, session_id }).await.is_err() {
+        if self.hub.supervisor.watch(self.outbound.id, session_id).await.is_err() {
             return self.error(Some(session_id), error_code::RETRY, "try again", None).await;
         }
         // A live conversation answers from memory: no database round trip.
-        if let Some(actor) = self.hub.live(session_id) {
-            if let Ok(Some(backlog)) = actor.send(TranscriptAfter(last_seq)).await {
+        if let Some(session) = self.hub.live(session_id) {
+            if let Some(backlog) = session.transcript_after(last_seq).await {
                 let mut upto = last_seq;
                 for message in &backlog {
                     self.reply(StaffFrame::Message { session_id, message }.encode()).await;
@@ -253,7 +250,7 @@ impl Dashboard {
         match exists {
             Ok(_) => {}
             Err(ApiError::NotFound(_)) => {
-                self.hub.supervisor.do_send(Unwatch { conn: self.outbound.id, session_id });
+                self.hub.supervisor.unwatch(self.outbound.id, session_id);
                 return self.error(Some(session_id), error_code::UNKNOWN_SESSION, "no such session", None).await;
             }
             Err(_) => return self.error(Some(session_id), error_code::RETRY, "could not load the session", None).await,

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytestring::ByteString;
 use futures_util::future::OptionFuture;
@@ -25,7 +24,8 @@ use super::transport::{self, Incoming, Socket};
 use crate::protocol::{self, VisitorFrame, close, error_code, error_frame};
 use crate::limits::{IpSlot, NewConversations, RateLimit};
 use crate::actors::Hub;
-use crate::actors::chat_session::{AttachError, AttachVisitor, ChatSession, DetachVisitor, VisitorMessage, VisitorTyping};
+use crate::actors::SessionHandle;
+use crate::actors::chat_session::AttachError;
 use crate::actors::persistence::NewSessionRow;
 use crate::domain::{Channel, ChatText, ClientMsgId, Completion, Customer, SessionId, SessionStatus};
 use crate::error::ApiError;
@@ -81,7 +81,7 @@ enum Phase {
     /// but this socket.
     Opened { session_id: SessionId },
     /// Attached to a conversation's actor.
-    Chatting { session_id: SessionId, actor: Addr<ChatSession> },
+    Chatting { session: SessionHandle },
 }
 
 struct Connection {
@@ -181,7 +181,7 @@ impl Connection {
                 }
             };
             match &self.phase {
-                Phase::Chatting { actor, .. } => actor.do_send(DetachVisitor(self.outbound.id)),
+                Phase::Chatting { session } => session.detach_visitor(self.outbound.id),
                 Phase::Opened { session_id } => self.hub.forget_unsaved(*session_id),
                 Phase::Hello => {}
             }
@@ -259,8 +259,11 @@ impl Connection {
                         self.reply(error_frame(error_code::RATE_LIMITED, message, Some(&client_msg_id))).await
                     }
                     Ok((id, text)) => match self.actor(Some(&client_msg_id)).await {
-                        Ok(actor) => {
-                            actor.do_send(VisitorMessage { outbound: self.outbound.clone(), client_msg_id: id, text });
+                        Ok(session) => {
+                            if session.visitor_message(self.outbound.clone(), id, text).is_err() {
+                                let frame = error_frame(error_code::RETRY, "the conversation is busy; resend", Some(&client_msg_id));
+                                return self.reply(frame).await;
+                            }
                             Flow::Continue
                         }
                         Err(flow) => flow,
@@ -277,8 +280,8 @@ impl Connection {
                 // Nobody can be shown as typing in a conversation without an actor.
                 Phase::Opened { .. } if !on => Flow::Continue,
                 _ => match self.actor(None).await {
-                    Ok(actor) => {
-                        actor.do_send(VisitorTyping(on));
+                    Ok(session) => {
+                        session.visitor_typing(on);
                         Flow::Continue
                     }
                     Err(flow) => flow,
@@ -334,7 +337,8 @@ impl Connection {
     fn may_write(&mut self) -> bool {
         if !self.may_write {
             let session_id = match &self.phase {
-                Phase::Opened { session_id } | Phase::Chatting { session_id, .. } => *session_id,
+                Phase::Opened { session_id } => *session_id,
+                Phase::Chatting { session } => session.id(),
                 Phase::Hello => return true,
             };
             self.may_write = !self.hub.is_unsaved(session_id) || self.new_conversations.allow(self.slot.ip());
@@ -345,9 +349,9 @@ impl Connection {
     /// The conversation's actor, started and attached to on first use after
     /// a new conversation's welcome. `Err` is what to do instead (an error
     /// frame was queued, or the socket must close).
-    async fn actor(&mut self, client_msg_id: Option<&str>) -> Result<Addr<ChatSession>, Flow> {
+    async fn actor(&mut self, client_msg_id: Option<&str>) -> Result<SessionHandle, Flow> {
         let session_id = match &self.phase {
-            Phase::Chatting { actor, .. } => return Ok(actor.clone()),
+            Phase::Chatting { session } => return Ok(session.clone()),
             Phase::Opened { session_id } => *session_id,
             Phase::Hello => {
                 return Err(self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", client_msg_id)).await);
@@ -375,23 +379,23 @@ impl Connection {
     async fn attach(
         &mut self,
         session_id: SessionId,
-        actor: Addr<ChatSession>,
+        actor: SessionHandle,
         last_seq: i64,
         token: Option<&str>,
         retry_id: Option<&str>,
     ) -> Flow {
-        let attached = match actor.send(AttachVisitor { outbound: self.outbound.clone(), last_seq }).await {
-            Ok(Ok(attached)) => attached,
-            Ok(Err(AttachError::InvalidLastSeq { newest })) => {
+        let attached = match actor.attach_visitor(self.outbound.clone(), last_seq).await {
+            Ok(attached) => attached,
+            Err(AttachError::InvalidLastSeq { newest }) => {
                 let message = format!("last_seq is past the newest message ({newest})");
                 return self.reply(error_frame(error_code::INVALID_LAST_SEQ, &message, None)).await;
             }
-            Err(_) => {
+            Err(AttachError::Stopped) => {
                 let frame = error_frame(error_code::RETRY, "the conversation is restarting; try again", retry_id);
                 return self.reply(frame).await;
             }
         };
-        self.phase = Phase::Chatting { session_id, actor };
+        self.phase = Phase::Chatting { session: actor };
         let mut messages = Vec::new();
         if let Some((after, up_to)) = attached.gap {
             // Seqs are gap-free, so (after, up_to] is exactly `up_to - after` messages.
@@ -420,7 +424,7 @@ impl Connection {
         Flow::Continue
     }
 
-    async fn resume(&self, token: &str) -> Result<(SessionId, Addr<ChatSession>), (&'static str, String)> {
+    async fn resume(&self, token: &str) -> Result<(SessionId, SessionHandle), (&'static str, String)> {
         let found = self.hub.find_by_visitor_token(token).await.map_err(|e| {
             tracing::warn!(error = %e, "token lookup failed");
             (error_code::RETRY, "the conversation could not be looked up; try again".to_owned())

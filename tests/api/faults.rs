@@ -275,7 +275,7 @@ async fn a_login_flood_from_many_addresses_keeps_memory_bounded_and_the_right_pa
 
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_client_is_throttled_apart() {
-    let app = TestApp::spawn_with(|c| c.trusted_proxies = chathub::auth::client_ip::TrustedProxies::parse("127.0.0.1").unwrap()).await;
+    let app = TestApp::spawn_with(|c| c.trusted_proxies = chathub::client_ip::TrustedProxies::parse("127.0.0.1").unwrap()).await;
     let login = |client: &'static str, password: &'static str| {
         let body = json!({"username": "admin", "password": password});
         app.http.post(app.url("/api/auth/login")).header("origin", app.url("")).header("x-forwarded-for", client).json(&body).send()

@@ -1,0 +1,286 @@
+//! Typed handles: the only way into the actors from outside `actors/`.
+//! Nothing else names an actix `Addr`, so the transports depend on what a
+//! conversation, the supervisor, the persistence actor and the notifier
+//! *do*, not on how they run. A conversation running on another node,
+//! reached over a message bus, changes what is behind `SessionHandle`, not
+//! its callers.
+//!
+//! Every send a remote peer can drive is bounded: it is a `try_send` into a
+//! mailbox of known capacity, and each method says what happens when that
+//! mailbox is full. Request/response calls (`send(...).await`) wait for
+//! room instead, which bounds them by their callers. The few unbounded
+//! `do_send`s left carry one message per socket lifetime or per staff
+//! action, and say so.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::chat_session::{
+    AttachError, AttachVisitor, Attached, ChatSession, Deleted, DetachVisitor, ExternalMessage, StaffSay, StaffTyping,
+    StatusChanged, Takeover, TranscriptAfter, VisitorMessage, VisitorTyping,
+};
+use super::notifier::{Notifier, Wake};
+use crate::config::Config;
+use crate::postgres::Db;
+use super::persistence::{Drain, Persist, PersistError, Persistence, SessionWrite};
+use super::supervisor::{DashboardConnected, DashboardGone, SessionEvent, Supervisor, Unwatch, Watch};
+use crate::domain::{ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
+use crate::outbound::{ConnId, Outbound};
+use crate::protocol::MessageView;
+
+/// Messages a conversation's mailbox holds. Visitors are rate limited per
+/// socket, so this is only reached when a conversation cannot keep up with
+/// all of its sockets at once; the senders are then told to retry.
+pub(crate) const SESSION_MAILBOX: usize = 256;
+/// Events the supervisor's mailbox holds. Past it, events are not queued:
+/// typing indicators are dropped, and anything else marks the supervisor as
+/// fallen behind, which closes every dashboard (4008) so each reloads from
+/// PostgreSQL instead of showing a transcript with a hole in it.
+pub(crate) const SUPERVISOR_MAILBOX: usize = 65_536;
+
+/// How long a webhook or relay request waits for its message to be stored.
+const EXTERNAL_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The conversation is too busy to take this message now (its mailbox is
+/// full) or has stopped; the sender may retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the conversation is busy or restarting; try again")]
+pub struct Busy;
+
+/// One live conversation.
+#[derive(Clone)]
+pub struct SessionHandle {
+    id: SessionId,
+    addr: Addr<ChatSession>,
+}
+
+impl SessionHandle {
+    pub(crate) fn new(id: SessionId, addr: Addr<ChatSession>) -> Self {
+        Self { id, addr }
+    }
+
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// Joins a visitor socket that has seen up to `last_seq`: the backlog
+    /// and the live stream, with nothing missed or sent twice in between.
+    pub async fn attach_visitor(&self, outbound: Outbound, last_seq: Seq) -> Result<Attached, AttachError> {
+        self.addr.send(AttachVisitor { outbound, last_seq }).await.unwrap_or(Err(AttachError::Stopped))
+    }
+
+    /// A visitor socket closed. One per socket, so never more of these than
+    /// sockets: sent even when the mailbox is full.
+    pub fn detach_visitor(&self, conn: ConnId) {
+        self.addr.do_send(DetachVisitor(conn));
+    }
+
+    /// A visitor's message; its ack (or `retry`) goes to `outbound`. `Busy`:
+    /// not taken, the visitor should resend.
+    pub fn visitor_message(&self, outbound: Outbound, client_msg_id: ClientMsgId, text: ChatText) -> Result<(), Busy> {
+        self.addr.try_send(VisitorMessage { outbound, client_msg_id, text }).map_err(|_| Busy)
+    }
+
+    /// The visitor is typing (best effort: dropped when the mailbox is full).
+    pub fn visitor_typing(&self, on: bool) {
+        let _ = self.addr.try_send(VisitorTyping(on));
+    }
+
+    /// A staff member's reply from a dashboard, acked on `outbound`.
+    pub fn staff_say(&self, author_id: Uuid, client_msg_id: ClientMsgId, text: ChatText, outbound: Outbound) -> Result<(), Busy> {
+        let say = StaffSay { author_id, client_msg_id, text, outbound: Some(outbound), waiter: None };
+        self.addr.try_send(say).map_err(|_| Busy)
+    }
+
+    /// A staff member's reply over HTTP: resolves once it is stored.
+    pub async fn staff_say_stored(&self, author_id: Uuid, client_msg_id: ClientMsgId, text: ChatText) -> Result<Seq, PersistError> {
+        let (tx, rx) = oneshot::channel();
+        let say = StaffSay { author_id, client_msg_id, text, outbound: None, waiter: Some(tx) };
+        self.addr.try_send(say).map_err(|_| PersistError::Overloaded)?;
+        rx.await.unwrap_or(Err(PersistError::Stopped))
+    }
+
+    /// Pauses (`true`) or resumes the AI; returns who is in charge now.
+    pub async fn takeover(&self, on: bool) -> Result<SessionHandler, Busy> {
+        self.addr.send(Takeover(on)).await.map_err(|_| Busy)
+    }
+
+    /// A staff member typing in the reply box (best effort).
+    pub fn staff_typing(&self, on: bool) {
+        let _ = self.addr.try_send(StaffTyping(on));
+    }
+
+    /// Staff changed the status through the API (already stored). One per
+    /// staff action: sent even when the mailbox is full.
+    pub fn status_changed(&self, status: SessionStatus) {
+        self.addr.do_send(StatusChanged(status));
+    }
+
+    /// The conversation was deleted (already stored): visitors are closed
+    /// with 4004 and the actor stops. One per deletion.
+    pub fn deleted(&self) {
+        self.addr.do_send(Deleted);
+    }
+
+    /// The stored messages after `after`, if all are still in memory
+    /// (`None`: read them from PostgreSQL instead).
+    pub async fn transcript_after(&self, after: Seq) -> Option<Vec<MessageView>> {
+        self.addr.send(TranscriptAfter(after)).await.ok().flatten()
+    }
+
+    /// A message that arrived through a channel (webhook or relay),
+    /// deduplicated on the channel's id; resolves once it is committed.
+    /// A full mailbox is `Overloaded` (the webhook answers 503 and is resent).
+    /// Gives up after `EXTERNAL_STORE_TIMEOUT` (`Stopped`: post it again).
+    pub async fn store_external(&self, external_id: String, role: MessageRole, text: ChatText) -> Result<Seq, PersistError> {
+        let (tx, rx) = oneshot::channel();
+        self.addr.try_send(ExternalMessage { external_id, role, text, waiter: tx }).map_err(|_| PersistError::Overloaded)?;
+        match tokio::time::timeout(EXTERNAL_STORE_TIMEOUT, rx).await {
+            Ok(Ok(outcome)) => outcome,
+            _ => Err(PersistError::Stopped),
+        }
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.addr.connected()
+    }
+}
+
+/// The supervisor: every conversation event for the staff dashboards.
+#[derive(Clone)]
+pub struct SupervisorHandle {
+    addr: Addr<Supervisor>,
+    /// Set when an event that matters could not be queued; the supervisor
+    /// then closes every dashboard so they reload (see `SUPERVISOR_MAILBOX`).
+    fell_behind: Arc<AtomicBool>,
+}
+
+impl SupervisorHandle {
+    fn start(arbiter: &ArbiterHandle, supervisor: Supervisor) -> Self {
+        let fell_behind = Arc::new(AtomicBool::new(false));
+        let flag = fell_behind.clone();
+        let addr = Supervisor::start_in_arbiter(arbiter, move |_| supervisor.watching_for_overflow(flag));
+        Self { addr, fell_behind }
+    }
+
+    /// Something happened in a conversation. Never waits: a full mailbox
+    /// drops typing indicators and marks the supervisor as fallen behind.
+    pub fn event(&self, event: SessionEvent) {
+        if self.addr.try_send(event.clone()).is_err() && !matches!(event, SessionEvent::Typing { .. }) {
+            metrics::counter!("chathub_supervisor_overflows_total").increment(1);
+            self.fell_behind.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A dashboard socket opened (one per socket: always delivered).
+    pub fn dashboard_connected(&self, outbound: Outbound) {
+        self.addr.do_send(DashboardConnected(outbound));
+    }
+
+    /// A dashboard socket closed (one per socket: always delivered).
+    pub fn dashboard_gone(&self, conn: ConnId) {
+        self.addr.do_send(DashboardGone(conn));
+    }
+
+    /// Starts streaming a conversation's messages to a dashboard; waits for
+    /// room in the mailbox. `Busy` if the supervisor stopped.
+    pub async fn watch(&self, conn: ConnId, session_id: SessionId) -> Result<(), Busy> {
+        self.addr.send(Watch { conn, session_id }).await.map_err(|_| Busy)
+    }
+
+    /// Stops streaming a conversation to a dashboard. When the mailbox is
+    /// full it is dropped: the dashboard then gets frames of a conversation
+    /// it no longer shows, which the client ignores.
+    pub fn unwatch(&self, conn: ConnId, session_id: SessionId) {
+        let _ = self.addr.try_send(Unwatch { conn, session_id });
+    }
+}
+
+/// The persistence actor: group commit for every conversation.
+#[derive(Clone)]
+pub struct PersistenceHandle {
+    addr: Addr<Persistence>,
+}
+
+impl PersistenceHandle {
+    fn start(arbiter: &ArbiterHandle, persistence: Persistence) -> Self {
+        Self { addr: Persistence::start_in_arbiter(arbiter, move |_| persistence) }
+    }
+
+    /// Starts a persistence actor on the current actor system (see
+    /// `block_on`), for tools outside the server: the load generator.
+    pub fn spawn(persistence: Persistence) -> Self {
+        Self { addr: persistence.start() }
+    }
+
+    /// Writes one conversation's changes; resolves after COMMIT. The actor's
+    /// own queue is bounded by rows (`PERSIST_QUEUE`): past it, `Overloaded`.
+    pub async fn persist(&self, write: SessionWrite) -> Result<(), PersistError> {
+        self.addr.send(Persist(write)).await.unwrap_or(Err(PersistError::Stopped))
+    }
+
+    /// Resolves once nothing is queued or being written (shutdown).
+    pub async fn drain(&self) {
+        let _ = self.addr.send(Drain).await;
+    }
+}
+
+/// The notifier: delivers outbox rows.
+#[derive(Clone)]
+pub struct NotifierHandle {
+    addr: Addr<Notifier>,
+}
+
+impl NotifierHandle {
+    fn start(arbiter: &ArbiterHandle, notifier: Notifier) -> Self {
+        Self { addr: Notifier::start_in_arbiter(arbiter, move |_| notifier) }
+    }
+
+    /// New outbox rows are due. When the mailbox is full a wake is already
+    /// waiting, so this one is dropped; the periodic poll catches anything.
+    pub fn wake(&self) {
+        let _ = self.addr.try_send(Wake);
+    }
+
+    /// What the persistence actor wakes after committing outbox rows.
+    fn recipient(&self) -> Recipient<Wake> {
+        self.addr.clone().recipient()
+    }
+}
+
+/// Runs `future` on a new actor system and returns its output: what a tool
+/// outside the server (the load generator) needs to start actors.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    actix::System::new().block_on(future)
+}
+
+/// The hub-wide actors (persistence, supervisor, notifier), running on a
+/// thread of their own so conversations' HTTP workers never wait behind them.
+pub struct HubActors {
+    arbiter: Arbiter,
+    pub persistence: PersistenceHandle,
+    pub supervisor: SupervisorHandle,
+    pub notifier: NotifierHandle,
+}
+
+impl HubActors {
+    pub fn start(db: &Db, config: &Arc<Config>) -> anyhow::Result<Self> {
+        let arbiter = Arbiter::new();
+        let handle = arbiter.handle();
+        let notifier = NotifierHandle::start(&handle, Notifier::new(db.clone(), config.clone())?);
+        let limits = &config.limits;
+        let persistence = Persistence::new(db.clone(), limits.persist_queue, limits.persist_batch, Some(notifier.recipient()));
+        let persistence = PersistenceHandle::start(&handle, persistence);
+        let supervisor = SupervisorHandle::start(&handle, Supervisor::new(db.clone(), config.inactive_after_hours));
+        Ok(Self { arbiter, persistence, supervisor, notifier })
+    }
+
+    /// Stops their thread (after the persistence actor has been drained).
+    pub fn stop(self) {
+        self.arbiter.stop();
+    }
+}
