@@ -294,10 +294,25 @@ async fn write_with_isolation(db: &Db, writes: &[SessionWrite]) -> Vec<Result<()
     }
 }
 
+/// One transaction for the whole batch, in named steps: new session rows,
+/// then all messages (one binary COPY) and the sessions' counters, then
+/// each session's changes, then the outbox rows.
 async fn write_batch(db: &Db, writes: &[SessionWrite]) -> anyhow::Result<()> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
+    insert_new_sessions(&tx, writes).await?;
+    copy_messages(&tx, writes).await?;
+    apply_session_patches(&tx, writes).await?;
+    insert_outbox_rows(&tx, writes).await?;
+    tx.commit().await?;
+    Ok(())
+}
 
+/// The pool's transaction (it caches prepared statements per connection).
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// The rows of conversations whose first message is in this batch.
+async fn insert_new_sessions(tx: &Tx<'_>, writes: &[SessionWrite]) -> anyhow::Result<()> {
     for write in writes {
         if let Some(new) = &write.create {
             let statement = tx
@@ -325,7 +340,12 @@ async fn write_batch(db: &Db, writes: &[SessionWrite]) -> anyhow::Result<()> {
             .await?;
         }
     }
+    Ok(())
+}
 
+/// Every message of the batch in one binary COPY, then each session's
+/// `last_seq`/`last_message_at` in one `UPDATE … FROM unnest(…)`.
+async fn copy_messages(tx: &Tx<'_>, writes: &[SessionWrite]) -> anyhow::Result<()> {
     let total: usize = writes.iter().map(|w| w.messages.len()).sum();
     if total > 0 {
         let mut session_ids = Vec::with_capacity(total);
@@ -394,7 +414,12 @@ async fn write_batch(db: &Db, writes: &[SessionWrite]) -> anyhow::Result<()> {
             .await?;
         tx.execute(&counters, &[&counter_ids, &last_seqs, &last_times]).await?;
     }
+    Ok(())
+}
 
+/// Status, handler, customer and completion changes, and the fire count of
+/// a completion rule that matched.
+async fn apply_session_patches(tx: &Tx<'_>, writes: &[SessionWrite]) -> anyhow::Result<()> {
     for write in writes {
         let patch = &write.patch;
         if !patch.is_empty() {
@@ -440,6 +465,14 @@ async fn write_batch(db: &Db, writes: &[SessionWrite]) -> anyhow::Result<()> {
                 .await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Notifications to deliver, committed with their cause (idempotency key
+/// unique: a retried write queues nothing twice).
+async fn insert_outbox_rows(tx: &Tx<'_>, writes: &[SessionWrite]) -> anyhow::Result<()> {
+    for write in writes {
         for row in &write.outbox {
             let statement = tx
                 .prepare_cached(
@@ -451,7 +484,5 @@ async fn write_batch(db: &Db, writes: &[SessionWrite]) -> anyhow::Result<()> {
                 .await?;
         }
     }
-
-    tx.commit().await?;
     Ok(())
 }

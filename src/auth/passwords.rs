@@ -130,25 +130,28 @@ struct HashPool {
 impl HashPool {
     fn global() -> &'static HashPool {
         static POOL: OnceLock<HashPool> = OnceLock::new();
-        POOL.get_or_init(|| {
-            let (jobs, receiver) = mpsc::sync_channel::<Job>(HASH_QUEUE);
-            let receiver = Arc::new(Mutex::new(receiver));
-            for i in 0..hash_threads() {
-                let receiver = receiver.clone();
-                std::thread::Builder::new()
-                    .name(format!("chathub-hash-{i}"))
-                    .spawn(move || loop {
-                        let job = match receiver.lock().map(|r| r.recv()) {
-                            Ok(Ok(job)) => job,
-                            _ => return,
-                        };
-                        let in_time = job.queued_at.elapsed() <= HASH_DEADLINE;
-                        (job.work)(in_time);
-                    })
-                    .expect("starting a password hashing thread");
-            }
-            HashPool { jobs }
-        })
+        POOL.get_or_init(|| HashPool::new(hash_threads(), HASH_QUEUE))
+    }
+
+    /// `threads` hashing threads sharing a queue of `queue` checks.
+    fn new(threads: usize, queue: usize) -> HashPool {
+        let (jobs, receiver) = mpsc::sync_channel::<Job>(queue);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for i in 0..threads {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("chathub-hash-{i}"))
+                .spawn(move || loop {
+                    let job = match receiver.lock().map(|r| r.recv()) {
+                        Ok(Ok(job)) => job,
+                        _ => return,
+                    };
+                    let in_time = job.queued_at.elapsed() <= HASH_DEADLINE;
+                    (job.work)(in_time);
+                })
+                .expect("starting a password hashing thread");
+        }
+        HashPool { jobs }
     }
 
     /// Runs `work` on a hashing thread; `Busy` if the queue is full or the
@@ -233,13 +236,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_flood_of_checks_is_refused_past_the_queue_instead_of_piling_up() {
+        // A pool of its own, so the other tests' checks are not crowded out.
+        let (threads, queue) = (1, 4);
+        let pool = HashPool::new(threads, queue);
         let phc = hash("correct horse".into()).await.unwrap();
-        let checks = (0..(HASH_QUEUE + hash_threads()) * 4).map(|_| verify("wrong horse!".into(), Some(phc.clone())));
+        let checks = (0..(threads + queue) * 4).map(|_| {
+            let phc = phc.clone();
+            pool.run(move || verify_in_place(b"wrong horse!", &phc))
+        });
         let outcomes = futures_util::future::join_all(checks).await;
         let busy = outcomes.iter().filter(|o| matches!(o, Err(PasswordError::Busy))).count();
         let checked = outcomes.iter().filter(|o| matches!(o, Ok(false))).count();
         assert!(busy > 0, "some checks must be refused");
-        assert!(checked <= HASH_QUEUE + hash_threads(), "{checked} checks ran: more than the queue holds");
+        assert!(checked <= threads + queue, "{checked} checks ran: more than the queue holds");
         assert_eq!(busy + checked, outcomes.len());
     }
 

@@ -168,6 +168,10 @@ impl ClientMsgId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 /// Contact details a visitor gave (pre-chat form, or the agent captured).

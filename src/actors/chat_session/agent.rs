@@ -1,0 +1,116 @@
+//! The AI's turn: when a stored visitor message awaits an answer, the agent
+//! is called off the actor's path (with a timeout), its partial text is shown
+//! as it streams, and its answer (or the fallback) is queued as a reply.
+
+use super::*;
+
+/// Partial-answer updates buffered from a streaming agent (extra ones are skipped).
+const PARTIALS_BUFFER: usize = 8;
+/// What the visitor reads when the agent fails.
+pub const FALLBACK_TEXT: &str =
+    "Sorry, I'm having trouble answering right now. A member of our team will follow up with you shortly.";
+
+impl ChatSession {
+    /// Starts the agent when a stored visitor message awaits an answer, the
+    /// AI is in charge, and no answer is already on its way.
+    pub(super) fn maybe_run_agent(&mut self, ctx: &mut Context<Self>) {
+        if !self.needs_answer || self.relay || self.agent_running || self.handler != SessionHandler::Ai || self.has_pending_reply() {
+            return;
+        }
+        let Some(last_text) = self.transcript.back().map(|m| m.text.clone()) else { return };
+        self.needs_answer = false;
+        self.agent_running = true;
+        self.set_typing(MessageRole::Ai, true);
+        if let (Channel::Messenger, Some(psid)) = (self.channel, self.external_id.clone()) {
+            let (http, config) = (self.hub.http.clone(), self.hub.config.clone());
+            actix::spawn(async move { crate::delivery::meta::messenger_typing(&http, &config, &psid).await });
+        }
+
+        let (partials_tx, mut partials_rx) = mpsc::channel::<String>(PARTIALS_BUFFER);
+        let address = ctx.address();
+        actix::spawn(async move {
+            while let Some(text) = partials_rx.recv().await {
+                address.do_send(AgentPartial(text));
+            }
+        });
+        let request = AgentRequest {
+            session_id: self.id,
+            channel: self.channel,
+            message: last_text,
+            history: self
+                .transcript
+                .iter()
+                .rev()
+                .take(HISTORY_LEN)
+                .rev()
+                .map(|m| HistoryItem { role: m.role, text: m.text.clone() })
+                .collect(),
+            customer: self.customer.clone(),
+            partials: Some(partials_tx),
+        };
+        let timeout_secs = self.hub.config.limits.agent_timeout_secs;
+        let call = tokio::time::timeout(Duration::from_secs(timeout_secs), self.hub.agent.reply(request));
+        let started = Instant::now();
+        call.into_actor(self)
+            .map(move |outcome, actor, ctx| {
+                let outcome = outcome.unwrap_or(Err(AgentError::Timeout(timeout_secs)));
+                actor.agent_answered(outcome, started.elapsed(), ctx);
+            })
+            .spawn(ctx);
+    }
+    pub(super) fn agent_answered(&mut self, outcome: Result<AgentReply, AgentError>, took: Duration, ctx: &mut Context<Self>) {
+        self.agent_running = false;
+        self.set_typing(MessageRole::Ai, false);
+        let latency_ms = took.as_millis().min(i32::MAX as u128) as i32;
+        metrics::histogram!("chathub_agent_seconds").record(took.as_secs_f64());
+        match outcome {
+            // Staff took over while the agent was thinking: their word wins.
+            Ok(_) if self.handler == SessionHandler::Human => {}
+            Ok(reply) => {
+                let mut patch = SessionPatch::default();
+                if let Some(customer) = reply.customer {
+                    self.customer.merge(customer.clone());
+                    patch.customer = customer;
+                }
+                if reply.escalate {
+                    // Escalation pauses the AI until staff hand the conversation back.
+                    self.status = SessionStatus::Escalated;
+                    self.handler = SessionHandler::Human;
+                    patch.status = Some(SessionStatus::Escalated);
+                    patch.handler = Some(SessionHandler::Human);
+                    patch.escalated_at = Some(Utc::now());
+                    metrics::counter!("chathub_escalations_total").increment(1);
+                }
+                self.enqueue_reply(MessageRole::Ai, reply.text, Origin::Agent { latency_ms }, patch, ctx);
+            }
+            Err(e) => {
+                metrics::counter!("chathub_agent_failures_total").increment(1);
+                tracing::warn!(session = %self.id, agent = self.hub.agent.name(), error = %e, "the agent failed; sending the fallback");
+                self.hub.record_error(
+                    "agent",
+                    e.to_string(),
+                    json!({ "agent": self.hub.agent.name(), "latency_ms": latency_ms }),
+                    Some(self.id),
+                );
+                self.enqueue_reply(MessageRole::System, FALLBACK_TEXT.to_owned(), Origin::System, SessionPatch::default(), ctx);
+            }
+        }
+        self.maybe_run_agent(ctx);
+    }
+}
+
+/// The answer so far from a streaming agent.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct AgentPartial(String);
+
+impl Handler<AgentPartial> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, AgentPartial(text): AgentPartial, _: &mut Context<Self>) {
+        if self.agent_running {
+            let frame = ServerFrame::Partial { role: MessageRole::Ai, text: &text }.encode();
+            self.broadcast(&frame, &[]);
+        }
+    }
+}
