@@ -11,20 +11,43 @@
 //!                                └─ outbox rows ──> notifier actor ──> n8n, Resend, Meta
 //! ```
 //!
-//! - [`config`]: every setting and its environment variable.
+//! The floors: a module may use what stands below it, never what stands
+//! above, and no two modules use each other (`tests/layering.rs` checks
+//! both, and that only `actors` names actix).
+//!
+//! ```text
+//!  startup                      wires everything, owns the shutdown order
+//!  http  ws  state              transports: parse at the edge, call handles and the data layer
+//!  actors (handles)             conversations, supervisor, persistence, notifier; only handles leave
+//!  agents delivery channels     outside services: AI agents, n8n/Resend/Meta, Meta's webhooks
+//!  sessions sites completion    data as staff see it, sites, completion rules
+//!  auth client_ip limits        passwords, logins, API keys; who the client is; per-IP limits
+//!  domain protocol error        validated types, frames and codes, the one error shape
+//!  outbound                     the bounded writer queue of every socket
+//!  postgres config telemetry    pool, migrations, the private cluster; settings; logs/metrics
+//! ```
+//!
 //! - [`startup`]: builds the application (database, actors, HTTP server).
-//! - [`postgres`]: pool, migrations, the private-cluster launcher.
-//! - [`http`]: routes, one file per group, and the JSON error shape.
-//! - [`actors`]: the conversation, persistence and supervisor actors, and the hub.
+//! - [`http`]: routes, one file per group, mounted from one route table.
+//! - [`ws`]: the visitor and dashboard sockets and the handoff from HTTP.
+//! - [`state`]: what every handler and socket shares.
+//! - [`actors`]: conversation, persistence, supervisor and notifier actors,
+//!   the hub (registry of live conversations) and the typed handles.
 //! - [`agents`]: the AI agent interface and its backends.
-//! - [`completion`]: completion rules.
-//! - [`channels`]: Messenger and WhatsApp webhooks (signatures, payloads).
 //! - [`delivery`]: outbox targets: n8n, Resend, Meta's send APIs.
-//! - [`ws`]: the WebSocket transports and the wire protocol.
-//! - [`sites`]: the websites a widget may sit on.
+//! - [`channels`]: Messenger and WhatsApp webhooks (signatures, payloads).
 //! - [`sessions`]: sessions as staff see them: summary JSON, filters, stats.
-//! - [`auth`]: passwords, API keys, users.
+//! - [`sites`]: the websites a widget may sit on.
+//! - [`completion`]: completion rules.
+//! - [`auth`]: passwords, staff logins, API keys, users, access rules.
+//! - [`client_ip`]: the client's address behind trusted proxies.
+//! - [`limits`]: per-IP socket caps, new conversations per IP, rate limits.
 //! - [`domain`]: validated types the rest of the code passes around.
+//! - [`protocol`]: the wire frames, error codes and close codes.
+//! - [`error`]: the one JSON error shape and the HTTP status of each failure.
+//! - [`outbound`]: each socket's bounded queue of frames.
+//! - [`postgres`]: pool, migrations, the private-cluster launcher.
+//! - [`config`]: every setting and its environment variable.
 //! - [`telemetry`]: logs and metrics.
 
 pub mod actors;
