@@ -22,6 +22,7 @@
 //!  agents delivery channels     outside services: AI agents, n8n/Resend/Meta, Meta's webhooks
 //!  sessions sites completion    data as staff see it, sites, completion rules
 //!  auth client_ip limits        passwords, logins, API keys; who the client is; per-IP limits
+//!  store                        SQL, one file per table group (being moved here)
 //!  domain protocol error        validated types, frames and codes, the one error shape
 //!  outbound                     the bounded writer queue of every socket
 //!  postgres config telemetry    pool, migrations, the private cluster; settings; logs/metrics
@@ -40,6 +41,7 @@
 //! - [`sites`]: the websites a widget may sit on.
 //! - [`completion`]: completion rules.
 //! - [`auth`]: passwords, staff logins, API keys, users, access rules.
+//! - [`store`]: SQL statements, one file per table group.
 //! - [`client_ip`]: the client's address behind trusted proxies.
 //! - [`limits`]: per-IP socket caps, new conversations per IP, rate limits.
 //! - [`domain`]: validated types the rest of the code passes around.
@@ -67,6 +69,7 @@ pub mod postgres;
 pub mod protocol;
 pub mod sessions;
 pub mod state;
+pub mod store;
 pub mod sites;
 pub mod startup;
 pub mod telemetry;

@@ -1,6 +1,7 @@
 //! The layering every change keeps (see `src/lib.rs`): no two top-level
-//! modules of `src/` use each other, and the low floor (`domain`,
-//! `protocol`, `error`, `outbound`) uses nothing above it. Read from the
+//! modules of `src/` use each other, the low floor (`domain`, `protocol`,
+//! `error`, `outbound`) uses nothing above it, the store only the floors
+//! below it, and only `actors` names actix. Read from the
 //! source text: every `crate::<module>` path a file names counts.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,6 +79,18 @@ fn the_low_floor_uses_nothing_above_it() {
         }
     }
     assert!(upward.is_empty(), "the low floor uses modules above it: {upward:?}");
+}
+
+#[test]
+fn the_store_uses_only_the_floors_below_it() {
+    let uses = uses();
+    let upward: Vec<&String> = uses
+        .get("store")
+        .into_iter()
+        .flatten()
+        .filter(|name| !LOW_FLOOR.contains(&name.as_str()) && !BELOW_LOW_FLOOR.contains(&name.as_str()))
+        .collect();
+    assert!(upward.is_empty(), "the store uses modules above it: {upward:?}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ use anyhow::Context;
 use uuid::Uuid;
 
 use crate::postgres::Db;
+use crate::store;
 
 /// Marks a string as a chathub API key (also helps secret scanners).
 pub const KEY_PREFIX: &str = "chk_";
@@ -34,12 +35,7 @@ pub async fn create(db: &Db, name: &str, created_by: Option<Uuid>) -> anyhow::Re
     let secret = format!("{KEY_PREFIX}{}", super::random_token(32));
     let prefix: String = secret.chars().take(KEY_PREFIX.len() + DISPLAY_PREFIX_CHARS).collect();
     let id = Uuid::new_v4();
-    db.get()
-        .await?
-        .execute(
-            "INSERT INTO api_keys (id, name, prefix, key_hash, created_by) VALUES ($1, $2, $3, $4, $5)",
-            &[&id, &name, &prefix, &super::sha256(&secret), &created_by],
-        )
+    store::users::insert_api_key(db, id, name, &prefix, &super::sha256(&secret), created_by)
         .await
         .context("storing the API key")?;
     Ok(NewApiKey { id, name: name.to_owned(), prefix, secret })
@@ -51,12 +47,5 @@ pub async fn verify(db: &Db, secret: &str) -> anyhow::Result<Option<(Uuid, Strin
     if !secret.starts_with(KEY_PREFIX) {
         return Ok(None);
     }
-    let client = db.get().await?;
-    let row = client
-        .query_opt(
-            "UPDATE api_keys SET last_used_at = now() WHERE key_hash = $1 AND revoked_at IS NULL RETURNING id, name",
-            &[&super::sha256(secret)],
-        )
-        .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    Ok(store::users::use_api_key(db, &super::sha256(secret)).await?)
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::domain::Role;
 use crate::postgres::Db;
+use crate::store::staff_logins::{self, NewLoginRow};
 
 /// Cookie name over plain HTTP (local use, tests).
 pub const COOKIE: &str = "chathub_session";
@@ -62,15 +63,9 @@ pub async fn create(
     let token = super::random_token(32);
     let csrf_token = super::random_token(24);
     let expires_at = Utc::now() + lifetimes.absolute;
-    let client = db.get().await?;
-    client
-        .execute(
-            "INSERT INTO staff_sessions (token_hash, user_id, csrf_token, expires_at, ip, user_agent)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&super::sha256(&token), &user_id, &csrf_token, &expires_at, &ip, &user_agent],
-        )
-        .await?;
-    client.execute("UPDATE users SET last_login_at = now() WHERE id = $1", &[&user_id]).await?;
+    let token_hash = super::sha256(&token);
+    let row = NewLoginRow { token_hash: &token_hash, user_id, csrf_token: &csrf_token, expires_at, ip, user_agent };
+    staff_logins::insert(db, row).await?;
     Ok(NewLogin { token, csrf_token, expires_at })
 }
 
@@ -78,39 +73,26 @@ pub async fn create(
 /// (absolute), not idle too long, user not disabled.
 pub async fn lookup(db: &Db, token: &str, lifetimes: Lifetimes) -> anyhow::Result<Option<StaffUser>> {
     let hash = super::sha256(token);
-    let client = db.get().await?;
-    let Some(row) = client
-        .query_opt(
-            "SELECT u.id, u.username, u.role, s.csrf_token, s.last_seen_at
-             FROM staff_sessions s JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = $1 AND NOT u.disabled AND s.expires_at > now()
-               AND s.last_seen_at > now() - make_interval(secs => $2)",
-            &[&hash, &(lifetimes.idle.num_seconds() as f64)],
-        )
-        .await?
-    else {
+    let Some(row) = staff_logins::find_valid(db, &hash, lifetimes.idle.num_seconds() as f64).await? else {
         return Ok(None);
     };
-    let last_seen: DateTime<Utc> = row.get(4);
-    if Utc::now() - last_seen > Duration::seconds(TOUCH_EVERY_SECS) {
-        client.execute("UPDATE staff_sessions SET last_seen_at = now() WHERE token_hash = $1", &[&hash]).await?;
+    if Utc::now() - row.last_seen_at > Duration::seconds(TOUCH_EVERY_SECS) {
+        staff_logins::touch(db, &hash).await?;
     }
-    let role: String = row.get(2);
     Ok(Some(StaffUser {
-        user_id: row.get(0),
-        username: row.get(1),
-        role: role.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
-        csrf_token: row.get(3),
+        user_id: row.user_id,
+        username: row.username,
+        role: row.role.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+        csrf_token: row.csrf_token,
     }))
 }
 
 /// Ends one login.
 pub async fn end(db: &Db, token: &str) -> anyhow::Result<()> {
-    db.get().await?.execute("DELETE FROM staff_sessions WHERE token_hash = $1", &[&super::sha256(token)]).await?;
-    Ok(())
+    Ok(staff_logins::delete(db, &super::sha256(token)).await?)
 }
 
 /// Ends every login of a user (disabled, role changed, password reset).
 pub async fn end_all_for(db: &Db, user_id: Uuid) -> anyhow::Result<u64> {
-    Ok(db.get().await?.execute("DELETE FROM staff_sessions WHERE user_id = $1", &[&user_id]).await?)
+    Ok(staff_logins::delete_all_for(db, user_id).await?)
 }

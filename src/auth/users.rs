@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::passwords;
 use crate::domain::Role;
 use crate::postgres::Db;
+use crate::store;
 
 /// Username of the admin made on first start.
 pub const FIRST_ADMIN: &str = "admin";
@@ -34,18 +35,8 @@ pub async fn create(db: &Db, username: &str, password: String, role: Role) -> Re
     validate_username(username)?;
     let phc = passwords::hash(password).await?;
     let id = Uuid::new_v4();
-    let inserted = db
-        .get()
-        .await
-        .context("connecting to PostgreSQL")?
-        .execute(
-            "INSERT INTO users (id, username, password_hash, role) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (username) DO NOTHING",
-            &[&id, &username, &phc, &role.as_str()],
-        )
-        .await
-        .context("storing the user")?;
-    if inserted == 0 {
+    let inserted = store::users::insert(db, id, username, &phc, role).await.context("storing the user")?;
+    if !inserted {
         return Err(CreateUserError::Exists(username.to_owned()));
     }
     Ok(id)
@@ -55,9 +46,7 @@ pub async fn create(db: &Db, username: &str, password: String, role: Role) -> Re
 /// a random password that is printed once (it is never stored in clear).
 /// Two nodes starting together create it once: the insert is conditional.
 pub async fn ensure_first_admin(db: &Db, admin_password: Option<&str>) -> anyhow::Result<()> {
-    let client = db.get().await?;
-    let count: i64 = client.query_one("SELECT count(*) FROM users", &[]).await?.get(0);
-    if count > 0 {
+    if store::users::any(db).await? {
         return Ok(());
     }
     let (password, generated) = match admin_password {
@@ -67,15 +56,7 @@ pub async fn ensure_first_admin(db: &Db, admin_password: Option<&str>) -> anyhow
     let phc = passwords::hash(password.clone())
         .await
         .context("ADMIN_PASSWORD is not acceptable")?;
-    let inserted = client
-        .execute(
-            "INSERT INTO users (id, username, password_hash, role)
-             SELECT $1, $2, $3, 'admin' WHERE NOT EXISTS (SELECT 1 FROM users)
-             ON CONFLICT (username) DO NOTHING",
-            &[&Uuid::new_v4(), &FIRST_ADMIN, &phc],
-        )
-        .await?;
-    if inserted == 1 {
+    if store::users::insert_first_admin(db, FIRST_ADMIN, &phc).await? {
         if generated {
             // Deliberately the one place a secret reaches the log: there is no
             // other way to hand the first password to the operator. It is

@@ -34,22 +34,15 @@ pub async fn login(req: HttpRequest, body: web::Json<Login>, state: web::Data<Ap
     let Login { username, password } = body.into_inner();
     // Counted before any hashing, so parallel guesses cannot slip past the limit.
     let attempt = state.login_throttle.begin(ip, &username).map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })?;
-    let row = match state.db.get().await {
-        Ok(client) => client
-            .query_opt("SELECT id, password_hash, role FROM users WHERE username = $1 AND NOT disabled", &[&username])
-            .await
-            .map_err(ApiError::from),
-        Err(e) => Err(e.into()),
-    };
-    let row = match row {
+    let row = match crate::store::users::login_candidate(&state.db, &username).await {
         Ok(row) => row,
         Err(e) => {
             state.login_throttle.abandoned(attempt);
-            return Err(e);
+            return Err(e.into());
         }
     };
     // Unknown users are checked against a dummy hash: same time, same answer.
-    let stored = row.as_ref().map(|r| r.get::<_, String>(1));
+    let stored = row.as_ref().map(|(_, phc, _)| phc.clone());
     match passwords::verify(password, stored).await {
         Ok(true) => {}
         Ok(false) => return Err(ApiError::InvalidCredentials),
@@ -60,7 +53,7 @@ pub async fn login(req: HttpRequest, body: web::Json<Login>, state: web::Data<Ap
     }
     let row = row.expect("verified users exist");
     state.login_throttle.succeeded(attempt);
-    let (id, role): (uuid::Uuid, String) = (row.get(0), row.get(2));
+    let (id, _, role) = row;
     let user_agent = req.headers().get("user-agent").and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect());
     let login = staff_sessions::create(&state.db, id, staff_sessions::Lifetimes::of(&state.config), Some(ip.to_string()), user_agent).await?;
     let https = is_https(&req);

@@ -1,0 +1,214 @@
+//! `users` and `api_keys`: staff accounts and machine keys. Passwords arrive
+//! here already hashed (argon2id PHC strings) and keys as SHA-256 digests;
+//! no secret in clear ever reaches a statement.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::domain::Role;
+use crate::postgres::Db;
+use crate::protocol::{rfc3339, rfc3339_opt};
+
+/// A staff account as admins see it (`GET /api/users`).
+#[derive(Debug, Serialize)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub username: String,
+    pub role: String,
+    pub disabled: bool,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_opt")]
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+const USER_COLUMNS: &str = "id, username, role, disabled, created_at, last_login_at";
+
+impl UserRow {
+    fn from_row(row: &tokio_postgres::Row) -> Self {
+        Self {
+            id: row.get(0),
+            username: row.get(1),
+            role: row.get(2),
+            disabled: row.get(3),
+            created_at: row.get(4),
+            last_login_at: row.get(5),
+        }
+    }
+}
+
+/// Every account, by username.
+pub async fn list(db: &Db) -> Result<Vec<UserRow>, StoreError> {
+    let rows = db.get().await?.query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"), &[]).await?;
+    Ok(rows.iter().map(UserRow::from_row).collect())
+}
+
+pub async fn find(db: &Db, id: Uuid) -> Result<UserRow, StoreError> {
+    let row = db.get().await?.query_opt(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"), &[&id]).await?;
+    row.as_ref().map(UserRow::from_row).ok_or(StoreError::NotFound("user"))
+}
+
+/// Stores a new account; `false` if the username is taken.
+pub async fn insert(db: &Db, id: Uuid, username: &str, password_hash: &str, role: Role) -> Result<bool, StoreError> {
+    let inserted = db
+        .get()
+        .await?
+        .execute(
+            "INSERT INTO users (id, username, password_hash, role) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (username) DO NOTHING",
+            &[&id, &username, &password_hash, &role.as_str()],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Whether any account exists (the first admin is made only when none does).
+pub async fn any(db: &Db) -> Result<bool, StoreError> {
+    let count: i64 = db.get().await?.query_one("SELECT count(*) FROM users", &[]).await?.get(0);
+    Ok(count > 0)
+}
+
+/// Stores the first admin only if there is still no account at all, so two
+/// nodes starting together make it once; `true` if this call made it.
+pub async fn insert_first_admin(db: &Db, username: &str, password_hash: &str) -> Result<bool, StoreError> {
+    let inserted = db
+        .get()
+        .await?
+        .execute(
+            "INSERT INTO users (id, username, password_hash, role)
+             SELECT $1, $2, $3, 'admin' WHERE NOT EXISTS (SELECT 1 FROM users)
+             ON CONFLICT (username) DO NOTHING",
+            &[&Uuid::new_v4(), &username, &password_hash],
+        )
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// What a login checks: the account's id, password hash and role, if it
+/// exists and is not disabled.
+pub async fn login_candidate(db: &Db, username: &str) -> Result<Option<(Uuid, String, String)>, StoreError> {
+    let row = db
+        .get()
+        .await?
+        .query_opt("SELECT id, password_hash, role FROM users WHERE username = $1 AND NOT disabled", &[&username])
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+}
+
+/// A change to an account; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<String>,
+}
+
+/// Applies `change`, refusing (`Conflict`) to demote or disable the last
+/// active admin. Admin changes are serialised so two requests cannot remove
+/// the last two admins at once.
+pub async fn update(db: &Db, id: Uuid, change: UserChange) -> Result<UserRow, StoreError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    let current = tx
+        .query_opt("SELECT role, disabled FROM users WHERE id = $1 FOR UPDATE", &[&id])
+        .await?
+        .ok_or(StoreError::NotFound("user"))?;
+    let (was_role, was_disabled): (String, bool) = (current.get(0), current.get(1));
+    let stays_admin = change.role.map_or(was_role == "admin", |r| r == Role::Admin) && !change.disabled.unwrap_or(was_disabled);
+    if was_role == "admin" && !was_disabled && !stays_admin {
+        tx.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE", &[]).await?;
+        let other_admins: i64 = tx
+            .query_one("SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled AND id <> $1", &[&id])
+            .await?
+            .get(0);
+        if other_admins == 0 {
+            return Err(StoreError::Conflict("this is the last active admin".into()));
+        }
+    }
+    let row = tx
+        .query_one(
+            &format!(
+                "UPDATE users SET role = COALESCE($2, role), disabled = COALESCE($3, disabled),
+                    password_hash = COALESCE($4, password_hash), updated_at = now()
+                 WHERE id = $1 RETURNING {USER_COLUMNS}"
+            ),
+            &[&id, &change.role.map(|r| r.as_str()), &change.disabled, &change.password_hash],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(UserRow::from_row(&row))
+}
+
+/// A machine key as admins see it (never the key itself).
+#[derive(Debug, Serialize)]
+pub struct ApiKeyRow {
+    pub id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_opt")]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339_opt")]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Every key, newest first.
+pub async fn list_api_keys(db: &Db) -> Result<Vec<ApiKeyRow>, StoreError> {
+    let rows = db
+        .get()
+        .await?
+        .query("SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at DESC", &[])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ApiKeyRow {
+            id: r.get(0),
+            name: r.get(1),
+            prefix: r.get(2),
+            created_at: r.get(3),
+            last_used_at: r.get(4),
+            revoked_at: r.get(5),
+        })
+        .collect())
+}
+
+/// Stores a key by its SHA-256 and display prefix.
+pub async fn insert_api_key(db: &Db, id: Uuid, name: &str, prefix: &str, key_hash: &[u8], created_by: Option<Uuid>) -> Result<(), StoreError> {
+    db.get()
+        .await?
+        .execute(
+            "INSERT INTO api_keys (id, name, prefix, key_hash, created_by) VALUES ($1, $2, $3, $4, $5)",
+            &[&id, &name, &prefix, &key_hash, &created_by],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The live (unrevoked) key with this hash, marked as used now.
+pub async fn use_api_key(db: &Db, key_hash: &[u8]) -> Result<Option<(Uuid, String)>, StoreError> {
+    let row = db
+        .get()
+        .await?
+        .query_opt(
+            "UPDATE api_keys SET last_used_at = now() WHERE key_hash = $1 AND revoked_at IS NULL RETURNING id, name",
+            &[&key_hash],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Revokes a live key; `NotFound` if there is none with this id.
+pub async fn revoke_api_key(db: &Db, id: Uuid) -> Result<(), StoreError> {
+    let changed = db
+        .get()
+        .await?
+        .execute("UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", &[&id])
+        .await?;
+    if changed == 0 {
+        return Err(StoreError::NotFound("API key"));
+    }
+    Ok(())
+}
