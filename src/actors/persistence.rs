@@ -313,33 +313,34 @@ type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
 /// The rows of conversations whose first message is in this batch.
 async fn insert_new_sessions(tx: &Tx<'_>, writes: &[SessionWrite]) -> anyhow::Result<()> {
-    for write in writes {
-        if let Some(new) = &write.create {
-            let statement = tx
-                .prepare_cached(
-                    "INSERT INTO sessions (id, channel, external_id, site_id, visitor_token_hash,
-                        customer_name, customer_email, customer_phone, metadata, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-                )
-                .await?;
-            tx.execute(
-                &statement,
-                &[
-                    &write.session_id.0,
-                    &new.channel.as_str(),
-                    &new.external_id,
-                    &new.site_id,
-                    &new.visitor_token_hash,
-                    &new.customer.name,
-                    &new.customer.email,
-                    &new.customer.phone,
-                    &new.metadata,
-                    &new.created_at,
-                ],
-            )
-            .await?;
-        }
+    let new: Vec<(&SessionWrite, &NewSessionRow)> = writes.iter().filter_map(|w| w.create.as_ref().map(|n| (w, n))).collect();
+    if new.is_empty() {
+        return Ok(());
     }
+    // One statement for all of them: a burst of visitors writing their
+    // first message costs one round trip, not one per conversation.
+    let ids: Vec<Uuid> = new.iter().map(|(w, _)| w.session_id.0).collect();
+    let channels: Vec<&str> = new.iter().map(|(_, n)| n.channel.as_str()).collect();
+    let external_ids: Vec<Option<&str>> = new.iter().map(|(_, n)| n.external_id.as_deref()).collect();
+    let site_ids: Vec<Option<Uuid>> = new.iter().map(|(_, n)| n.site_id).collect();
+    let tokens: Vec<Option<&[u8]>> = new.iter().map(|(_, n)| n.visitor_token_hash.as_deref()).collect();
+    let names: Vec<Option<&str>> = new.iter().map(|(_, n)| n.customer.name.as_deref()).collect();
+    let emails: Vec<Option<&str>> = new.iter().map(|(_, n)| n.customer.email.as_deref()).collect();
+    let phones: Vec<Option<&str>> = new.iter().map(|(_, n)| n.customer.phone.as_deref()).collect();
+    let metadata: Vec<&Value> = new.iter().map(|(_, n)| &n.metadata).collect();
+    let created: Vec<DateTime<Utc>> = new.iter().map(|(_, n)| n.created_at).collect();
+    let statement = tx
+        .prepare_cached(
+            "INSERT INTO sessions (id, channel, external_id, site_id, visitor_token_hash,
+                customer_name, customer_email, customer_phone, metadata, created_at, updated_at)
+             SELECT id, channel, external_id, site_id, token, name, email, phone, metadata, created_at, created_at
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bytea[], $6::text[], $7::text[],
+                         $8::text[], $9::jsonb[], $10::timestamptz[])
+                  AS u(id, channel, external_id, site_id, token, name, email, phone, metadata, created_at)",
+        )
+        .await?;
+    tx.execute(&statement, &[&ids, &channels, &external_ids, &site_ids, &tokens, &names, &emails, &phones, &metadata, &created])
+        .await?;
     Ok(())
 }
 
