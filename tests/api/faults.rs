@@ -126,22 +126,7 @@ async fn relay_ids_are_kept_per_conversation_and_cannot_block_a_real_messenger_m
     // A relay message whose id is a real mid cannot take it from Messenger.
     let squat = relay(json!({"session_id": "PSID-C", "messages": [{"id": "m_X", "role": "visitor", "text": "squat"}]})).await.unwrap();
     assert_eq!(squat.status(), 200);
-    let body = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "PAGE", "time": 1, "messaging": [
-        {"sender": {"id": "PSID-REAL"}, "recipient": {"id": "PAGE"}, "timestamp": 1, "message": {"mid": "m_X", "text": "real"}}
-    ]}]}))
-    .unwrap();
-    let signature = chathub::channels::sign(APP_SECRET, &body);
-    let status = app
-        .http
-        .post(app.url("/webhooks/messenger"))
-        .header("content-type", "application/json")
-        .header("x-hub-signature-256", signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(messenger_webhook(&app, "PSID-REAL", "m_X", "real").await, 200);
     let db = app.db().await;
     let stored: i64 = db
         .query_one("SELECT count(*) FROM messages m JOIN sessions s ON s.id = m.session_id WHERE s.external_id = 'PSID-REAL' AND m.role = 'visitor'", &[])
@@ -157,6 +142,37 @@ async fn relay_ids_are_kept_per_conversation_and_cannot_block_a_real_messenger_m
     ] {
         assert_eq!(relay(body.clone()).await.unwrap().status(), 400, "{body}");
     }
+}
+
+/// Posts a signed Messenger webhook with one message; returns the status.
+async fn messenger_webhook(app: &TestApp, psid: &str, mid: &str, text: &str) -> u16 {
+    let body = serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "PAGE", "time": 1, "messaging": [
+        {"sender": {"id": psid}, "recipient": {"id": "PAGE"}, "timestamp": 1, "message": {"mid": mid, "text": text}}
+    ]}]}))
+    .unwrap();
+    let signature = chathub::channels::sign(APP_SECRET, &body);
+    let request = app.http.post(app.url("/webhooks/messenger")).header("content-type", "application/json");
+    request.header("x-hub-signature-256", signature).body(body).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn a_channel_message_id_held_by_another_conversation_is_answered_at_once_never_with_a_retry() {
+    let app = TestApp::spawn_with(|c| c.messenger_app_secret = Some(APP_SECRET.into())).await;
+    assert_eq!(messenger_webhook(&app, "PSID-ONE", "m_same", "first").await, 200);
+    // The same mid from another sender can never be stored: 200 (skipped and
+    // logged) on the first delivery, not a 503 that Meta would retry for hours.
+    assert_eq!(messenger_webhook(&app, "PSID-TWO", "m_same", "second").await, 200);
+    let db = app.db().await;
+    let texts: Vec<String> = db
+        .query("SELECT text FROM messages WHERE external_id = 'm_same'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(texts, ["first"]);
+    let logged: i64 = db.query_one("SELECT count(*) FROM errors WHERE source = 'webhook'", &[]).await.unwrap().get(0);
+    assert_eq!(logged, 1, "the skipped message is in the errors view");
 }
 
 #[tokio::test]

@@ -83,11 +83,19 @@ impl ChatSession {
             Err(e) => {
                 tracing::warn!(session = %self.id, error = %e, "a conversation write failed; re-reading what was stored");
                 metrics::counter!("chathub_write_reconciliations_total").increment(1);
-                // Senders hear at once that it is not stored for sure, and
-                // resend with the same id: a resend joins the message being
-                // reconciled, and is acked if the re-read finds it stored.
-                let told: Vec<(Vec<AckTo>, Option<String>)> =
-                    self.in_flight.iter_mut().map(|p| (std::mem::take(&mut p.ack_to), p.client_msg_id.clone())).collect();
+                // Socket and HTTP senders hear at once that it is not stored
+                // for sure, and resend with the same id: a resend joins the
+                // message being reconciled, and is acked if the re-read finds
+                // it stored. A channel's message (webhook, relay) waits for
+                // the re-read instead (its request gives up after 10 s), so
+                // one that can never be stored is answered as a conflict, not
+                // with a retry that cannot succeed.
+                let told: Vec<(Vec<AckTo>, Option<String>)> = self
+                    .in_flight
+                    .iter_mut()
+                    .filter(|p| p.external_id.is_none())
+                    .map(|p| (std::mem::take(&mut p.ack_to), p.client_msg_id.clone()))
+                    .collect();
                 for (targets, id) in told {
                     self.acknowledge(targets, id.as_deref(), Err(e.clone()));
                 }
