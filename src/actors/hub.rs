@@ -281,17 +281,14 @@ impl Hub {
         let db = self.db.clone();
         let source = source.to_owned();
         actix::spawn(async move {
-            let outcome = async {
-                db.get()
-                    .await?
-                    .execute(
-                        "INSERT INTO errors (source, message, details, session_id) VALUES ($1, $2, $3, $4)",
-                        &[&source, &message, &details, &session_id.map(|s| s.0)],
-                    )
-                    .await?;
-                anyhow::Ok(())
+            let error = crate::store::errors::NewError {
+                source: &source,
+                workflow: None,
+                message: &message,
+                details: Some(&details),
+                session_id: session_id.map(|s| s.0),
             };
-            if let Err(e) = outcome.await {
+            if let Err(e) = crate::store::errors::insert(&db, error).await {
                 tracing::error!(error = %e, %source, %message, "could not record an error row");
             }
         });

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::ApiError;
 use crate::sessions::page_params;
 use crate::state::AppState;
+use crate::store;
 use crate::protocol::rfc3339;
 
 const MAX_FIELD_CHARS: usize = 200;
@@ -45,19 +46,15 @@ pub async fn create(body: web::Json<NewError>, state: web::Data<AppState>) -> Re
     if e.details.as_ref().is_some_and(|d| d.to_string().len() > MAX_DETAILS_BYTES) {
         return Err(ApiError::invalid("invalid_field", "details is too large"));
     }
-    let client = state.db.get().await?;
-    // An unknown session id is kept out rather than refused: the report matters more.
-    let session_id = match e.session_id {
-        Some(id) => client.query_opt("SELECT id FROM sessions WHERE id = $1", &[&id]).await?.map(|r| r.get::<_, Uuid>(0)),
-        None => None,
+    let error = store::errors::NewError {
+        source: &e.source,
+        workflow: e.workflow.as_deref(),
+        message: &e.message,
+        details: e.details.as_ref(),
+        session_id: e.session_id,
     };
-    let row = client
-        .query_one(
-            "INSERT INTO errors (source, workflow, message, details, session_id) VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at",
-            &[&e.source, &e.workflow, &e.message, &e.details, &session_id],
-        )
-        .await?;
-    Ok(HttpResponse::Created().json(json!({ "id": row.get::<_, i64>(0), "created_at": rfc3339::format(&row.get(1)) })))
+    let (id, created_at) = store::errors::insert(&state.db, error).await?;
+    Ok(HttpResponse::Created().json(json!({ "id": id, "created_at": rfc3339::format(&created_at) })))
 }
 
 #[derive(Deserialize)]
@@ -69,32 +66,7 @@ pub struct ErrorsQuery {
 
 pub async fn list(query: web::Query<ErrorsQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let (page, per_page) = page_params(query.page, query.per_page)?;
-    let client = state.db.get().await?;
-    let source = query.source.clone().filter(|s| !s.is_empty());
-    let total: i64 = client
-        .query_one("SELECT count(*) FROM errors WHERE $1::text IS NULL OR source = $1", &[&source])
-        .await?
-        .get(0);
-    let rows = client
-        .query(
-            "SELECT id, source, workflow, message, details, session_id, created_at FROM errors
-             WHERE $1::text IS NULL OR source = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-            &[&source, &per_page, &((page - 1) * per_page)],
-        )
-        .await?;
-    let errors: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.get::<_, i64>(0),
-                "source": r.get::<_, String>(1),
-                "workflow": r.get::<_, Option<String>>(2),
-                "message": r.get::<_, String>(3),
-                "details": r.get::<_, Option<Value>>(4),
-                "session_id": r.get::<_, Option<Uuid>>(5),
-                "created_at": rfc3339::format(&r.get(6)),
-            })
-        })
-        .collect();
+    let source = query.source.as_deref().filter(|s| !s.is_empty());
+    let (errors, total) = store::errors::page(&state.db, source, per_page, (page - 1) * per_page).await?;
     Ok(HttpResponse::Ok().json(json!({ "errors": errors, "total": total, "page": page, "per_page": per_page })))
 }

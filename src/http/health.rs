@@ -12,11 +12,7 @@ use crate::state::AppState;
 const HEALTH_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
-    let probe = async {
-        let client = state.db.get().await?;
-        client.query_one("SELECT 1", &[]).await?;
-        anyhow::Ok(())
-    };
+    let probe = crate::store::ping(&state.db);
     match tokio::time::timeout(HEALTH_DB_TIMEOUT, probe).await {
         Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "ok", "database": "ok" })),
         outcome => {

@@ -312,7 +312,15 @@ pub async fn escalations(state: web::Data<AppState>) -> Result<HttpResponse, Api
     let mut page = sessions::list(&state.db, &filter, 1, sessions::MAX_PER_PAGE, state.config.inactive_after_hours).await?;
     let rank = |p: &str| PRIORITIES.iter().position(|x| *x == p).unwrap_or(1);
     page.sessions.sort_by(|a, b| rank(&b.priority).cmp(&rank(&a.priority)).then(a.escalated_at.cmp(&b.escalated_at)));
-    Ok(HttpResponse::Ok().json(json!({ "count": page.total, "sessions": page.sessions })))
+    // The list's one pagination shape, plus the documented `count`. One page:
+    // the most urgent `MAX_PER_PAGE` (the sort by priority happens here).
+    Ok(HttpResponse::Ok().json(json!({
+        "count": page.total,
+        "sessions": page.sessions,
+        "total": page.total,
+        "page": 1,
+        "per_page": sessions::MAX_PER_PAGE,
+    })))
 }
 
 pub async fn claim(id: web::Path<Uuid>, user: StaffUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -4,11 +4,23 @@
 //! HTTP edge maps into the one JSON error shape.
 //!
 //! Moved here so far: staff users and API keys (`users`), staff logins
-//! (`staff_logins`). The rest of the SQL (sessions, messages, sites, rules,
-//! outbox, errors) still sits beside its callers and moves next.
+//! (`staff_logins`), the errors log (`errors`), the deliveries view of the
+//! outbox (`deliveries`) and the health probe. The rest of the SQL
+//! (sessions, messages, sites, rules, the notifier's outbox claims) still
+//! sits beside its callers and moves next.
 
+pub mod deliveries;
+pub mod errors;
 pub mod staff_logins;
 pub mod users;
+
+use crate::postgres::Db;
+
+/// A round trip to PostgreSQL (the health check).
+pub async fn ping(db: &Db) -> Result<(), StoreError> {
+    db.get().await?.query_one("SELECT 1", &[]).await?;
+    Ok(())
+}
 
 use crate::error::ApiError;
 

@@ -377,6 +377,7 @@ async fn an_escalation_is_listed_counted_and_claimed() {
     let agent = app.staff("agnes", "agent").await;
     let (_, escalations) = agent.get("/api/escalations").await;
     assert_eq!(escalations["count"], 1);
+    assert_eq!((escalations["total"].clone(), escalations["page"].clone()), (json!(1), json!(1)), "the one pagination shape");
     let id = escalations["sessions"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(escalations["sessions"][0]["handler"], "human", "the AI is paused");
     let (status, claimed) = agent.call("POST", &format!("/api/sessions/{id}/claim"), None).await;
