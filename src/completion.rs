@@ -113,17 +113,9 @@ impl RuleSet {
     /// Loads and compiles the enabled rules. A rule that no longer compiles
     /// is skipped with a warning rather than stopping every other rule.
     pub async fn load(db: &Db, booking_url: &str) -> anyhow::Result<Self> {
-        let rows = db
-            .get()
-            .await?
-            .query(
-                "SELECT name, kind, pattern FROM completion_rules WHERE enabled ORDER BY position, name",
-                &[],
-            )
-            .await?;
+        let rows = crate::store::rules::enabled(db).await?;
         let mut rules = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (name, kind, pattern): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        for (name, kind, pattern) in rows {
             match Rule::compile(&name, &kind, &pattern, booking_url) {
                 Ok(rule) => rules.push(rule),
                 Err(e) => tracing::warn!(rule = %name, error = %e, "skipping a completion rule that does not compile"),

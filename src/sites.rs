@@ -37,23 +37,16 @@ impl Site {
 }
 
 pub async fn find_by_key(db: &Db, key: &str) -> anyhow::Result<Option<Site>> {
-    let row = db
-        .get()
-        .await?
-        .query_opt(
-            "SELECT id, key, name, allowed_origins, greeting, color, position, prechat_form FROM sites WHERE key = $1",
-            &[&key],
-        )
-        .await?;
+    let row = crate::store::sites::find(db, key).await?;
     Ok(row.map(|r| Site {
-        id: r.get(0),
-        key: r.get(1),
-        name: r.get(2),
-        allowed_origins: r.get(3),
-        greeting: r.get(4),
-        color: r.get(5),
-        position: r.get(6),
-        prechat_form: r.get(7),
+        id: r.id,
+        key: r.key,
+        name: r.name,
+        allowed_origins: r.allowed_origins,
+        greeting: r.greeting,
+        color: r.color,
+        position: r.position,
+        prechat_form: r.prechat_form,
     }))
 }
 

@@ -5,27 +5,17 @@
 
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::ApiError;
 use crate::completion::{Rule, RuleSet};
 use crate::sites::DEFAULT_SITE;
 use crate::state::AppState;
-use crate::protocol::rfc3339;
+use crate::store;
 
-const SITE_COLUMNS: &str = "id, key, name, allowed_origins, greeting, color, position, prechat_form, created_at";
 const MAX_ORIGINS: usize = 50;
 const MAX_TEXT_CHARS: usize = 1000;
-
-fn site_json(r: &tokio_postgres::Row) -> Value {
-    json!({
-        "id": r.get::<_, Uuid>(0), "key": r.get::<_, String>(1), "name": r.get::<_, String>(2),
-        "allowed_origins": r.get::<_, Vec<String>>(3), "greeting": r.get::<_, Option<String>>(4),
-        "color": r.get::<_, String>(5), "position": r.get::<_, String>(6), "prechat_form": r.get::<_, bool>(7),
-        "created_at": rfc3339::format(&r.get(8)),
-    })
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,32 +67,28 @@ fn validate_site(body: &SiteBody) -> Result<(), ApiError> {
 }
 
 pub async fn list_sites(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.get().await?.query(&format!("SELECT {SITE_COLUMNS} FROM sites ORDER BY key"), &[]).await?;
-    Ok(HttpResponse::Ok().json(json!({ "sites": rows.iter().map(site_json).collect::<Vec<_>>() })))
+    Ok(HttpResponse::Ok().json(json!({ "sites": store::sites::list(&state.db).await? })))
+}
+
+fn site_fields(body: SiteBody) -> store::sites::SiteFields {
+    store::sites::SiteFields {
+        name: body.name,
+        allowed_origins: body.allowed_origins,
+        greeting: body.greeting,
+        color: body.color,
+        position: body.position,
+        prechat_form: body.prechat_form,
+    }
 }
 
 pub async fn create_site(body: web::Json<SiteBody>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     validate_site(&body)?;
-    let (Some(key), Some(name)) = (&body.key, &body.name) else {
+    let (Some(key), Some(name)) = (body.key.clone(), body.name.clone()) else {
         return Err(ApiError::invalid("missing_field", "key and name are required"));
     };
-    let row = state
-        .db
-        .get()
-        .await?
-        .query_opt(
-            &format!(
-                "INSERT INTO sites (id, key, name, allowed_origins, greeting, color, position, prechat_form)
-                 VALUES ($1, $2, $3, $4, $5, COALESCE($6, '#0d6efd'), COALESCE($7, 'right'), COALESCE($8, false))
-                 ON CONFLICT (key) DO NOTHING RETURNING {SITE_COLUMNS}"
-            ),
-            &[&Uuid::new_v4(), key, name, &body.allowed_origins.clone().unwrap_or_default(), &body.greeting.clone().flatten(),
-              &body.color, &body.position, &body.prechat_form],
-        )
-        .await?
-        .ok_or_else(|| ApiError::Conflict(format!("a site with key {key:?} exists")))?;
-    Ok(HttpResponse::Created().json(site_json(&row)))
+    let site = store::sites::insert(&state.db, &key, &name, &site_fields(body)).await?;
+    Ok(HttpResponse::Created().json(site))
 }
 
 pub async fn update_site(key: web::Path<String>, body: web::Json<SiteBody>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -111,48 +97,18 @@ pub async fn update_site(key: web::Path<String>, body: web::Json<SiteBody>, stat
         return Err(ApiError::invalid("invalid_key", "a site's key cannot change (widgets use it)"));
     }
     validate_site(&body)?;
-    let row = state
-        .db
-        .get()
-        .await?
-        .query_opt(
-            &format!(
-                "UPDATE sites SET name = COALESCE($2, name), allowed_origins = COALESCE($3, allowed_origins),
-                    greeting = CASE WHEN $4 THEN $5 ELSE greeting END, color = COALESCE($6, color),
-                    position = COALESCE($7, position), prechat_form = COALESCE($8, prechat_form), updated_at = now()
-                 WHERE key = $1 RETURNING {SITE_COLUMNS}"
-            ),
-            &[&*key, &body.name, &body.allowed_origins, &body.greeting.is_some(), &body.greeting.clone().flatten(),
-              &body.color, &body.position, &body.prechat_form],
-        )
-        .await?
-        .ok_or(ApiError::NotFound("site"))?;
-    Ok(HttpResponse::Ok().json(site_json(&row)))
+    Ok(HttpResponse::Ok().json(store::sites::update(&state.db, &key, &site_fields(body)).await?))
 }
 
 pub async fn delete_site(key: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if key.as_str() == DEFAULT_SITE {
         return Err(ApiError::Conflict("the default site cannot be deleted".into()));
     }
-    let deleted = state.db.get().await?.execute("DELETE FROM sites WHERE key = $1", &[&*key]).await?;
-    if deleted == 0 {
-        return Err(ApiError::NotFound("site"));
-    }
+    store::sites::delete(&state.db, &key).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 // ---- completion rules ------------------------------------------------------
-
-const RULE_COLUMNS: &str = "id, name, kind, pattern, enabled, position, fire_count, last_fired_at";
-
-fn rule_json(r: &tokio_postgres::Row) -> Value {
-    json!({
-        "id": r.get::<_, Uuid>(0), "name": r.get::<_, String>(1), "kind": r.get::<_, String>(2),
-        "pattern": r.get::<_, String>(3), "enabled": r.get::<_, bool>(4), "position": r.get::<_, i32>(5),
-        "fire_count": r.get::<_, i64>(6),
-        "last_fired_at": rfc3339::format_opt(r.get(7)),
-    })
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,8 +137,8 @@ fn check_rule(name: &str, kind: &str, pattern: &str, booking_url: &str) -> Resul
 }
 
 pub async fn list_rules(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.get().await?.query(&format!("SELECT {RULE_COLUMNS} FROM completion_rules ORDER BY position, name"), &[]).await?;
-    Ok(HttpResponse::Ok().json(json!({ "rules": rows.iter().map(rule_json).collect::<Vec<_>>(), "booking_url": state.config.booking_url })))
+    let rules = store::rules::list(&state.db).await?;
+    Ok(HttpResponse::Ok().json(json!({ "rules": rules, "booking_url": state.config.booking_url })))
 }
 
 pub async fn create_rule(body: web::Json<RuleBody>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -191,58 +147,27 @@ pub async fn create_rule(body: web::Json<RuleBody>, state: web::Data<AppState>) 
         return Err(ApiError::invalid("missing_field", "name, kind and pattern are required"));
     };
     check_rule(name, kind, pattern, &state.config.booking_url)?;
-    let row = state
-        .db
-        .get()
-        .await?
-        .query_opt(
-            &format!(
-                "INSERT INTO completion_rules (id, name, kind, pattern, enabled, position)
-                 VALUES ($1, $2, $3, $4, COALESCE($5, true), COALESCE($6, 100))
-                 ON CONFLICT (name) DO NOTHING RETURNING {RULE_COLUMNS}"
-            ),
-            &[&Uuid::new_v4(), name, kind, pattern, &body.enabled, &body.position],
-        )
-        .await?
-        .ok_or_else(|| ApiError::Conflict(format!("a rule named {name:?} exists")))?;
+    let fields = store::rules::RuleFields { name, kind, pattern, enabled: body.enabled, position: body.position };
+    let rule = store::rules::insert(&state.db, &fields).await?;
     reload(&state).await?;
-    Ok(HttpResponse::Created().json(rule_json(&row)))
+    Ok(HttpResponse::Created().json(rule))
 }
 
 pub async fn update_rule(id: web::Path<Uuid>, body: web::Json<RuleBody>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let client = state.db.get().await?;
-    let current = client
-        .query_opt("SELECT name, kind, pattern FROM completion_rules WHERE id = $1", &[&*id])
-        .await?
-        .ok_or(ApiError::NotFound("rule"))?;
-    let name = body.name.clone().unwrap_or_else(|| current.get(0));
-    let kind = body.kind.clone().unwrap_or_else(|| current.get(1));
-    let pattern = body.pattern.clone().unwrap_or_else(|| current.get(2));
+    let (name, kind, pattern) = store::rules::definition(&state.db, *id).await?;
+    let name = body.name.clone().unwrap_or(name);
+    let kind = body.kind.clone().unwrap_or(kind);
+    let pattern = body.pattern.clone().unwrap_or(pattern);
     check_rule(&name, &kind, &pattern, &state.config.booking_url)?;
-    let row = client
-        .query_one(
-            &format!(
-                "UPDATE completion_rules SET name = $2, kind = $3, pattern = $4, enabled = COALESCE($5, enabled),
-                    position = COALESCE($6, position), updated_at = now() WHERE id = $1 RETURNING {RULE_COLUMNS}"
-            ),
-            &[&*id, &name, &kind, &pattern, &body.enabled, &body.position],
-        )
-        .await
-        .map_err(|e| match e.code() {
-            Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => ApiError::Conflict(format!("a rule named {name:?} exists")),
-            _ => e.into(),
-        })?;
-    drop(client);
+    let fields = store::rules::RuleFields { name: &name, kind: &kind, pattern: &pattern, enabled: body.enabled, position: body.position };
+    let rule = store::rules::update(&state.db, *id, &fields).await?;
     reload(&state).await?;
-    Ok(HttpResponse::Ok().json(rule_json(&row)))
+    Ok(HttpResponse::Ok().json(rule))
 }
 
 pub async fn delete_rule(id: web::Path<Uuid>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let deleted = state.db.get().await?.execute("DELETE FROM completion_rules WHERE id = $1", &[&*id]).await?;
-    if deleted == 0 {
-        return Err(ApiError::NotFound("rule"));
-    }
+    store::rules::delete(&state.db, *id).await?;
     reload(&state).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -5,12 +5,15 @@
 //!
 //! Moved here so far: staff users and API keys (`users`), staff logins
 //! (`staff_logins`), the errors log (`errors`), the deliveries view of the
-//! outbox (`deliveries`) and the health probe. The rest of the SQL
-//! (sessions, messages, sites, rules, the notifier's outbox claims) still
-//! sits beside its callers and moves next.
+//! outbox (`deliveries`), sites (`sites`), completion rules (`rules`) and
+//! the health probe. The rest of the SQL (sessions and messages, the
+//! notifier's outbox claims, the persistence batch) still sits beside its
+//! callers and moves next.
 
 pub mod deliveries;
 pub mod errors;
+pub mod rules;
+pub mod sites;
 pub mod staff_logins;
 pub mod users;
 
