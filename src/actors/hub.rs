@@ -123,10 +123,7 @@ impl Hub {
 
     /// The first write of an opened conversation committed its row.
     pub(crate) fn session_saved(&self, id: SessionId) {
-        if let Some((_, row)) = self.unsaved.remove(&id) {
-            if let Some(hash) = row.visitor_token_hash {
-                self.unsaved_tokens.remove(&hash);
-            }
+        if self.drop_unsaved(id) {
             metrics::counter!("chathub_sessions_created_total").increment(1);
         }
     }
@@ -134,14 +131,18 @@ impl Hub {
     /// The socket that opened a conversation nobody wrote in has gone (and
     /// no actor holds it): it is forgotten, as if never opened.
     pub fn forget_unsaved(&self, id: SessionId) {
-        if self.live(id).is_some() {
-            return;
+        if self.live(id).is_none() {
+            self.drop_unsaved(id);
         }
-        if let Some((_, row)) = self.unsaved.remove(&id) {
-            if let Some(hash) = row.visitor_token_hash {
-                self.unsaved_tokens.remove(&hash);
-            }
+    }
+
+    /// Removes an unsaved conversation and its token entry; whether it was there.
+    fn drop_unsaved(&self, id: SessionId) -> bool {
+        let Some((_, row)) = self.unsaved.remove(&id) else { return false };
+        if let Some(hash) = row.visitor_token_hash {
+            self.unsaved_tokens.remove(&hash);
         }
+        true
     }
 
     /// The live actor for `id`, rebuilt from PostgreSQL if it was evicted.

@@ -27,6 +27,8 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
+use crate::error::ApiError;
+
 /// Checks waiting for a hashing thread; past it a check is `Busy` at once.
 const HASH_QUEUE: usize = 16;
 /// A check that waited longer than this is answered `Busy` without hashing
@@ -101,12 +103,12 @@ fn verify_in_place(password: &[u8], stored: &str) -> bool {
 }
 
 /// How the HTTP edge answers a password that could not be checked or set.
-impl From<PasswordError> for crate::error::ApiError {
-    fn from(e: crate::auth::passwords::PasswordError) -> Self {
+impl From<PasswordError> for ApiError {
+    fn from(e: PasswordError) -> Self {
         match e {
-            PasswordError::BadLength => crate::error::ApiError::invalid("invalid_password", e.to_string()),
-            PasswordError::Busy => crate::error::ApiError::Busy { retry_after_secs: 1 },
-            PasswordError::Hash(_) => crate::error::ApiError::Internal(e.into()),
+            PasswordError::BadLength => ApiError::invalid("invalid_password", e.to_string()),
+            PasswordError::Busy => ApiError::Busy { retry_after_secs: 1 },
+            PasswordError::Hash(_) => ApiError::Internal(e.into()),
         }
     }
 }

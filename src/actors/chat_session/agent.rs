@@ -58,6 +58,7 @@ impl ChatSession {
             })
             .spawn(ctx);
     }
+
     pub(super) fn agent_answered(&mut self, outcome: Result<AgentReply, AgentError>, took: Duration, ctx: &mut Context<Self>) {
         self.agent_running = false;
         self.set_typing(MessageRole::Ai, false);

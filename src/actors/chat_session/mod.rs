@@ -192,12 +192,15 @@ impl ChatSession {
             idle_since: Instant::now(),
         }
     }
+
     pub(super) fn completion(&self) -> Completion {
         Completion::derive(self.completed_at, self.last_activity, Utc::now(), self.hub.config.inactive_after_hours)
     }
+
     pub(super) fn status_frame(&self) -> ByteString {
         ServerFrame::Status { completion: self.completion(), status: self.status }.encode()
     }
+
     /// One encoded frame shared by every attached socket except `skip`.
     pub(super) fn broadcast(&mut self, frame: &ByteString, skip: &[ConnId]) {
         self.visitors.retain(|v| {
@@ -207,6 +210,7 @@ impl ChatSession {
             !v.is_gone()
         });
     }
+
     pub(super) fn is_idle(&self) -> bool {
         self.visitors.is_empty()
             && !self.writing
@@ -214,9 +218,11 @@ impl ChatSession {
             && !self.agent_running
             && self.idle_since.elapsed() >= Duration::from_secs(self.hub.config.limits.session_idle_evict_secs)
     }
+
     pub(super) fn touch(&mut self) {
         self.idle_since = Instant::now();
     }
+
     /// Pauses (human) or resumes (ai) the agent, telling the visitor.
     pub(super) fn set_handler(&mut self, handler: SessionHandler, ctx: &mut Context<Self>) {
         if self.handler == handler {
@@ -234,6 +240,7 @@ impl ChatSession {
             self.needs_answer = self.transcript.back().is_some_and(|m| m.role == MessageRole::Visitor);
         }
     }
+
     pub(super) fn set_typing(&mut self, role: MessageRole, on: bool) {
         let frame = ServerFrame::Typing { role, on }.encode();
         self.broadcast(&frame, &[]);

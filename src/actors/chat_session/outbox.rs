@@ -21,6 +21,7 @@ impl ChatSession {
             idempotency_key: format!("lead.completed/{}", self.id),
         }
     }
+
     /// The outbox row that carries a reply out to Messenger or WhatsApp
     /// (committed with the message, retried by the notifier).
     pub(super) fn outgoing(&self, text: &str) -> Option<OutboxRow> {
@@ -39,6 +40,7 @@ impl ChatSession {
             idempotency_key: format!("{event_type}/{}", Uuid::new_v4()),
         })
     }
+
     /// Runs the completion rules on an AI or staff message; a match completes
     /// the conversation with this message's write.
     pub(super) fn check_completion(&mut self, text: &str, patch: &mut SessionPatch, outbox: &mut Vec<OutboxRow>) {

@@ -3,7 +3,10 @@
 //! acked, fanned out and remembered once committed. A failed write whose
 //! outcome is unknown is re-read and settled before anything else is written.
 
+use std::collections::BTreeMap;
+
 use super::*;
+use crate::actors::hub::WrittenRow;
 
 impl ChatSession {
     /// Queues a message from staff, the agent or the system. Completion rules
@@ -18,6 +21,7 @@ impl ChatSession {
         self.queued.push_back(Pending { role, text, client_msg_id: None, origin, author_id: None, external_id: None, ack_to: Vec::new(), patch, outbox });
         self.write(ctx);
     }
+
     /// Sends the queued messages as one write, unless one is in flight.
     pub(super) fn write(&mut self, ctx: &mut Context<Self>) {
         if self.writing || self.queued.is_empty() {
@@ -58,6 +62,7 @@ impl ChatSession {
             .map(move |outcome, actor, ctx| actor.written(outcome, views, ctx))
             .spawn(ctx);
     }
+
     /// A write finished: on success, ack, fan out and move on. A write that
     /// was refused before it reached PostgreSQL failed for sure; any other
     /// failure may have committed, so its outcome is re-read first.
@@ -103,6 +108,7 @@ impl ChatSession {
             }
         }
     }
+
     /// The session row is stored: the hub stops offering the conversation
     /// as unsaved.
     pub(super) fn row_stored(&mut self) {
@@ -110,6 +116,7 @@ impl ChatSession {
             self.hub.session_saved(self.id);
         }
     }
+
     /// Re-reads what is stored after `committed_seq` (retrying with backoff
     /// while PostgreSQL is away), then settles the in-flight write.
     pub(super) fn reconcile(&mut self, views: Vec<MessageView>, ctx: &mut Context<Self>) {
@@ -121,36 +128,35 @@ impl ChatSession {
             .map(move |truth, actor, ctx| match truth {
                 Ok(truth) => actor.settle(truth, views, ctx),
                 Err(e) => {
-                    let delay = actor.write_backoff;
-                    actor.write_backoff = (actor.write_backoff * 2).min(WRITE_RETRY_MAX);
+                    let delay = actor.next_backoff();
                     tracing::warn!(session = %actor.id, error = %e, "could not re-read a failed write; trying again");
                     ctx.run_later(delay, move |actor, ctx| actor.reconcile(views, ctx));
                 }
             })
             .spawn(ctx);
     }
+
     /// Settles the in-flight write against what PostgreSQL really holds.
     pub(super) fn settle(&mut self, truth: WrittenSince, views: Vec<MessageView>, ctx: &mut Context<Self>) {
         self.writing = false;
         if truth.session_exists {
             self.row_stored();
         }
-        let mut stored_rows: VecDeque<MessageView> = VecDeque::new();
-        let mut stored_keys: HashMap<(Seq, MessageRole), (Option<String>, Option<String>, String)> = HashMap::new();
-        for row in truth.rows {
-            stored_keys.insert((row.view.seq, row.view.role), (row.client_msg_id.clone(), row.external_id.clone(), row.view.text.clone()));
-            stored_rows.push_back(row.view);
-        }
+        // By seq, in order; what is left after matching was written by someone else.
+        let mut stored_rows: BTreeMap<Seq, WrittenRow> = truth.rows.into_iter().map(|row| (row.view.seq, row)).collect();
         let done = std::mem::take(&mut self.in_flight);
         let mut changed = false;
         let mut failed = Vec::new();
         for (pending, view) in done.into_iter().zip(views) {
             // The whole write is one transaction: its rows are where it put them.
-            let found = stored_keys.get(&(view.seq, pending.role)).is_some_and(|(client, external, text)| {
-                *client == pending.client_msg_id && *external == pending.external_id && *text == pending.text
+            let found = stored_rows.get(&view.seq).is_some_and(|row| {
+                row.view.role == pending.role
+                    && row.client_msg_id == pending.client_msg_id
+                    && row.external_id == pending.external_id
+                    && row.view.text == pending.text
             });
             if found {
-                stored_rows.retain(|r| r.seq != view.seq);
+                stored_rows.remove(&view.seq);
                 changed |= self.stored(pending, view);
             } else if pending.external_id.as_ref().is_some_and(|e| truth.taken_elsewhere.contains(e)) {
                 let e = pending.external_id.clone().unwrap_or_default();
@@ -162,13 +168,10 @@ impl ChatSession {
         }
         // Rows nobody here was waiting for (written by another writer) still
         // move the seq on, so the next write cannot reuse one.
-        for view in stored_rows {
-            if view.seq > self.committed_seq {
-                self.committed_seq = view.seq;
-                self.transcript.push_back(view);
-                if self.transcript.len() > TRANSCRIPT_IN_MEMORY {
-                    self.transcript.pop_front();
-                }
+        for (seq, row) in stored_rows {
+            if seq > self.committed_seq {
+                self.committed_seq = seq;
+                self.remember(row.view);
             }
         }
         self.committed_seq = self.committed_seq.max(truth.last_seq);
@@ -182,6 +185,7 @@ impl ChatSession {
             self.not_stored(failed, &PersistError::Stopped, ctx);
         }
     }
+
     /// One message is committed: ack its senders, fan it out, remember it.
     /// Returns whether the session's status or completion changed with it.
     pub(super) fn stored(&mut self, pending: Pending, view: MessageView) -> bool {
@@ -203,12 +207,27 @@ impl ChatSession {
         }
         let view = Arc::new(view);
         self.hub.supervisor.event(SessionEvent::MessageStored { session_id: self.id, message: view.clone() });
-        self.transcript.push_back(Arc::unwrap_or_clone(view));
+        self.remember(Arc::unwrap_or_clone(view));
+        pending.patch.status.is_some() || pending.patch.completion.is_some()
+    }
+
+    /// Keeps a committed message in the in-memory transcript (the newest
+    /// `TRANSCRIPT_IN_MEMORY`).
+    fn remember(&mut self, view: MessageView) {
+        self.transcript.push_back(view);
         if self.transcript.len() > TRANSCRIPT_IN_MEMORY {
             self.transcript.pop_front();
         }
-        pending.patch.status.is_some() || pending.patch.completion.is_some()
     }
+
+    /// The pause before the next retry of a failed write or re-read; each
+    /// one doubles it, up to `WRITE_RETRY_MAX` (a commit resets it).
+    fn next_backoff(&mut self) -> Duration {
+        let delay = self.write_backoff;
+        self.write_backoff = (self.write_backoff * 2).min(WRITE_RETRY_MAX);
+        delay
+    }
+
     /// After messages were stored: visitors see a changed status, dashboards
     /// the new summary, and the agent may answer.
     pub(super) fn after_stored(&mut self, status_changed: bool, ctx: &mut Context<Self>) {
@@ -219,6 +238,7 @@ impl ChatSession {
         self.hub.supervisor.event(SessionEvent::SessionChanged { session_id: self.id });
         self.maybe_run_agent(ctx);
     }
+
     /// Messages that were not stored: senders resend theirs (they are told
     /// to retry); the actor's own replies are retried in place with backoff.
     pub(super) fn not_stored(&mut self, failed: Vec<Pending>, e: &PersistError, ctx: &mut Context<Self>) {
@@ -234,11 +254,11 @@ impl ChatSession {
             self.queued.push_front(pending);
         }
         if !self.queued.is_empty() {
-            let delay = self.write_backoff;
-            self.write_backoff = (self.write_backoff * 2).min(WRITE_RETRY_MAX);
+            let delay = self.next_backoff();
             ctx.run_later(delay, |actor, ctx| actor.write(ctx));
         }
     }
+
     /// Tells each target whether the message was stored.
     pub(super) fn acknowledge(&self, targets: Vec<AckTo>, client_msg_id: Option<&str>, outcome: Result<Seq, PersistError>) {
         for target in targets {
@@ -263,9 +283,11 @@ impl ChatSession {
             }
         }
     }
+
     pub(super) fn has_pending_reply(&self) -> bool {
         self.queued.iter().chain(self.in_flight.iter()).any(|p| !matches!(p.origin, Origin::Visitor | Origin::Staff))
     }
+
     /// The one dedupe path for messages that carry their sender's id (a
     /// client's `client_msg_id`, a channel's message id): a message stored
     /// before is acked again with its seq, one still on its way gets this
