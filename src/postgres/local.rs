@@ -105,7 +105,7 @@ pub struct LocalPostgresOptions {
 
 /// Where `initdb` and `postgres` live.
 #[derive(Debug, Clone)]
-pub(crate) struct Binaries {
+struct Binaries {
     initdb: PathBuf,
     postgres: PathBuf,
 }
