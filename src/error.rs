@@ -108,6 +108,13 @@ impl ResponseError for ApiError {
     }
 }
 
+/// Input the domain types refused is a 400 with their code.
+impl From<crate::domain::InvalidInput> for ApiError {
+    fn from(e: crate::domain::InvalidInput) -> Self {
+        Self::Invalid { code: e.code, message: e.message }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for ApiError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         Self::Unavailable(e.into())

@@ -67,7 +67,6 @@ pub mod limits;
 pub mod outbound;
 pub mod postgres;
 pub mod protocol;
-pub mod sessions;
 pub mod state;
 pub mod store;
 pub mod sites;

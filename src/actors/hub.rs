@@ -3,24 +3,25 @@
 //! the persistence and supervisor actors, the agent and the completion rules.
 //! A conversation not in memory is rebuilt from PostgreSQL on demand.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use uuid::Uuid;
 
 use super::chat_session::{ChatSession, SessionSnapshot};
 use super::handles::{NotifierHandle, PersistenceHandle, SessionHandle, SupervisorHandle};
-use super::persistence::NewSessionRow;
+use super::persistence::{NewSessionRow, SessionWrite};
 use super::supervisor::SessionEvent;
 use crate::agents::Agent;
 use crate::completion::Rules;
 use crate::config::Config;
-use crate::domain::{Channel, Customer, Handler as SessionHandler, SessionId, SessionStatus};
+use crate::domain::{Channel, Customer, SessionId, SessionStatus};
 use crate::postgres::Db;
+use crate::store::conversations;
+pub use crate::store::conversations::{WrittenRow, WrittenSince};
 
 /// Messages kept in a live conversation's memory; older ones are read from
 /// PostgreSQL when a resuming client needs them.
@@ -52,26 +53,6 @@ pub struct Hub {
     /// Visitor token hash → unsaved conversation, so a second tab resuming
     /// with the token finds it before it is stored.
     unsaved_tokens: DashMap<Vec<u8>, SessionId>,
-}
-
-/// What the reconciliation of a failed write found stored.
-#[derive(Debug)]
-pub struct WrittenSince {
-    /// Whether the session row exists (a first write may have stored it).
-    pub session_exists: bool,
-    /// The session's `last_seq` as stored.
-    pub last_seq: crate::domain::Seq,
-    /// The messages stored after the seq the actor knew, in order.
-    pub rows: Vec<WrittenRow>,
-    /// Channel message ids of the write that are stored in another conversation.
-    pub taken_elsewhere: std::collections::HashSet<String>,
-}
-
-#[derive(Debug)]
-pub struct WrittenRow {
-    pub view: crate::protocol::MessageView,
-    pub client_msg_id: Option<String>,
-    pub external_id: Option<String>,
 }
 
 impl Hub {
@@ -154,7 +135,8 @@ impl Hub {
         if let Some(row) = self.unsaved.get(&id).map(|r| r.clone()) {
             return Ok(Some(self.start(SessionSnapshot::unsaved(id, row))));
         }
-        let Some(snapshot) = load_snapshot(&self.db, id).await? else { return Ok(None) };
+        let Some(stored) = conversations::load(&self.db, id, TRANSCRIPT_IN_MEMORY as i64).await? else { return Ok(None) };
+        let snapshot = SessionSnapshot::stored(id, stored);
         Ok(Some(self.start(snapshot)))
     }
 
@@ -225,35 +207,42 @@ impl Hub {
         if let Some(found) = self.external.get(&key).and_then(|id| self.live(*id)) {
             return Ok(found);
         }
-        let client = self.db.get().await?;
-        let created = client
-            .query_opt(
-                "INSERT INTO sessions (id, channel, external_id, customer_name, customer_email, customer_phone, metadata)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (channel, external_id) DO NOTHING RETURNING id",
-                &[&Uuid::new_v4(), &channel.as_str(), &external_id, &customer.name, &customer.email, &customer.phone, &metadata],
-            )
-            .await?;
-        let is_new = created.is_some();
-        let id: Uuid = match created {
-            Some(row) => {
-                metrics::counter!("chathub_sessions_created_total").increment(1);
-                row.get(0)
-            }
-            None => client
-                .query_one("SELECT id FROM sessions WHERE channel = $1 AND external_id = $2", &[&channel.as_str(), &external_id])
-                .await?
-                .get(0),
+        let id = match conversations::find_external(&self.db, channel, external_id).await? {
+            Some(id) => id,
+            None => self.create_external(channel, external_id, customer, metadata).await?,
         };
-        // Loading the actor takes a connection of its own: give this one back
-        // first, or concurrent webhooks could exhaust the pool waiting on each other.
-        drop(client);
-        let id = SessionId(id);
-        if is_new {
-            self.session_changed(id);
-        }
         let actor = self.session(id).await?.ok_or_else(|| anyhow::anyhow!("session {id} vanished"))?;
         self.external.insert(key, id);
         Ok(actor)
+    }
+
+    /// Stores a channel conversation's row through the persistence actor,
+    /// the one path that creates session rows. Two webhooks racing for a new
+    /// sender: the loser's insert fails on `UNIQUE (channel, external_id)`,
+    /// and it takes the winner's row.
+    async fn create_external(&self, channel: Channel, external_id: &str, customer: &Customer, metadata: serde_json::Value) -> anyhow::Result<SessionId> {
+        let id = SessionId::new();
+        let row = NewSessionRow {
+            channel,
+            external_id: Some(external_id.to_owned()),
+            site_id: None,
+            visitor_token_hash: None,
+            customer: customer.clone(),
+            metadata,
+            created_at: Utc::now(),
+        };
+        let write = SessionWrite::create_only(id, row);
+        match self.persistence.persist(write).await {
+            Ok(()) => {
+                metrics::counter!("chathub_sessions_created_total").increment(1);
+                self.session_changed(id);
+                Ok(id)
+            }
+            Err(e) => match conversations::find_external(&self.db, channel, external_id).await? {
+                Some(winner) => Ok(winner),
+                None => Err(e.into()),
+            },
+        }
     }
 
     /// The conversation a visitor token belongs to, with its site.
@@ -264,16 +253,7 @@ impl Hub {
                 return Ok(Some((id, row.site_id)));
             }
         }
-        let row = self
-            .db
-            .get()
-            .await?
-            .query_opt(
-                "SELECT id, site_id FROM sessions WHERE visitor_token_hash = $1",
-                &[&hash],
-            )
-            .await?;
-        Ok(row.map(|r| (SessionId(r.get(0)), r.get(1))))
+        Ok(conversations::find_by_visitor_token(&self.db, &hash).await?)
     }
 
     /// Records a failure in the errors table (shown on the dashboard). Never
@@ -294,102 +274,4 @@ impl Hub {
             }
         });
     }
-}
-
-async fn load_snapshot(db: &Db, id: SessionId) -> anyhow::Result<Option<SessionSnapshot>> {
-    let client = db.get().await?;
-    let Some(row) = client
-        .query_opt(
-            "SELECT channel, site_id, customer_name, customer_email, customer_phone, status, handler,
-                    completed_at, completion_rule, last_seq, created_at, COALESCE(last_message_at, created_at),
-                    external_id, COALESCE(metadata->>'source' = 'relay', false)
-             FROM sessions WHERE id = $1",
-            &[&id.0],
-        )
-        .await?
-    else {
-        return Ok(None);
-    };
-    let recent = client
-        .query(
-            "SELECT seq, role, text, created_at FROM messages WHERE session_id = $1 ORDER BY seq DESC LIMIT $2",
-            &[&id.0, &(TRANSCRIPT_IN_MEMORY as i64)],
-        )
-        .await?;
-    let mut client_ids: HashMap<String, i64> = HashMap::new();
-    let mut external_ids: HashMap<String, i64> = HashMap::new();
-    for key in client
-        .query(
-            "SELECT client_msg_id, external_id, seq FROM messages
-             WHERE session_id = $1 AND (client_msg_id IS NOT NULL OR external_id IS NOT NULL)",
-            &[&id.0],
-        )
-        .await?
-    {
-        if let Some(c) = key.get::<_, Option<String>>(0) {
-            client_ids.insert(c, key.get(2));
-        }
-        if let Some(e) = key.get::<_, Option<String>>(1) {
-            external_ids.insert(e, key.get(2));
-        }
-    }
-    let completed_at: Option<DateTime<Utc>> = row.get(7);
-    Ok(Some(SessionSnapshot {
-        id,
-        channel: Channel::parse(row.get(0)).unwrap_or(Channel::Web),
-        site_id: row.get(1),
-        customer: Customer { name: row.get(2), email: row.get(3), phone: row.get(4) },
-        status: SessionStatus::parse(row.get(5)).unwrap_or(SessionStatus::Active),
-        handler: SessionHandler::parse(row.get(6)).unwrap_or(SessionHandler::Ai),
-        completed_at,
-        completion_rule: row.get(8),
-        last_seq: row.get(9),
-        created_at: row.get(10),
-        last_activity: row.get(11),
-        transcript: recent.iter().rev().map(|r| crate::sessions::message_from_row(r, 0)).collect(),
-        client_ids,
-        external_ids,
-        external_id: row.get(12),
-        relay: row.get(13),
-        unsaved: None,
-    }))
-}
-
-/// What is stored for a conversation after `after` (its actor's last known
-/// seq), and which of `external_ids` are stored in other conversations: the
-/// truth a conversation re-reads after a write whose outcome is unknown.
-pub async fn load_written_since(
-    db: &Db,
-    id: SessionId,
-    channel: Channel,
-    after: crate::domain::Seq,
-    external_ids: &[String],
-) -> anyhow::Result<WrittenSince> {
-    let client = db.get().await?;
-    let last_seq: Option<i64> =
-        client.query_opt("SELECT last_seq FROM sessions WHERE id = $1", &[&id.0]).await?.map(|r| r.get(0));
-    let rows = client
-        .query(
-            "SELECT seq, role, text, created_at, client_msg_id, external_id FROM messages
-             WHERE session_id = $1 AND seq > $2 ORDER BY seq",
-            &[&id.0, &after],
-        )
-        .await?
-        .iter()
-        .map(|r| WrittenRow { view: crate::sessions::message_from_row(r, 0), client_msg_id: r.get(4), external_id: r.get(5) })
-        .collect();
-    let taken_elsewhere = if external_ids.is_empty() {
-        Default::default()
-    } else {
-        client
-            .query(
-                "SELECT external_id FROM messages WHERE channel = $1 AND external_id = ANY($2) AND session_id <> $3",
-                &[&channel.as_str(), &external_ids, &id.0],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    };
-    Ok(WrittenSince { session_exists: last_seq.is_some(), last_seq: last_seq.unwrap_or(0), rows, taken_elsewhere })
 }

@@ -3,10 +3,10 @@
 //!
 //! Inputs: a poll every `NOTIFIER_POLL_MS`, and `Wake` when new rows commit.
 //!
-//! Claiming is a lease: `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
-//! LOCKED)` bumps `attempts` and pushes `next_attempt_at` past the request
-//! timeout, so several nodes never deliver the same row at once, and a row
-//! whose node died mid-delivery is picked up again when the lease runs out.
+//! Claiming is a lease (`store::deliveries::claim`): it bumps `attempts` and
+//! pushes `next_attempt_at` past the request timeout, so several nodes never
+//! deliver the same row at once, and a row whose node died mid-delivery is
+//! picked up again when the lease runs out.
 //! After an attempt the row becomes `delivered`, `failed` (retry at
 //! `next_attempt_at`: exponential backoff with jitter, or the target's
 //! `Retry-After`), `dead` (a 4xx that cannot succeed, or `NOTIFIER_MAX_ATTEMPTS`
@@ -21,6 +21,7 @@ use rand::Rng;
 use crate::config::Config;
 use crate::delivery::{self, Job, Outcome};
 use crate::postgres::Db;
+use crate::store::deliveries::{self as store, AttemptResult};
 use std::sync::Arc;
 
 /// Longest pause between retries.
@@ -127,28 +128,7 @@ impl Handler<Wake> for Notifier {
 }
 
 async fn claim(db: &Db, limit: i64, lease: Duration) -> anyhow::Result<Vec<Job>> {
-    let rows = db
-        .get()
-        .await?
-        .query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
-             WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'failed') AND next_attempt_at <= now()
-                          ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
-             RETURNING id, event_type, payload, idempotency_key, session_id, attempts",
-            &[&limit, &lease.as_secs_f64()],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| Job {
-            id: r.get(0),
-            event_type: r.get(1),
-            payload: r.get(2),
-            idempotency_key: r.get(3),
-            session_id: r.get(4),
-            attempts: r.get(5),
-        })
-        .collect())
+    Ok(store::claim(db, limit, lease).await?)
 }
 
 /// The pause before attempt `attempts + 1`: base × 2^(attempts-1), ±20 %
@@ -163,50 +143,21 @@ pub fn backoff(base: Duration, attempts: i32, retry_after: Option<Duration>) -> 
 }
 
 async fn record(db: &Db, config: &Config, job: &Job, outcome: &Outcome) -> anyhow::Result<()> {
-    let client = db.get().await?;
-    match outcome {
-        Outcome::Delivered { status } => {
-            client
-                .execute(
-                    "UPDATE outbox SET status = 'delivered', delivered_at = now(), last_status_code = $2, last_error = NULL, updated_at = now()
-                     WHERE id = $1",
-                    &[&job.id, &i32::from(*status)],
-                )
-                .await?;
-            metrics::counter!("chathub_deliveries_total", "outcome" => "delivered").increment(1);
-        }
+    let (result, label) = match outcome {
+        Outcome::Delivered { status } => (AttemptResult::Delivered { status: *status }, "delivered"),
         Outcome::Retry { status, error, retry_after } if job.attempts < config.notifier_max_attempts => {
             let delay = backoff(config.notifier_retry_base(), job.attempts, *retry_after);
-            client
-                .execute(
-                    "UPDATE outbox SET status = 'failed', next_attempt_at = now() + make_interval(secs => $2),
-                        last_status_code = $3, last_error = $4, updated_at = now() WHERE id = $1",
-                    &[&job.id, &delay.as_secs_f64(), &status.map(i32::from), error],
-                )
-                .await?;
             tracing::info!(id = job.id, event = %job.event_type, attempt = job.attempts, retry_in = ?delay, %error, "delivery failed; will retry");
-            metrics::counter!("chathub_deliveries_total", "outcome" => "retry").increment(1);
+            (AttemptResult::Failed { delay, status: *status, error }, "retry")
         }
         Outcome::Retry { status, error, .. } | Outcome::Permanent { status, error } => {
-            client
-                .execute(
-                    "UPDATE outbox SET status = 'dead', last_status_code = $2, last_error = $3, updated_at = now() WHERE id = $1",
-                    &[&job.id, &status.map(i32::from), error],
-                )
-                .await?;
             tracing::warn!(id = job.id, event = %job.event_type, attempts = job.attempts, %error, "delivery dead-lettered");
-            metrics::counter!("chathub_deliveries_total", "outcome" => "dead").increment(1);
+            (AttemptResult::Dead { status: *status, error }, "dead")
         }
-        Outcome::Skipped { reason } => {
-            client
-                .execute(
-                    "UPDATE outbox SET status = 'skipped', last_error = $2, updated_at = now() WHERE id = $1",
-                    &[&job.id, reason],
-                )
-                .await?;
-            metrics::counter!("chathub_deliveries_total", "outcome" => "skipped").increment(1);
-        }
-    }
+        Outcome::Skipped { reason } => (AttemptResult::Skipped { reason }, "skipped"),
+    };
+    store::record_attempt(db, job.id, result).await?;
+    metrics::counter!("chathub_deliveries_total", "outcome" => label).increment(1);
     Ok(())
 }
 

@@ -150,7 +150,7 @@ impl Supervisor {
         self.loading = true;
         let db = self.db.clone();
         let hours = self.inactive_after_hours;
-        async move { crate::sessions::summaries(&db, &ids, hours).await }
+        async move { crate::store::sessions::summaries(&db, &ids, hours).await }
             .into_actor(self)
             .map(|loaded, actor, _| {
                 actor.loading = false;

@@ -10,23 +10,13 @@ pub mod resend;
 
 use std::time::Duration;
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::config::Config;
 use crate::postgres::Db;
 
-/// One outbox row being delivered.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: i64,
-    pub event_type: String,
-    pub payload: Value,
-    pub idempotency_key: String,
-    pub session_id: Option<Uuid>,
-    /// Including this one.
-    pub attempts: i32,
-}
+/// A claimed outbox row (see `store::deliveries::claim`).
+pub use crate::store::deliveries::ClaimedDelivery as Job;
 
 /// What one attempt achieved.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,5 +67,5 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
 
 /// The transcript of a session, for payloads that carry it.
 pub async fn transcript(db: &Db, session_id: Uuid) -> anyhow::Result<Vec<crate::protocol::MessageView>> {
-    Ok(crate::sessions::messages(db, session_id, 0, 10_000).await.map_err(|e| anyhow::anyhow!("{e}"))?)
+    Ok(crate::store::sessions::messages(db, session_id, 0, 10_000).await.map_err(|e| anyhow::anyhow!("{e}"))?)
 }

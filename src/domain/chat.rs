@@ -79,6 +79,10 @@ text_enum!(
     Completion { Complete => "complete", InProgress => "in_progress", Incomplete => "incomplete" }
 );
 text_enum!(
+    /// How urgently staff should look at a session (escalations sort by it).
+    Priority { Low => "low", Normal => "normal", High => "high", Urgent => "urgent" }
+);
+text_enum!(
     /// QA review state.
     QaStatus { Unchecked => "unchecked", Passed => "passed", Issue => "issue", Fixed => "fixed" }
 );

@@ -3,6 +3,7 @@
 //! bare string.
 
 mod chat;
+pub mod listing;
 pub mod role;
 
 pub use chat::*;

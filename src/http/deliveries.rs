@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ApiError;
-use crate::sessions::page_params;
+use crate::domain::listing::PageRequest;
 use crate::state::AppState;
 use crate::store;
 
@@ -21,7 +21,7 @@ pub struct DeliveriesQuery {
 }
 
 pub async fn list(query: web::Query<DeliveriesQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (page, per_page) = page_params(query.page, query.per_page)?;
+    let PageRequest { page, per_page } = PageRequest::parse(query.page, query.per_page)?;
     let status = query.status.clone().filter(|s| !s.is_empty());
     if status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
         return Err(ApiError::invalid("invalid_filter", "status must be pending, delivered, failed, dead or skipped"));

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::sessions::page_params;
+use crate::domain::listing::PageRequest;
 use crate::state::AppState;
 use crate::store;
 use crate::protocol::rfc3339;
@@ -65,7 +65,7 @@ pub struct ErrorsQuery {
 }
 
 pub async fn list(query: web::Query<ErrorsQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let (page, per_page) = page_params(query.page, query.per_page)?;
+    let PageRequest { page, per_page } = PageRequest::parse(query.page, query.per_page)?;
     let source = query.source.as_deref().filter(|s| !s.is_empty());
     let (errors, total) = store::errors::page(&state.db, source, per_page, (page - 1) * per_page).await?;
     Ok(HttpResponse::Ok().json(json!({ "errors": errors, "total": total, "page": page, "per_page": per_page })))

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod auth;
 pub mod deliveries;
 pub mod errors;
+pub mod export;
 pub mod health;
 pub mod openapi;
 pub mod relay;

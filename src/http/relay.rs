@@ -145,7 +145,7 @@ pub async fn create(body: web::Json<RelaySession>, state: web::Data<AppState>) -
     for (id, role, text) in messages {
         stored.push(store(&session, &id, role, text).await?);
     }
-    let summary = crate::sessions::summary(&state.db, session.id().0, state.config.inactive_after_hours).await?;
+    let summary = crate::store::sessions::summary(&state.db, session.id().0, state.config.inactive_after_hours).await?;
     Ok(HttpResponse::Ok().json(json!({ "session": summary, "seqs": stored })))
 }
 

@@ -14,7 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use actix_web::{Route, web};
 
-use super::{assets, auth, deliveries, errors, health, openapi, relay, sessions, settings, sites, users, webhooks};
+use super::{assets, auth, deliveries, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
 use crate::auth::access::{ANY_STAFF, Access, Principal, authenticate, check_csrf};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -81,7 +81,7 @@ pub fn table() -> Vec<RouteSpec> {
         route!(GET "/api/sessions", StaffOrMachine(ANY_STAFF), "List sessions with filters and pagination", alias, sessions::list),
         route!(POST "/api/sessions", StaffOrMachine(ADMINS), "Relay: create a session with messages, or append by external id", alias, relay::create),
         route!(GET "/api/sessions/stats", Staff(ANY_STAFF), "Counts, per-day series, completion rate, AI response time", alias, sessions::stats),
-        route!(GET "/api/sessions/export", Staff(ANY_STAFF), "Export sessions as CSV or JSON (streamed)", alias, sessions::export),
+        route!(GET "/api/sessions/export", Staff(ANY_STAFF), "Export sessions as CSV or JSON (streamed)", alias, export::sessions),
         route!(POST "/api/sessions/bulk", Staff(HANDLERS), "Archive, unarchive or delete many sessions", alias, sessions::bulk),
         route!(GET "/api/sessions/{id}", StaffOrMachine(ANY_STAFF), "A session with its transcript (paged by seq) and QA history", alias, sessions::detail),
         route!(PUT "/api/sessions/{id}", Staff(HANDLERS), "Change status, priority or assignee", alias, sessions::update),

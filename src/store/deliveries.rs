@@ -1,6 +1,6 @@
-//! `outbox` as the deliveries view sees it: the log of every notification
-//! and its attempts, and the manual retry. (The notifier's own claims and
-//! outcomes move here next.)
+//! The `outbox` table: the notifier's leases (`claim`) and the outcome of
+//! each attempt, the deliveries view (the log of every notification and its
+//! attempts) and the manual retry.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -89,5 +89,95 @@ pub async fn retry(db: &Db, id: i64) -> Result<(), StoreError> {
             Some(row) => StoreError::Conflict(format!("a {} delivery cannot be retried", row.get::<_, String>(0))),
         });
     }
+    Ok(())
+}
+
+/// An outbox row the notifier leased for one attempt.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: i64,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    pub idempotency_key: String,
+    pub session_id: Option<Uuid>,
+    /// Including this one.
+    pub attempts: i32,
+}
+
+/// Leases up to `limit` due rows for one attempt each: `attempts` goes up
+/// and `next_attempt_at` moves `lease` ahead, so no other node takes them
+/// meanwhile (`FOR UPDATE SKIP LOCKED`), and a row whose node died
+/// mid-delivery comes due again when the lease runs out.
+pub async fn claim(db: &Db, limit: i64, lease: std::time::Duration) -> Result<Vec<ClaimedDelivery>, StoreError> {
+    let rows = db
+        .get()
+        .await?
+        .query(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+             WHERE id IN (SELECT id FROM outbox WHERE status IN ('pending', 'failed') AND next_attempt_at <= now()
+                          ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+             RETURNING id, event_type, payload, idempotency_key, session_id, attempts",
+            &[&limit, &lease.as_secs_f64()],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ClaimedDelivery {
+            id: r.get(0),
+            event_type: r.get(1),
+            payload: r.get(2),
+            idempotency_key: r.get(3),
+            session_id: r.get(4),
+            attempts: r.get(5),
+        })
+        .collect())
+}
+
+/// How one attempt ended, as stored.
+pub enum AttemptResult<'a> {
+    Delivered { status: u16 },
+    /// Try again after `delay`.
+    Failed { delay: std::time::Duration, status: Option<u16>, error: &'a str },
+    /// Never again (unless retried by hand).
+    Dead { status: Option<u16>, error: &'a str },
+    /// The target is not configured.
+    Skipped { reason: &'a str },
+}
+
+pub async fn record_attempt(db: &Db, id: i64, result: AttemptResult<'_>) -> Result<(), StoreError> {
+    let client = db.get().await?;
+    match result {
+        AttemptResult::Delivered { status } => {
+            client
+                .execute(
+                    "UPDATE outbox SET status = 'delivered', delivered_at = now(), last_status_code = $2, last_error = NULL, updated_at = now()
+                     WHERE id = $1",
+                    &[&id, &i32::from(status)],
+                )
+                .await?
+        }
+        AttemptResult::Failed { delay, status, error } => {
+            client
+                .execute(
+                    "UPDATE outbox SET status = 'failed', next_attempt_at = now() + make_interval(secs => $2),
+                        last_status_code = $3, last_error = $4, updated_at = now() WHERE id = $1",
+                    &[&id, &delay.as_secs_f64(), &status.map(i32::from), &error],
+                )
+                .await?
+        }
+        AttemptResult::Dead { status, error } => {
+            client
+                .execute(
+                    "UPDATE outbox SET status = 'dead', last_status_code = $2, last_error = $3, updated_at = now() WHERE id = $1",
+                    &[&id, &status.map(i32::from), &error],
+                )
+                .await?
+        }
+        AttemptResult::Skipped { reason } => {
+            client
+                .execute("UPDATE outbox SET status = 'skipped', last_error = $2, updated_at = now() WHERE id = $1", &[&id, &reason])
+                .await?
+        }
+    };
     Ok(())
 }

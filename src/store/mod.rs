@@ -3,16 +3,25 @@
 //! as plain structs, and fail with their own small `StoreError`, which the
 //! HTTP edge maps into the one JSON error shape.
 //!
-//! Moved here so far: staff users and API keys (`users`), staff logins
-//! (`staff_logins`), the errors log (`errors`), the deliveries view of the
-//! outbox (`deliveries`), sites (`sites`), completion rules (`rules`) and
-//! the health probe. The rest of the SQL (sessions and messages, the
-//! notifier's outbox claims, the persistence batch) still sits beside its
-//! callers and moves next.
+//! - `sessions`: the summary row, list pages, transcripts, QA history, export
+//!   stream; `session_filter`: the list filters as SQL; `session_stats`: the
+//!   dashboard's numbers; `session_edits`: staff changes to a session row.
+//! - `conversations`: what a conversation actor loads and re-reads;
+//!   `conversation_writes`: the persistence actor's batched transaction, the
+//!   only place session rows and messages are inserted.
+//! - `users`, `staff_logins`: accounts, API keys, logins.
+//! - `errors`, `deliveries`, `sites`, `rules`: the errors log, the outbox as a
+//!   delivery log, sites, completion rules; `ping`: the health probe.
 
+pub mod conversation_writes;
+pub mod conversations;
 pub mod deliveries;
 pub mod errors;
 pub mod rules;
+pub mod session_edits;
+pub mod session_filter;
+pub mod session_stats;
+pub mod sessions;
 pub mod sites;
 pub mod staff_logins;
 pub mod users;

@@ -212,3 +212,8 @@ pub async fn revoke_api_key(db: &Db, id: Uuid) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// Whether `id` is an account that may be given work (exists, not disabled).
+pub async fn is_active(db: &Db, id: Uuid) -> Result<bool, StoreError> {
+    Ok(db.get().await?.query_opt("SELECT 1 FROM users WHERE id = $1 AND NOT disabled", &[&id]).await?.is_some())
+}

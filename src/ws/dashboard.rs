@@ -25,6 +25,7 @@ use crate::auth::access::{same_origin, session_cookie};
 use crate::auth::staff_sessions::{self, StaffUser};
 use crate::domain::{ChatText, ClientMsgId, Seq, SessionId};
 use crate::error::ApiError;
+use crate::store::StoreError;
 use crate::domain::role::HANDLERS;
 use crate::state::AppState;
 
@@ -246,10 +247,10 @@ impl Dashboard {
             self.backlog_upto.insert(session_id, last_seq);
             return;
         }
-        let exists = crate::sessions::summary(&self.hub.db, session_id.0, self.hub.config.inactive_after_hours).await;
+        let exists = crate::store::sessions::summary(&self.hub.db, session_id.0, self.hub.config.inactive_after_hours).await;
         match exists {
             Ok(_) => {}
-            Err(ApiError::NotFound(_)) => {
+            Err(StoreError::NotFound(_)) => {
                 self.hub.supervisor.unwatch(self.outbound.id, session_id);
                 return self.error(Some(session_id), error_code::UNKNOWN_SESSION, "no such session", None).await;
             }
@@ -257,7 +258,7 @@ impl Dashboard {
         }
         let mut after = last_seq;
         loop {
-            let page = match crate::sessions::messages(&self.hub.db, session_id.0, after, BACKLOG_PAGE).await {
+            let page = match crate::store::sessions::messages(&self.hub.db, session_id.0, after, BACKLOG_PAGE).await {
                 Ok(page) => page,
                 Err(_) => return self.error(Some(session_id), error_code::RETRY, "could not load the messages", None).await,
             };

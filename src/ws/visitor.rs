@@ -399,7 +399,7 @@ impl Connection {
         let mut messages = Vec::new();
         if let Some((after, up_to)) = attached.gap {
             // Seqs are gap-free, so (after, up_to] is exactly `up_to - after` messages.
-            match crate::sessions::messages(&self.hub.db, session_id.0, after, up_to - after).await {
+            match crate::store::sessions::messages(&self.hub.db, session_id.0, after, up_to - after).await {
                 Ok(older) => messages = older,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not read older messages for a resume");

@@ -23,7 +23,7 @@
 //! A failed write may still have committed (PostgreSQL restarted after the
 //! COMMIT, before its reply arrived). So after any failure other than a
 //! refusal to queue, the actor writes nothing until it has re-read the truth
-//! (`hub::load_written_since`): the rows stored after its last known seq, and
+//! (`store::conversations::written_since`): the rows stored after its last known seq, and
 //! which of its channel message ids are already stored in other
 //! conversations. In-flight messages found stored are acked as stored; the
 //! rest are treated as failed; a message id taken elsewhere is a permanent

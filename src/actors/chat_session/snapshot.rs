@@ -1,7 +1,8 @@
 //! What a conversation actor starts from: a new conversation, or one
-//! loaded from PostgreSQL (`hub::load_snapshot`).
+//! loaded from PostgreSQL (`store::conversations::load`).
 
 use super::*;
+use crate::store::conversations::StoredConversation;
 
 /// The state a conversation actor starts from: new, or loaded from PostgreSQL.
 pub struct SessionSnapshot {
@@ -30,6 +31,30 @@ pub struct SessionSnapshot {
 }
 
 impl SessionSnapshot {
+    /// A conversation as stored in PostgreSQL.
+    pub fn stored(id: SessionId, stored: StoredConversation) -> Self {
+        Self {
+            id,
+            channel: stored.channel,
+            site_id: stored.site_id,
+            customer: stored.customer,
+            status: stored.status,
+            handler: stored.handler,
+            completed_at: stored.completed_at,
+            completion_rule: stored.completion_rule,
+            created_at: stored.created_at,
+            last_activity: stored.last_activity,
+            last_seq: stored.last_seq,
+            transcript: stored.transcript,
+            client_ids: stored.client_ids,
+            external_ids: stored.external_ids,
+            external_id: stored.external_id,
+            relay: stored.relay,
+            unsaved: None,
+        }
+    }
+
+
     /// A conversation nobody has written in yet, whose row is not stored.
     pub fn unsaved(id: SessionId, row: NewSessionRow) -> Self {
         Self {

@@ -123,7 +123,7 @@ impl ChatSession {
         let external_ids: Vec<String> = self.in_flight.iter().filter_map(|p| p.external_id.clone()).collect();
         let (db, id, after) = (self.hub.db.clone(), self.id, self.committed_seq);
         let channel = self.channel;
-        async move { crate::actors::hub::load_written_since(&db, id, channel, after, &external_ids).await }
+        async move { crate::store::conversations::written_since(&db, id, channel, after, &external_ids).await }
             .into_actor(self)
             .map(move |truth, actor, ctx| match truth {
                 Ok(truth) => actor.settle(truth, views, ctx),

@@ -1,0 +1,200 @@
+//! What staff ask of the session list, the stats and the export, parsed:
+//! the query string (`ListQuery`) becomes a checked `SessionFilter`, and
+//! `page`/`per_page` a checked `PageRequest`. The store turns these into SQL;
+//! nothing here knows SQL.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use super::{Channel, Completion, InvalidInput, QaStatus, SessionStatus};
+
+/// Largest page a list request may ask for.
+pub const MAX_PER_PAGE: i64 = 200;
+const DEFAULT_PER_PAGE: i64 = 50;
+/// Longest search text accepted.
+const MAX_SEARCH_CHARS: usize = 200;
+
+/// Query parameters of the list, stats and export.
+#[derive(Debug, Default, Deserialize)]
+pub struct ListQuery {
+    /// First day (YYYY-MM-DD in `TIMEZONE`) or an RFC 3339 instant.
+    pub from: Option<String>,
+    /// Last day, inclusive (YYYY-MM-DD in `TIMEZONE`) or an RFC 3339 instant (exclusive).
+    pub to: Option<String>,
+    pub channel: Option<String>,
+    pub completion: Option<String>,
+    pub qa_status: Option<String>,
+    /// A status, or `all`. Without it archived sessions are left out.
+    pub status: Option<String>,
+    /// Text searched in the customer's name, email and phone and in the transcript.
+    pub q: Option<String>,
+    /// A site key.
+    pub site: Option<String>,
+    /// `created` (newest first, the default) or `activity` (latest message first).
+    pub sort: Option<String>,
+    pub page: Option<i64>,
+    pub per_page: Option<i64>,
+}
+
+/// The list's filters, checked.
+#[derive(Debug, Default)]
+pub struct SessionFilter {
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub channel: Option<Channel>,
+    pub completion: Option<Completion>,
+    pub qa_status: Option<QaStatus>,
+    pub status: StatusFilter,
+    pub search: Option<String>,
+    pub site: Option<String>,
+    pub order: ListOrder,
+}
+
+/// Which statuses the list shows.
+#[derive(Debug, Default, Clone, Copy)]
+pub enum StatusFilter {
+    #[default]
+    NotArchived,
+    All,
+    Only(SessionStatus),
+}
+
+/// How the list is sorted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum ListOrder {
+    /// Newest conversation first.
+    #[default]
+    Created,
+    /// Latest message first.
+    Activity,
+    /// Open escalations: most urgent priority first, then longest waiting.
+    Urgency,
+}
+
+fn invalid_filter(message: impl Into<String>) -> InvalidInput {
+    InvalidInput::new("invalid_filter", message)
+}
+
+fn parse_enum<T>(value: &Option<String>, field: &'static str, parse: fn(&str) -> Option<T>, allowed: &str) -> Result<Option<T>, InvalidInput> {
+    match value.as_deref().filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => parse(v).map(Some).ok_or_else(|| invalid_filter(format!("{field} must be one of {allowed}"))),
+    }
+}
+
+/// Midnight at the start of `day` in `tz`, as an instant.
+pub fn start_of_day(day: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let local = day.and_time(NaiveTime::MIN);
+    tz.from_local_datetime(&local)
+        .earliest()
+        // Midnight skipped by a DST jump: the day starts an hour later.
+        .or_else(|| tz.from_local_datetime(&(local + chrono::Duration::hours(1))).earliest())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| Utc.from_utc_datetime(&local))
+}
+
+fn parse_bound(value: &Option<String>, field: &'static str, tz: Tz, end_of_day: bool) -> Result<Option<DateTime<Utc>>, InvalidInput> {
+    let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else { return Ok(None) };
+    if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        let day = if end_of_day { day.succ_opt().unwrap_or(day) } else { day };
+        return Ok(Some(start_of_day(day, tz)));
+    }
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|_| invalid_filter(format!("{field} must be YYYY-MM-DD or an RFC 3339 time")))
+}
+
+fn parse_status(status: &Option<String>) -> Result<StatusFilter, InvalidInput> {
+    Ok(match status.as_deref().filter(|v| !v.is_empty()) {
+        None => StatusFilter::NotArchived,
+        Some("all") => StatusFilter::All,
+        Some(s) => StatusFilter::Only(
+            SessionStatus::parse(s).ok_or_else(|| invalid_filter("status must be active, resolved, escalated, archived or all"))?,
+        ),
+    })
+}
+
+impl SessionFilter {
+    pub fn parse(query: &ListQuery, tz: Tz) -> Result<Self, InvalidInput> {
+        // PostgreSQL text cannot hold NUL: such a filter matches nothing and is refused.
+        if [&query.q, &query.site, &query.from, &query.to].iter().any(|v| v.as_deref().is_some_and(|v| v.contains('\0'))) {
+            return Err(invalid_filter("filters must not contain NUL characters"));
+        }
+        let search = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()).map(str::to_owned);
+        if search.as_ref().is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS) {
+            return Err(invalid_filter(format!("q is longer than {MAX_SEARCH_CHARS} characters")));
+        }
+        let order = match query.sort.as_deref() {
+            None | Some("created") => ListOrder::Created,
+            Some("activity") => ListOrder::Activity,
+            Some(_) => return Err(invalid_filter("sort must be created or activity")),
+        };
+        let filter = Self {
+            from: parse_bound(&query.from, "from", tz, false)?,
+            until: parse_bound(&query.to, "to", tz, true)?,
+            channel: parse_enum(&query.channel, "channel", Channel::parse, "web, messenger, whatsapp, test")?,
+            completion: parse_enum(&query.completion, "completion", Completion::parse, "complete, in_progress, incomplete")?,
+            qa_status: parse_enum(&query.qa_status, "qa_status", QaStatus::parse, "unchecked, passed, issue, fixed")?,
+            status: parse_status(&query.status)?,
+            search,
+            site: query.site.clone().filter(|s| !s.is_empty()),
+            order,
+        };
+        if let (Some(from), Some(until)) = (filter.from, filter.until) {
+            if from >= until {
+                return Err(invalid_filter("from must be before to"));
+            }
+        }
+        Ok(filter)
+    }
+
+    /// The open escalations, most urgent first.
+    pub fn open_escalations() -> Self {
+        Self { status: StatusFilter::Only(SessionStatus::Escalated), order: ListOrder::Urgency, ..Default::default() }
+    }
+}
+
+/// A checked page of a list: `page` from 1, `per_page` 1 to `MAX_PER_PAGE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl PageRequest {
+    pub fn parse(page: Option<i64>, per_page: Option<i64>) -> Result<Self, InvalidInput> {
+        let page = page.unwrap_or(1);
+        let per_page = per_page.unwrap_or(DEFAULT_PER_PAGE);
+        if page < 1 {
+            return Err(InvalidInput::new("invalid_page", "page starts at 1"));
+        }
+        if !(1..=MAX_PER_PAGE).contains(&per_page) {
+            return Err(InvalidInput::new("invalid_page", format!("per_page must be 1 to {MAX_PER_PAGE}")));
+        }
+        // The offset, (page - 1) × per_page, must fit PostgreSQL's bigint.
+        if (page - 1).checked_mul(per_page).is_none() {
+            return Err(InvalidInput::new("invalid_page", "page is too large"));
+        }
+        Ok(Self { page, per_page })
+    }
+
+    /// Rows skipped before this page.
+    pub fn offset(self) -> i64 {
+        (self.page - 1) * self.per_page
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_checked_and_offsets_fit() {
+        assert_eq!(PageRequest::parse(None, None).unwrap(), PageRequest { page: 1, per_page: DEFAULT_PER_PAGE });
+        assert_eq!(PageRequest::parse(Some(3), Some(20)).unwrap().offset(), 40);
+        for (page, per_page) in [(0, 10), (1, 0), (1, MAX_PER_PAGE + 1), (i64::MAX, 200)] {
+            assert_eq!(PageRequest::parse(Some(page), Some(per_page)).unwrap_err().code, "invalid_page");
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Sessions as staff read them: the one summary row (`SessionSummary`, shown
+//! by the API, the dashboard socket and exports), the list page, a
+//! transcript page, the QA history and the export's row stream.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::StoreError;
+use super::session_filter::{Params, order_by, where_clause};
+use crate::domain::listing::{PageRequest, SessionFilter};
+use crate::domain::{Completion, Customer, MessageRole, Seq, SessionId};
+use crate::postgres::Db;
+use crate::protocol::{MessageView, rfc3339, rfc3339_opt};
+
+/// A session as the list, the dashboard socket and exports show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionSummary {
+    pub id: SessionId,
+    pub channel: String,
+    pub external_id: Option<String>,
+    pub site: Option<String>,
+    pub customer: Customer,
+    pub status: String,
+    pub handler: String,
+    pub priority: String,
+    pub assignee_id: Option<Uuid>,
+    pub assignee: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub completion: Completion,
+    pub completion_rule: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    pub completed_at: Option<DateTime<Utc>>,
+    pub qa_status: String,
+    pub qa_notes: Option<String>,
+    pub qa_by: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    pub qa_at: Option<DateTime<Utc>>,
+    pub dev_feedback: Option<String>,
+    pub dev_feedback_by: Option<String>,
+    #[serde(with = "rfc3339_opt")]
+    pub dev_feedback_at: Option<DateTime<Utc>>,
+    /// How many messages the conversation has. Seqs run 1, 2, 3… without
+    /// gaps, so this is the stored `sessions.last_seq`.
+    pub message_count: Seq,
+    #[serde(with = "rfc3339_opt")]
+    pub last_message_at: Option<DateTime<Utc>>,
+    pub last_message_preview: Option<String>,
+    pub metadata: serde_json::Value,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Characters of the last message shown in lists.
+const PREVIEW_CHARS: usize = 160;
+
+const SUMMARY_SELECT: &str = "
+    SELECT s.id, s.channel, s.external_id, st.key, s.customer_name, s.customer_email, s.customer_phone,
+           s.status, s.handler, s.priority, s.assignee_id, ua.username, s.escalated_at,
+           s.completed_at, s.completion_rule, s.qa_status, s.qa_notes, uq.username, s.qa_at,
+           s.dev_feedback, ud.username, s.dev_feedback_at, s.last_seq, s.last_message_at,
+           lm.text, s.metadata, s.created_at, s.updated_at
+    FROM sessions s
+    LEFT JOIN sites st ON st.id = s.site_id
+    LEFT JOIN users ua ON ua.id = s.assignee_id
+    LEFT JOIN users uq ON uq.id = s.qa_by
+    LEFT JOIN users ud ON ud.id = s.dev_feedback_by
+    LEFT JOIN LATERAL (SELECT text FROM messages m WHERE m.session_id = s.id ORDER BY seq DESC LIMIT 1) lm ON true";
+
+impl SessionSummary {
+    fn from_row(row: &tokio_postgres::Row, inactive_after_hours: u32) -> Self {
+        let created_at: DateTime<Utc> = row.get(26);
+        let completed_at: Option<DateTime<Utc>> = row.get(13);
+        let last_message_at: Option<DateTime<Utc>> = row.get(23);
+        let preview: Option<String> = row.get(24);
+        Self {
+            id: SessionId(row.get(0)),
+            channel: row.get(1),
+            external_id: row.get(2),
+            site: row.get(3),
+            customer: Customer { name: row.get(4), email: row.get(5), phone: row.get(6) },
+            status: row.get(7),
+            handler: row.get(8),
+            priority: row.get(9),
+            assignee_id: row.get(10),
+            assignee: row.get(11),
+            escalated_at: row.get(12),
+            completion: Completion::derive(completed_at, last_message_at.unwrap_or(created_at), Utc::now(), inactive_after_hours),
+            completion_rule: row.get(14),
+            completed_at,
+            qa_status: row.get(15),
+            qa_notes: row.get(16),
+            qa_by: row.get(17),
+            qa_at: row.get(18),
+            dev_feedback: row.get(19),
+            dev_feedback_by: row.get(20),
+            dev_feedback_at: row.get(21),
+            message_count: row.get(22),
+            last_message_at,
+            last_message_preview: preview.map(|p| p.chars().take(PREVIEW_CHARS).collect()),
+            metadata: row.get(25),
+            created_at,
+            updated_at: row.get(27),
+        }
+    }
+}
+
+/// One page of the list, in the pagination shape every list shares.
+#[derive(Debug, Serialize)]
+pub struct SessionPage {
+    pub sessions: Vec<SessionSummary>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+pub async fn list(db: &Db, filter: &SessionFilter, page: PageRequest, inactive_after_hours: u32) -> Result<SessionPage, StoreError> {
+    let mut params = Params::default();
+    let condition = where_clause(filter, inactive_after_hours, &mut params);
+    let client = db.get().await?;
+    let total: i64 = client
+        .query_one(&format!("SELECT count(*) FROM sessions s WHERE {condition}"), &params.refs())
+        .await?
+        .get(0);
+    let limit = params.push(page.per_page);
+    let offset = params.push(page.offset());
+    let sql = format!("{SUMMARY_SELECT} WHERE {condition} ORDER BY {} LIMIT {limit} OFFSET {offset}", order_by(filter.order));
+    let rows = client.query(&sql, &params.refs()).await?;
+    Ok(SessionPage {
+        sessions: rows.iter().map(|r| SessionSummary::from_row(r, inactive_after_hours)).collect(),
+        total,
+        page: page.page,
+        per_page: page.per_page,
+    })
+}
+
+/// Summaries of the given sessions (those that exist).
+pub async fn summaries(db: &Db, ids: &[Uuid], inactive_after_hours: u32) -> Result<Vec<SessionSummary>, StoreError> {
+    let rows = db.get().await?.query(&format!("{SUMMARY_SELECT} WHERE s.id = ANY($1)"), &[&ids]).await?;
+    Ok(rows.iter().map(|r| SessionSummary::from_row(r, inactive_after_hours)).collect())
+}
+
+pub async fn summary(db: &Db, id: Uuid, inactive_after_hours: u32) -> Result<SessionSummary, StoreError> {
+    summaries(db, &[id], inactive_after_hours).await?.pop().ok_or(StoreError::NotFound("session"))
+}
+
+/// Messages of a session with `seq > after`, at most `limit`, oldest first.
+pub async fn messages(db: &Db, id: Uuid, after: Seq, limit: i64) -> Result<Vec<MessageView>, StoreError> {
+    let rows = db
+        .get()
+        .await?
+        .query(
+            "SELECT seq, role, text, created_at FROM messages WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&id, &after, &limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| message_from_row(r, 0)).collect())
+}
+
+/// A message from a row whose columns `seq, role, text, created_at` start at `first`.
+pub(super) fn message_from_row(row: &tokio_postgres::Row, first: usize) -> MessageView {
+    MessageView {
+        seq: row.get(first),
+        role: MessageRole::parse(row.get(first + 1)).unwrap_or(MessageRole::System),
+        text: row.get(first + 2),
+        created_at: row.get(first + 3),
+    }
+}
+
+/// One QA status change.
+#[derive(Debug, Serialize)]
+pub struct QaChange {
+    pub from_status: String,
+    pub to_status: String,
+    pub notes: Option<String>,
+    pub by: String,
+    #[serde(with = "rfc3339")]
+    pub at: DateTime<Utc>,
+}
+
+pub async fn qa_history(db: &Db, id: Uuid) -> Result<Vec<QaChange>, StoreError> {
+    let rows = db
+        .get()
+        .await?
+        .query(
+            "SELECT from_status, to_status, notes, username, created_at FROM qa_history WHERE session_id = $1 ORDER BY id",
+            &[&id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| QaChange { from_status: r.get(0), to_status: r.get(1), notes: r.get(2), by: r.get(3), at: r.get(4) })
+        .collect())
+}
+
+/// The filtered sessions, read from PostgreSQL as the caller takes them, so
+/// memory stays flat however many match. The query has already run when
+/// `export` returns: a failing query is an error before the first row.
+pub struct SummaryStream {
+    /// Held so the connection is not handed to anyone else while rows stream.
+    _client: deadpool_postgres::Object,
+    rows: Pin<Box<tokio_postgres::RowStream>>,
+    inactive_after_hours: u32,
+}
+
+impl SummaryStream {
+    pub async fn next(&mut self) -> Option<Result<SessionSummary, StoreError>> {
+        let row = self.rows.next().await?;
+        Some(row.map(|r| SessionSummary::from_row(&r, self.inactive_after_hours)).map_err(Into::into))
+    }
+}
+
+pub async fn export(db: &Db, filter: &SessionFilter, inactive_after_hours: u32) -> Result<SummaryStream, StoreError> {
+    let mut params = Params::default();
+    let condition = where_clause(filter, inactive_after_hours, &mut params);
+    let sql = format!("{SUMMARY_SELECT} WHERE {condition} ORDER BY {}", order_by(filter.order));
+    let client = db.get().await?;
+    let rows = client.query_raw(&sql, params.refs()).await?;
+    Ok(SummaryStream { _client: client, rows: Box::pin(rows), inactive_after_hours })
+}
+
+/// Whole transcripts of many sessions at once (the export's `include=messages`),
+/// on one connection held for the reader's life.
+pub struct TranscriptReader(deadpool_postgres::Object);
+
+impl TranscriptReader {
+    pub async fn open(db: &Db) -> Result<Self, StoreError> {
+        Ok(Self(db.get().await?))
+    }
+
+    pub async fn read(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Vec<MessageView>>, StoreError> {
+        let mut transcripts: HashMap<Uuid, Vec<MessageView>> = HashMap::new();
+        let rows = self
+            .0
+            .query(
+                "SELECT session_id, seq, role, text, created_at FROM messages WHERE session_id = ANY($1) ORDER BY session_id, seq",
+                &[&ids],
+            )
+            .await?;
+        for row in rows {
+            transcripts.entry(row.get(0)).or_default().push(message_from_row(&row, 1));
+        }
+        Ok(transcripts)
+    }
+}
