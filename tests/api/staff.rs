@@ -185,7 +185,7 @@ async fn every_route_refuses_every_caller_its_access_rule_does_not_allow() {
     let before = snapshot().await;
     let mut checked = 0;
     for (method, path, access, _) in chathub::http::routes::mounted() {
-        let path = path.replace("{id}", &session.to_string()).replace("{key}", "default").replace("{path:.*}", "app.js");
+        let path = path.replace("{id}", &session.to_string()).replace("{key}", "default").replace("{path:.*}", "js/main.js");
         for (who, staff, key) in &callers {
             let allowed = match (&access, who.as_str(), staff) {
                 (Access::Public, _, _) => true,
@@ -580,7 +580,7 @@ async fn the_openapi_document_lists_every_route_and_each_one_exists() {
     assert_eq!(documented, mounted.len());
     // Every documented route answers (not the JSON 404 of an unknown route).
     for (path, operations) in paths {
-        let concrete = path.replace("{id}", &Uuid::new_v4().to_string()).replace("{key}", "default").replace("{path}", "app.js");
+        let concrete = path.replace("{id}", &Uuid::new_v4().to_string()).replace("{key}", "default").replace("{path}", "js/main.js");
         for method in operations.as_object().unwrap().keys() {
             let response = app.http.request(method.to_uppercase().parse().unwrap(), app.url(&concrete)).send().await.unwrap();
             let status = response.status().as_u16();

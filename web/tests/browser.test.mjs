@@ -16,6 +16,9 @@ mkdirSync(ARTIFACTS, { recursive: true });
 
 let server, port, base, browser;
 const dialogs = [];
+// Console errors that mean a page is broken whatever it shows: a script or
+// style the Content-Security-Policy refused, or a module that failed to load.
+const brokenPage = [];
 
 async function freePort() {
   return new Promise((resolve) => {
@@ -61,6 +64,11 @@ async function newPage(viewport = { width: 1366, height: 900 }) {
   const page = await context.newPage();
   page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss(); });
   page.on('pageerror', (e) => { throw e; });
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Refused to|module script|Failed to fetch dynamically/i.test(m.text())) {
+      brokenPage.push(m.text());
+    }
+  });
   return page;
 }
 
@@ -405,4 +413,8 @@ test('bulk archive from the sessions table, with a confirmation, removes the row
   await page.click('#filters button[type=submit]');
   await page.waitForFunction(() => location.hash.includes('status=archived'));
   await page.waitForFunction(() => document.querySelectorAll('#sessions-body tr[data-id]').length >= 2);
+});
+
+test('no page broke its Content-Security-Policy or failed to load a module', () => {
+  assert.deepEqual(brokenPage, []);
 });

@@ -1,0 +1,123 @@
+/* One session: transcript (live while watched), customer panel, QA,
+ * developer feedback, takeover, staff replies, archive, delete, export. */
+import { $, BADGE, api, applyRoles, confirmAction, customerName, el, state, toast, when } from "./core.js";
+
+var ROLE_LABEL = { visitor: "Visitor", ai: "AI", agent: "Staff", system: "System" };
+export async function openSession(id) {
+  var data;
+  try { data = await api("GET", "/api/sessions/" + id); } catch (err) { toast(err.message, "danger"); return; }
+  $("transcript").replaceChildren();
+  state.lastSeq = 0;
+  data.messages.forEach(appendMessage);
+  var after = data.next_after_seq;
+  while (after) {
+    var more = await api("GET", "/api/sessions/" + id + "?after_seq=" + after);
+    more.messages.forEach(appendMessage);
+    after = more.next_after_seq;
+  }
+  renderSessionPanels(data.session);
+  renderHistory(data.qa_history);
+  $("qa-notes").value = data.session.qa_notes || "";
+  $("dev-feedback").value = data.session.dev_feedback || "";
+  applyRoles($("view-session"));
+  state.watching = id;
+  if (state.socket && state.socket.readyState === 1) {
+    state.socket.send(JSON.stringify({ type: "watch", session_id: id, last_seq: state.lastSeq }));
+  }
+}
+export function unwatch() {
+  if (state.socket && state.socket.readyState === 1) state.socket.send(JSON.stringify({ type: "unwatch", session_id: state.watching }));
+  state.watching = null;
+}
+export function appendMessage(m) {
+  if (m.seq <= state.lastSeq) return;
+  state.lastSeq = m.seq;
+  var li = el("li", { class: m.role, "data-seq": m.seq },
+    el("span", { class: "meta", text: (ROLE_LABEL[m.role] || m.role) + " · " + new Date(m.created_at).toLocaleTimeString() }),
+    m.text);
+  $("transcript").appendChild(li);
+  $("transcript").scrollTop = $("transcript").scrollHeight;
+  if (m.role !== "visitor") $("s-typing").hidden = true;
+}
+export function showTyping(role, on) {
+  $("s-typing-who").textContent = (ROLE_LABEL[role] || role) + " is typing…";
+  $("s-typing").hidden = !on;
+}
+export function renderSessionPanels(s) {
+  if (!state.shown[s.id] || state.shown[s.id] < s.updated_at) state.shown[s.id] = s.updated_at;
+  $("s-title").textContent = customerName(s);
+  var c = $("s-completion"); c.className = "badge text-bg-" + (BADGE[s.completion] || "secondary"); c.textContent = s.completion.replace("_", " ");
+  $("s-status").textContent = s.status;
+  $("s-archive").textContent = s.status === "archived" ? "Unarchive" : "Archive";
+  $("s-takeover").checked = s.handler === "human";
+  var rows = [["Name", s.customer.name], ["Email", s.customer.email], ["Phone", s.customer.phone], ["Channel", s.channel],
+    ["Site", s.site], ["Completion rule", s.completion_rule], ["Completed", s.completed_at ? when(s.completed_at) : null],
+    ["Handler", s.handler], ["Priority", s.priority], ["Assignee", s.assignee], ["Started", when(s.created_at)]];
+  $("s-customer").replaceChildren.apply($("s-customer"), rows.reduce(function (acc, r) {
+    acc.push(el("dt", { class: "col-5", text: r[0] }), el("dd", { class: "col-7 mb-1", text: r[1] || "—" }));
+    return acc;
+  }, []));
+  document.querySelectorAll("#qa-buttons [data-qa]").forEach(function (b) {
+    b.classList.toggle("active", b.getAttribute("data-qa") === s.qa_status);
+    b.setAttribute("aria-pressed", String(b.getAttribute("data-qa") === s.qa_status));
+  });
+  $("dev-by").textContent = s.dev_feedback_by ? "by " + s.dev_feedback_by + ", " + when(s.dev_feedback_at) : "";
+}
+function renderHistory(history) {
+  $("qa-history").replaceChildren.apply($("qa-history"), (history || []).map(function (h) {
+    return el("li", {}, h.from_status + " → " + h.to_status + " by " + h.by + ", " + when(h.at), h.notes ? el("div", { class: "text-body-secondary", text: h.notes }) : null);
+  }));
+}
+document.querySelectorAll("#qa-buttons [data-qa]").forEach(function (button) {
+  button.addEventListener("click", async function () {
+    try {
+      var s = await api("PUT", "/api/sessions/" + state.watching + "/qa", { qa_status: button.getAttribute("data-qa"), qa_notes: $("qa-notes").value });
+      renderSessionPanels(s);
+      var detail = await api("GET", "/api/sessions/" + state.watching + "?after_seq=" + state.lastSeq);
+      renderHistory(detail.qa_history);
+      toast("QA status: " + s.qa_status, "success");
+    } catch (err) { toast(err.message, "danger"); }
+  });
+});
+$("dev-save").addEventListener("click", async function () {
+  try {
+    var s = await api("PUT", "/api/sessions/" + state.watching + "/dev-feedback", { dev_feedback: $("dev-feedback").value });
+    renderSessionPanels(s); toast("Feedback saved", "success");
+  } catch (err) { toast(err.message, "danger"); }
+});
+$("s-takeover").addEventListener("change", function () {
+  state.socket.send(JSON.stringify({ type: "takeover", session_id: state.watching, on: $("s-takeover").checked }));
+});
+$("s-reply").addEventListener("submit", function (e) {
+  e.preventDefault();
+  var text = $("s-reply-text").value.trim();
+  if (!text) return;
+  var id = "staff-" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
+  state.socket.send(JSON.stringify({ type: "say", session_id: state.watching, client_msg_id: id, text: text }));
+  $("s-reply-text").value = "";
+});
+$("s-reply-text").addEventListener("keydown", function (e) {
+  if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("s-reply").requestSubmit(); }
+});
+$("s-archive").addEventListener("click", async function () {
+  var archived = $("s-archive").textContent === "Unarchive";
+  try {
+    var s = await api("PUT", "/api/sessions/" + state.watching, { status: archived ? "active" : "archived" });
+    renderSessionPanels(s);
+  } catch (err) { toast(err.message, "danger"); }
+});
+$("s-delete").addEventListener("click", async function () {
+  if (!(await confirmAction("Delete this session?", "The session and its transcript are deleted for good."))) return;
+  var id = state.watching;
+  try { await api("DELETE", "/api/sessions/" + id); unwatch(); location.hash = "#/sessions"; toast("Deleted", "success"); }
+  catch (err) { toast(err.message, "danger"); }
+});
+$("s-export").addEventListener("click", function () {
+  // One conversation: the export filtered down to it by its customer search is
+  // not exact, so use the detail JSON instead.
+  api("GET", "/api/sessions/" + state.watching).then(function (data) {
+    var blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+    var a = el("a", { href: URL.createObjectURL(blob), download: "session-" + state.watching + ".json" });
+    document.body.appendChild(a); a.click(); a.remove();
+  });
+});

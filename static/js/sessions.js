@@ -1,0 +1,136 @@
+/* The sessions list: filters, paging, export, live rows from the
+ * dashboard socket, selection and bulk actions. */
+import { $, api, badge, confirmAction, customerName, el, state, toast, when } from "./core.js";
+import { FILTERS, currentFilters, parseHash } from "./hash.js";
+import { loadStats, scheduleStats } from "./stats.js";
+import { renderSessionPanels } from "./session.js";
+
+$("filters").addEventListener("submit", function (e) {
+  e.preventDefault();
+  var q = currentFilters();
+  location.hash = "#/sessions" + (q.toString() ? "?" + q : "");
+});
+$("filters-reset").addEventListener("click", function () { $("filters").reset(); location.hash = "#/sessions"; });
+$("page-prev").addEventListener("click", function () { goPage(state.page - 1); });
+$("page-next").addEventListener("click", function () { goPage(state.page + 1); });
+function goPage(n) {
+  var q = parseHash().query; q.set("page", String(n));
+  location.hash = "#/sessions?" + q;
+}
+$("export").addEventListener("click", function () {
+  var q = currentFilters();
+  q.set("format", $("export-format").value);
+  if ($("export-messages").checked) q.set("include", "messages");
+  location.href = "/api/sessions/export?" + q;
+});
+
+export async function loadSessions(query) {
+  FILTERS.forEach(function (name) { $("filters").elements[name].value = query.get(name) || ""; });
+  state.page = Math.max(1, parseInt(query.get("page") || "1", 10));
+  var q = new URLSearchParams(query); q.set("page", String(state.page)); q.set("per_page", String(state.perPage));
+  state.selected.clear(); updateBulkBar();
+  try {
+    var page = await api("GET", "/api/sessions?" + q);
+    state.rows = page.sessions; state.total = page.total;
+    renderRows();
+  } catch (err) { toast("Could not load sessions: " + err.message, "danger"); }
+  loadStats();
+}
+function rowFor(s) {
+  var box = el("input", { class: "form-check-input", type: "checkbox", "aria-label": "Select " + customerName(s) });
+  box.checked = state.selected.has(s.id);
+  box.addEventListener("change", function () { if (box.checked) state.selected.add(s.id); else state.selected.delete(s.id); updateBulkBar(); });
+  return el("tr", { "data-id": s.id },
+    el("td", {}, box),
+    el("td", {}, el("a", { href: "#/sessions/" + s.id, text: customerName(s) }),
+      s.customer.email && s.customer.name ? el("div", { class: "small text-body-secondary", text: s.customer.email }) : null),
+    el("td", {}, el("span", { class: "small", text: s.channel })),
+    el("td", {}, el("span", { class: "preview small", text: s.last_message_preview || "" })),
+    el("td", {}, badge(s.completion)),
+    el("td", {}, badge(s.qa_status)),
+    el("td", {}, badge(s.status)),
+    el("td", { text: s.message_count }),
+    el("td", { class: "small", text: when(s.created_at) }));
+}
+function renderRows(flashId) {
+  var body = $("sessions-body");
+  body.replaceChildren.apply(body, state.rows.map(function (s) {
+    var row = rowFor(s);
+    if (s.id === flashId) row.classList.add("flash");
+    return row;
+  }));
+  if (!state.rows.length) body.appendChild(el("tr", {}, el("td", { colspan: "9", class: "text-center text-body-secondary py-4", text: "No sessions match." })));
+  var first = (state.page - 1) * state.perPage;
+  $("page-info").textContent = state.total ? (first + 1) + "–" + (first + state.rows.length) + " of " + state.total : "0 sessions";
+  $("page-prev").disabled = state.page <= 1;
+  $("page-next").disabled = first + state.rows.length >= state.total;
+  $("select-all").checked = false;
+}
+/** Does a live summary belong on the current page of the current filters? */
+function matches(s) {
+  var q = parseHash().query;
+  if (!s.message_count) return false;
+  if (q.get("channel") && q.get("channel") !== s.channel) return false;
+  if (q.get("completion") && q.get("completion") !== s.completion) return false;
+  if (q.get("qa_status") && q.get("qa_status") !== s.qa_status) return false;
+  var status = q.get("status");
+  if (!status && s.status === "archived") return false;
+  if (status && status !== "all" && status !== s.status) return false;
+  if (q.get("q") || q.get("from") || q.get("to")) return false; // server-side filters: wait for a reload
+  return true;
+}
+export function onSessionFrame(s) {
+  // Summaries are coalesced and may be read just before a change we have
+  // already shown: never go back to an older one.
+  var known = state.shown[s.id];
+  if (known && known > s.updated_at) return;
+  state.shown[s.id] = s.updated_at;
+  if (s.id === state.watching) renderSessionPanels(s);
+  if ($("view-sessions").classList.contains("d-none")) { scheduleStats(); return; }
+  var i = state.rows.findIndex(function (r) { return r.id === s.id; });
+  if (i >= 0 && !matches(s)) { state.rows.splice(i, 1); state.total -= 1; }
+  else if (i >= 0) state.rows[i] = s;
+  else if (state.page === 1 && matches(s)) { state.rows.unshift(s); state.total += 1; if (state.rows.length > state.perPage) state.rows.pop(); }
+  else { scheduleStats(); return; }
+  var sort = parseHash().query.get("sort");
+  state.rows.sort(function (a, b) {
+    var key = sort === "activity" ? function (x) { return x.last_message_at || x.created_at; } : function (x) { return x.created_at; };
+    return key(b) < key(a) ? -1 : key(b) > key(a) ? 1 : 0;
+  });
+  renderRows(s.id);
+  scheduleStats();
+}
+$("select-all").addEventListener("change", function () {
+  var on = $("select-all").checked;
+  state.rows.forEach(function (s) { if (on) state.selected.add(s.id); else state.selected.delete(s.id); });
+  $("sessions-body").querySelectorAll("input[type=checkbox]").forEach(function (b) { b.checked = on; });
+  updateBulkBar();
+});
+function updateBulkBar() {
+  $("bulk-bar").hidden = state.selected.size === 0;
+  $("bulk-count").textContent = state.selected.size + " selected";
+}
+document.querySelectorAll("[data-bulk]").forEach(function (button) {
+  button.addEventListener("click", async function () {
+    var action = button.getAttribute("data-bulk");
+    var ids = Array.from(state.selected);
+    var ok = await confirmAction(action[0].toUpperCase() + action.slice(1) + " " + ids.length + " session(s)?",
+      action === "delete" ? "The sessions and their transcripts are deleted for good." : "You can change this later.");
+    if (!ok) return;
+    try {
+      await api("POST", "/api/sessions/bulk", { action: action, ids: ids });
+      removeRows(ids, true);
+      state.selected.clear(); updateBulkBar();
+      toast(ids.length + " session(s): " + action + "d", "success");
+    } catch (err) { toast(err.message, "danger"); }
+  });
+});
+export function removeRows(ids, fade) {
+  ids.forEach(function (id) {
+    var row = $("sessions-body").querySelector('tr[data-id="' + CSS.escape(id) + '"]');
+    var i = state.rows.findIndex(function (r) { return r.id === id; });
+    if (i >= 0) { state.rows.splice(i, 1); state.total -= 1; }
+    if (row) { if (fade) { row.classList.add("leaving"); setTimeout(function () { row.remove(); }, 400); } else row.remove(); }
+  });
+  if (state.watching && ids.indexOf(state.watching) >= 0) { toast("This session was deleted", "warning"); location.hash = "#/sessions"; }
+}

@@ -1,0 +1,32 @@
+/* The dashboard socket (docs/protocol.md): live session summaries for the
+ * list, and the transcript, typing and takeover of the watched session.
+ * Reconnects with backoff; 4401 means signed out. */
+import { $, hooks, state, toast } from "./core.js";
+import { onSessionFrame, removeRows } from "./sessions.js";
+import { appendMessage, showTyping } from "./session.js";
+
+export function connectSocket() {
+  var proto = location.protocol === "https:" ? "wss:" : "ws:";
+  var socket = new WebSocket(proto + "//" + location.host + "/ws/dashboard");
+  state.socket = socket;
+  socket.onopen = function () {
+    state.reconnect = 0;
+    $("live").classList.add("on");
+    if (state.watching) socket.send(JSON.stringify({ type: "watch", session_id: state.watching, last_seq: state.lastSeq }));
+  };
+  socket.onmessage = function (event) {
+    var frame = JSON.parse(event.data);
+    if (frame.type === "session") onSessionFrame(frame.session);
+    else if (frame.type === "session_deleted") removeRows([frame.session_id], false);
+    else if (frame.type === "message" && frame.session_id === state.watching) appendMessage(frame.message);
+    else if (frame.type === "typing" && frame.session_id === state.watching) showTyping(frame.role, frame.on);
+    else if (frame.type === "takeover" && frame.session_id === state.watching) $("s-takeover").checked = frame.handler === "human";
+    else if (frame.type === "error") toast(frame.message, "danger");
+  };
+  socket.onclose = function (event) {
+    $("live").classList.remove("on");
+    if (event.code === 4401 || !state.me) { if (event.code === 4401) hooks.signedOut(); return; }
+    state.reconnect += 1;
+    setTimeout(connectSocket, Math.min(15000, 500 * Math.pow(2, state.reconnect)));
+  };
+}

@@ -1,0 +1,40 @@
+/* The stat cards and charts over the current filters. */
+import { $, api, el, state } from "./core.js";
+import { currentFilters } from "./hash.js";
+
+export function scheduleStats() {
+  if (state.statsTimer) return;
+  state.statsTimer = setTimeout(function () { state.statsTimer = null; loadStats(); }, 2000);
+}
+export async function loadStats() {
+  var q = currentFilters(); q.delete("status");
+  var stats;
+  try { stats = await api("GET", "/api/sessions/stats?" + q); } catch (e) { return; }
+  var badgeEl = $("escalation-badge");
+  badgeEl.textContent = stats.open_escalations;
+  badgeEl.classList.toggle("d-none", !stats.open_escalations);
+  var cards = [
+    ["Complete", stats.by_completion.complete, "complete"], ["In progress", stats.by_completion.in_progress, ""],
+    ["Incomplete", stats.by_completion.incomplete, ""], ["QA unchecked", stats.by_qa_status.unchecked, ""],
+    ["QA passed", stats.by_qa_status.passed, ""], ["QA issue", stats.by_qa_status.issue, "issue"],
+    ["QA fixed", stats.by_qa_status.fixed, ""], ["Open escalations", stats.open_escalations, "escalations"]];
+  $("stat-cards").replaceChildren.apply($("stat-cards"), cards.map(function (c) {
+    return el("div", { class: "col-6 col-md-3 col-xl" }, el("div", { class: "card card-body py-2 stat " + c[2], "data-stat": c[0] },
+      el("div", { class: "small text-body-secondary", text: c[0] }), el("div", { class: "value", text: c[1] })));
+  }));
+  if (typeof Chart === "undefined") return;
+  var days = stats.per_day.map(function (d) { return d.day; });
+  chart("days", "chart-days", "line", { labels: days, datasets: [
+    { label: "Sessions", data: stats.per_day.map(function (d) { return d.sessions; }), tension: 0.25 },
+    { label: "Completions", data: stats.per_day.map(function (d) { return d.completions; }), tension: 0.25 }] });
+  chart("qa", "chart-qa", "doughnut", { labels: ["unchecked", "passed", "issue", "fixed"], datasets: [
+    { data: ["unchecked", "passed", "issue", "fixed"].map(function (k) { return stats.by_qa_status[k]; }),
+      backgroundColor: ["#adb5bd", "#198754", "#dc3545", "#0d6efd"] }] });
+  chart("latency", "chart-latency", "bar", { labels: ["median", "p90"], datasets: [
+    { label: "ms", data: [stats.ai_response_ms.median || 0, stats.ai_response_ms.p90 || 0], backgroundColor: "#6f42c1" }] });
+}
+function chart(name, canvas, type, data) {
+  if (state.charts[name]) { state.charts[name].data = data; state.charts[name].update(); return; }
+  state.charts[name] = new Chart($(canvas), { type: type, data: data,
+    options: { animation: false, plugins: { legend: { display: type !== "bar" } }, maintainAspectRatio: false } });
+}
