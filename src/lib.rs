@@ -20,9 +20,9 @@
 //!  http  ws  state              transports: parse at the edge, call handles and the data layer
 //!  actors (handles)             conversations, supervisor, persistence, notifier; only handles leave
 //!  agents delivery channels     outside services: AI agents, n8n/Resend/Meta, Meta's webhooks
-//!  sessions sites completion    data as staff see it, sites, completion rules
+//!  sites completion             the websites a widget may sit on, completion rules
 //!  auth client_ip limits        passwords, logins, API keys; who the client is; per-IP limits
-//!  store                        SQL, one file per table group (being moved here)
+//!  store                        every SQL statement, one file per table group
 //!  domain protocol error        validated types, frames and codes, the one error shape
 //!  outbound                     the bounded writer queue of every socket
 //!  postgres config telemetry    pool, migrations, the private cluster; settings; logs/metrics
@@ -37,11 +37,11 @@
 //! - [`agents`]: the AI agent interface and its backends.
 //! - [`delivery`]: outbox targets: n8n, Resend, Meta's send APIs.
 //! - [`channels`]: Messenger and WhatsApp webhooks (signatures, payloads).
-//! - [`sessions`]: sessions as staff see them: summary JSON, filters, stats.
 //! - [`sites`]: the websites a widget may sit on.
 //! - [`completion`]: completion rules.
 //! - [`auth`]: passwords, staff logins, API keys, users, access rules.
-//! - [`store`]: SQL statements, one file per table group.
+//! - [`store`]: every SQL statement, one file per table group; returns plain
+//!   rows and its own `StoreError`.
 //! - [`client_ip`]: the client's address behind trusted proxies.
 //! - [`limits`]: per-IP socket caps, new conversations per IP, rate limits.
 //! - [`domain`]: validated types the rest of the code passes around.

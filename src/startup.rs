@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_http::HttpService;
 use actix_service::{IntoServiceFactory, map_config};
@@ -16,11 +16,9 @@ use tokio::sync::watch;
 
 
 use crate::actors::Hub;
-use crate::auth::throttle::LoginThrottle;
 use crate::actors::HubActors;
 use crate::completion::{RuleSet, Rules};
 use crate::config::Config;
-use crate::limits::{IpLimiter, NewConversations};
 use crate::ws::{self, OpenSockets};
 use crate::http;
 use crate::postgres::{self, LocalPostgres, LocalPostgresOptions};
@@ -73,6 +71,9 @@ impl ShutdownSignals {
 }
 
 impl Application {
+    /// Opens the database, starts the actors and binds the HTTP server (in
+    /// the order shutdown undoes): one function, so the wiring reads top
+    /// to bottom.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let (url, local_postgres) = open_database(&config).await?;
         postgres::migrate(&url).await?;
@@ -89,17 +90,7 @@ impl Application {
         let sockets = open_sockets.clone();
         let (persistence, supervisor, notifier) = (actors.persistence.clone(), actors.supervisor.clone(), actors.notifier.clone());
         let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence, supervisor, notifier, agent, rules)?);
-        let state = web::Data::new(AppState {
-            db,
-            config: config.clone(),
-            metrics: crate::telemetry::metrics_handle(),
-            started_at: Instant::now(),
-            hub,
-            visitor_ips: IpLimiter::new(config.limits.max_connections_per_ip),
-            new_conversations: NewConversations::new(config.limits.new_conversations_per_hour),
-            login_throttle: LoginThrottle::default(),
-            shutting_down,
-        });
+        let state = web::Data::new(AppState::new(db, &config, hub, shutting_down));
 
         let listener = bind(config.bind).with_context(|| format!("binding {} (CHATHUB_BIND)", config.bind))?;
         let address = listener.local_addr()?;

@@ -31,3 +31,18 @@ pub struct AppState {
     pub shutting_down: watch::Receiver<bool>,
 }
 
+impl AppState {
+    pub fn new(db: Db, config: &Arc<Config>, hub: Arc<Hub>, shutting_down: watch::Receiver<bool>) -> Self {
+        Self {
+            db,
+            config: config.clone(),
+            metrics: crate::telemetry::metrics_handle(),
+            started_at: Instant::now(),
+            hub,
+            visitor_ips: IpLimiter::new(config.limits.max_connections_per_ip),
+            new_conversations: NewConversations::new(config.limits.new_conversations_per_hour),
+            login_throttle: LoginThrottle::default(),
+            shutting_down,
+        }
+    }
+}

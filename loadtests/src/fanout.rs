@@ -41,142 +41,38 @@ pub struct Args {
     json: Option<PathBuf>,
 }
 
+use crate::client::Socket;
+/// A dashboard socket (connected with cookies, through tungstenite's own connector).
+type Dashboard = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// What one reading dashboard saw.
+struct Tally {
+    latency: hdrhistogram::Histogram<u64>,
+    summary_age: hdrhistogram::Histogram<u64>,
+    deliveries: u64,
+    /// The close code, if the server closed the socket.
+    closed: Option<u16>,
+}
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let server = client::loopback(&args.server)?;
-    let http = reqwest::Client::new();
-    let login = http
-        .post(format!("http://{server}/api/auth/login"))
-        .json(&json!({"username": "admin", "password": args.admin_password}))
-        .send()
-        .await?;
-    anyhow::ensure!(login.status().is_success(), "admin login failed: {}", login.status());
-    let cookie = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?
-        .to_owned();
-
+    let cookie = admin_cookie(server, &args.admin_password).await?;
     // Visitors first: their session ids are what the dashboards watch.
-    let bar = indicatif::ProgressBar::new(args.visitors as u64).with_message("visitors");
-    let mut visitors = Vec::with_capacity(args.visitors);
-    let mut sessions = Vec::with_capacity(args.visitors);
-    for _ in 0..args.visitors {
-        let mut ws = client::connect(server, "/ws/chat", None).await?;
-        ws.send(Message::text(json!({"type": "hello", "token": null, "last_seq": 0}).to_string())).await?;
-        let welcome = loop {
-            if let Some(Message::Text(text)) = ws.next().await.transpose()? {
-                break serde_json::from_str::<Value>(&text)?;
-            }
-        };
-        sessions.push(welcome["session_id"].as_str().unwrap_or_default().to_owned());
-        visitors.push(ws);
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+    let (visitors, sessions) = open_visitors(server, args.visitors).await?;
 
     let start = Instant::now();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut dashboards = Vec::with_capacity(args.dashboards);
     for d in 0..args.dashboards {
-        let mut request = format!("ws://{server}/ws/dashboard").into_client_request()?;
-        request.headers_mut().insert("cookie", cookie.parse()?);
-        request.headers_mut().insert("origin", format!("http://{server}").parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-        for session in &sessions {
-            ws.send(Message::text(json!({"type": "watch", "session_id": session, "last_seq": 0}).to_string())).await?;
-        }
-        // Frames are handled in order: the error for a session that does not
-        // exist means every watch before it is in place.
-        let sentinel = uuid::Uuid::new_v4().to_string();
-        ws.send(Message::text(json!({"type": "watch", "session_id": sentinel, "last_seq": 0}).to_string())).await?;
-        while let Some(frame) = ws.next().await {
-            if let Message::Text(text) = frame? {
-                if text.contains("unknown_session") && text.contains(&sentinel) {
-                    break;
-                }
-            }
-        }
+        let ws = open_dashboard(server, &cookie, &sessions).await?;
         let stalled = d < args.stalled;
-        let mut stopped = stopped.clone();
-        dashboards.push(tokio::spawn(async move {
-            let mut latency = report::histogram();
-            let mut summary_age = report::histogram();
-            let mut deliveries = 0u64;
-            let mut closed = None;
-            if stalled {
-                // Never read; just hold the socket until the run ends.
-                let _ = stopped.wait_for(|&s| s).await;
-                return (latency, summary_age, deliveries, closed);
-            }
-            loop {
-                let frame = tokio::select! {
-                    frame = ws.next() => frame,
-                    _ = stopped.wait_for(|&s| s) => break,
-                };
-                let Some(frame) = frame else { break };
-                match frame {
-                    Ok(Message::Text(text)) => {
-                        deliveries += 1;
-                        // A visitor's "fanout <micros since start>" in a message frame.
-                        // (Session summaries quote the same text in their preview,
-                        // but they are coalesced on purpose: not counted.)
-                        if text.starts_with("{\"type\":\"message\"") {
-                            if let Some(sent) = text.split("fanout ").nth(1).and_then(|r| r.split('"').next()).and_then(|m| m.parse::<u64>().ok()) {
-                                let now = start.elapsed().as_micros() as u64;
-                                let _ = latency.record(now.saturating_sub(sent).max(1));
-                            }
-                        } else if text.starts_with("{\"type\":\"session\"") {
-                            // How late the live table is: arrival minus the time of the
-                            // change it shows (a message, or another update).
-                            let updated = serde_json::from_str::<Value>(&text).ok().and_then(|v| {
-                                let time = |k: &str| v["session"][k].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-                                time("updated_at").max(time("last_message_at"))
-                            });
-                            if let Some(updated) = updated {
-                                let age = (chrono::Utc::now() - updated.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0);
-                                let _ = summary_age.record(age.max(1) as u64);
-                            }
-                        }
-                    }
-                    Ok(Message::Close(frame)) => {
-                        closed = frame.map(|f| u16::from(f.code));
-                        break;
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-            (latency, summary_age, deliveries, closed)
-        }));
+        dashboards.push(tokio::spawn(read_dashboard(ws, stalled, stopped.clone(), start)));
     }
 
     let cpu_before = args.server_pid.and_then(report::cpu_seconds);
     let total = args.rate * args.duration;
-    let gap = Duration::from_secs_f64(1.0 / args.rate as f64);
     let send_start = Instant::now();
-    let progress = indicatif::ProgressBar::new(total);
-    let mut readers = Vec::new();
-    let mut writers = Vec::new();
-    for ws in visitors {
-        let (write, mut read) = ws.split();
-        writers.push(write);
-        // Drain the visitors' own frames (acks, replies) so they never stall.
-        readers.push(tokio::spawn(async move { while let Some(Ok(_)) = read.next().await {} }));
-    }
-    for n in 0..total {
-        let intended = send_start + gap * n as u32;
-        tokio::time::sleep_until(intended).await;
-        let micros = (intended - start).as_micros();
-        let frame = json!({"type": "message", "client_msg_id": format!("f{n}"), "text": format!("fanout {micros}")});
-        let which = (n as usize) % writers.len();
-        let _ = writers[which].send(Message::text(frame.to_string())).await;
-        if n % 500 == 0 {
-            progress.set_position(n);
-        }
-    }
-    progress.finish_and_clear();
+    let (writers, readers) = send_messages(visitors, total, args.rate, start).await;
     let sending = send_start.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let cpu_after = args.server_pid.and_then(report::cpu_seconds);
@@ -192,22 +88,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut summary_age = report::histogram();
     let mut deliveries = 0;
     let mut report_errors = std::collections::BTreeMap::new();
-
     for (i, dashboard) in dashboards.into_iter().enumerate() {
         let result = dashboard.await;
         if i < args.stalled {
             continue;
         }
-        match result {
-            Ok((h, ages, n, closed)) => {
-                latency.add(&h)?;
-                summary_age.add(&ages)?;
-                deliveries += n;
-                if closed == Some(4008) {
-                    *report_errors.entry("reading dashboard closed as slow (4008)".to_owned()).or_insert(0) += 1;
-                }
+        if let Ok(tally) = result {
+            latency.add(&tally.latency)?;
+            summary_age.add(&tally.summary_age)?;
+            deliveries += tally.deliveries;
+            if tally.closed == Some(4008) {
+                *report_errors.entry("reading dashboard closed as slow (4008)".to_owned()).or_insert(0) += 1;
             }
-            _ => {}
         }
     }
     let measured = latency.len();
@@ -233,4 +125,149 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         report.errors.insert("visitor messages not seen by a reading dashboard".into(), expected - measured);
     }
     report.finish(args.json.as_ref())
+}
+
+/// Signs in as `admin`; returns the session cookie.
+async fn admin_cookie(server: std::net::SocketAddr, password: &str) -> anyhow::Result<String> {
+    let login = reqwest::Client::new()
+        .post(format!("http://{server}/api/auth/login"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await?;
+    anyhow::ensure!(login.status().is_success(), "admin login failed: {}", login.status());
+    Ok(login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?
+        .to_owned())
+}
+
+/// `count` visitor sockets past `hello`, and their session ids.
+async fn open_visitors(server: std::net::SocketAddr, count: usize) -> anyhow::Result<(Vec<Socket>, Vec<String>)> {
+    let bar = indicatif::ProgressBar::new(count as u64).with_message("visitors");
+    let mut visitors = Vec::with_capacity(count);
+    let mut sessions = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut ws = client::connect(server, "/ws/chat", None).await?;
+        ws.send(Message::text(json!({"type": "hello", "token": null, "last_seq": 0}).to_string())).await?;
+        let welcome = loop {
+            if let Some(Message::Text(text)) = ws.next().await.transpose()? {
+                break serde_json::from_str::<Value>(&text)?;
+            }
+        };
+        sessions.push(welcome["session_id"].as_str().unwrap_or_default().to_owned());
+        visitors.push(ws);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((visitors, sessions))
+}
+
+/// A dashboard socket watching every session, once all watches are in place.
+async fn open_dashboard(server: std::net::SocketAddr, cookie: &str, sessions: &[String]) -> anyhow::Result<Dashboard> {
+    let mut request = format!("ws://{server}/ws/dashboard").into_client_request()?;
+    request.headers_mut().insert("cookie", cookie.parse()?);
+    request.headers_mut().insert("origin", format!("http://{server}").parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    for session in sessions {
+        ws.send(Message::text(json!({"type": "watch", "session_id": session, "last_seq": 0}).to_string())).await?;
+    }
+    // Frames are handled in order: the error for a session that does not
+    // exist means every watch before it is in place.
+    let sentinel = uuid::Uuid::new_v4().to_string();
+    ws.send(Message::text(json!({"type": "watch", "session_id": sentinel, "last_seq": 0}).to_string())).await?;
+    while let Some(frame) = ws.next().await {
+        if let Message::Text(text) = frame? {
+            if text.contains("unknown_session") && text.contains(&sentinel) {
+                break;
+            }
+        }
+    }
+    Ok(ws)
+}
+
+/// Reads a dashboard until the run stops (a stalled one never reads).
+async fn read_dashboard(mut ws: Dashboard, stalled: bool, mut stopped: tokio::sync::watch::Receiver<bool>, start: Instant) -> Tally {
+    let mut tally = Tally { latency: report::histogram(), summary_age: report::histogram(), deliveries: 0, closed: None };
+    if stalled {
+        // Never read; just hold the socket until the run ends.
+        let _ = stopped.wait_for(|&s| s).await;
+        return tally;
+    }
+    loop {
+        let frame = tokio::select! {
+            frame = ws.next() => frame,
+            _ = stopped.wait_for(|&s| s) => break,
+        };
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                tally.deliveries += 1;
+                record_frame(&mut tally, &text, start);
+            }
+            Some(Ok(Message::Close(frame))) => {
+                tally.closed = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => break,
+        }
+    }
+    tally
+}
+
+fn record_frame(tally: &mut Tally, text: &str, start: Instant) {
+    // A visitor's "fanout <micros since start>" in a message frame.
+    // (Session summaries quote the same text in their preview, but they
+    // are coalesced on purpose: not counted.)
+    if text.starts_with("{\"type\":\"message\"") {
+        if let Some(sent) = text.split("fanout ").nth(1).and_then(|r| r.split('"').next()).and_then(|m| m.parse::<u64>().ok()) {
+            let now = start.elapsed().as_micros() as u64;
+            let _ = tally.latency.record(now.saturating_sub(sent).max(1));
+        }
+    } else if text.starts_with("{\"type\":\"session\"") {
+        // How late the live table is: arrival minus the time of the change
+        // it shows (a message, or another update).
+        let updated = serde_json::from_str::<Value>(text).ok().and_then(|v| {
+            let time = |k: &str| v["session"][k].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            time("updated_at").max(time("last_message_at"))
+        });
+        if let Some(updated) = updated {
+            let age = (chrono::Utc::now() - updated.with_timezone(&chrono::Utc)).num_microseconds().unwrap_or(0);
+            let _ = tally.summary_age.record(age.max(1) as u64);
+        }
+    }
+}
+
+type Writer = futures_util::stream::SplitSink<Socket, Message>;
+
+/// Sends `total` messages at `rate` per second, round-robin over the
+/// visitors, each carrying its intended send time; returns the writers
+/// (to close) and the tasks draining the visitors' own frames.
+async fn send_messages(visitors: Vec<Socket>, total: u64, rate: u64, start: Instant) -> (Vec<Writer>, Vec<tokio::task::JoinHandle<()>>) {
+    let gap = Duration::from_secs_f64(1.0 / rate as f64);
+    let send_start = Instant::now();
+    let progress = indicatif::ProgressBar::new(total);
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for ws in visitors {
+        let (write, mut read) = ws.split();
+        writers.push(write);
+        // Drain the visitors' own frames (acks, replies) so they never stall.
+        readers.push(tokio::spawn(async move { while let Some(Ok(_)) = read.next().await {} }));
+    }
+    for n in 0..total {
+        let intended = send_start + gap * n as u32;
+        tokio::time::sleep_until(intended).await;
+        let micros = (intended - start).as_micros();
+        let frame = json!({"type": "message", "client_msg_id": format!("f{n}"), "text": format!("fanout {micros}")});
+        let which = (n as usize) % writers.len();
+        let _ = writers[which].send(Message::text(frame.to_string())).await;
+        if n % 500 == 0 {
+            progress.set_position(n);
+        }
+    }
+    progress.finish_and_clear();
+    (writers, readers)
 }

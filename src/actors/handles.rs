@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::postgres::Db;
 use super::persistence::{Drain, Persist, PersistError, Persistence, SessionWrite};
 use super::supervisor::{DashboardConnected, DashboardGone, SessionEvent, Supervisor, Unwatch, Watch};
-use crate::domain::{ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
+use crate::domain::{SeenUpTo, ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::MessageView;
 
@@ -69,7 +69,7 @@ impl SessionHandle {
 
     /// Joins a visitor socket that has seen up to `last_seq`: the backlog
     /// and the live stream, with nothing missed or sent twice in between.
-    pub async fn attach_visitor(&self, outbound: Outbound, last_seq: Seq) -> Result<Attached, AttachError> {
+    pub async fn attach_visitor(&self, outbound: Outbound, last_seq: SeenUpTo) -> Result<Attached, AttachError> {
         self.addr.send(AttachVisitor { outbound, last_seq }).await.unwrap_or(Err(AttachError::Stopped))
     }
 
@@ -128,7 +128,7 @@ impl SessionHandle {
 
     /// The stored messages after `after`, if all are still in memory
     /// (`None`: read them from PostgreSQL instead).
-    pub async fn transcript_after(&self, after: Seq) -> Option<Vec<MessageView>> {
+    pub async fn transcript_after(&self, after: SeenUpTo) -> Option<Vec<MessageView>> {
         self.addr.send(TranscriptAfter(after)).await.ok().flatten()
     }
 

@@ -33,6 +33,29 @@ impl fmt::Display for SessionId {
 /// Per-session message number: 1, 2, 3… without gaps.
 pub type Seq = i64;
 
+/// A transcript position a client sent (`last_seq`, `after_seq`, a read
+/// receipt's `seq`): the newest seq it has seen, 0 for none. Parsed at the
+/// edge, so nothing behind it checks for negative seqs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SeenUpTo(Seq);
+
+impl SeenUpTo {
+    /// Nothing seen yet.
+    pub const NOTHING: Self = Self(0);
+
+    /// `seq` as a position; negative is refused with `code`.
+    pub fn parse(seq: i64, code: &'static str, field: &str) -> Result<Self, InvalidInput> {
+        if seq < 0 {
+            return Err(InvalidInput::new(code, format!("{field} must not be negative")));
+        }
+        Ok(Self(seq))
+    }
+
+    pub fn seq(self) -> Seq {
+        self.0
+    }
+}
+
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*

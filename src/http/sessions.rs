@@ -15,7 +15,7 @@ use crate::auth::access::Principal;
 use crate::auth::staff_sessions::StaffUser;
 use crate::domain::listing::{ListQuery, MAX_PER_PAGE, PageRequest, SessionFilter};
 use crate::domain::role::DEVELOPERS;
-use crate::domain::{ChatText, ClientMsgId, Priority, QaStatus, SessionId, SessionStatus};
+use crate::domain::{ChatText, ClientMsgId, Priority, QaStatus, SeenUpTo, SessionId, SessionStatus};
 use crate::state::AppState;
 use crate::store;
 use crate::store::session_edits::{Reviewer, SessionChange};
@@ -46,10 +46,10 @@ pub async fn detail(
     query: web::Query<TranscriptQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let after = query.after_seq.unwrap_or(0);
+    let after = SeenUpTo::parse(query.after_seq.unwrap_or(0), "invalid_page", "after_seq")?.seq();
     let limit = query.limit.unwrap_or(DEFAULT_TRANSCRIPT_PAGE);
-    if after < 0 || !(1..=MAX_TRANSCRIPT_PAGE).contains(&limit) {
-        return Err(ApiError::invalid("invalid_page", format!("after_seq ≥ 0 and limit 1 to {MAX_TRANSCRIPT_PAGE}")));
+    if !(1..=MAX_TRANSCRIPT_PAGE).contains(&limit) {
+        return Err(ApiError::invalid("invalid_page", format!("limit must be 1 to {MAX_TRANSCRIPT_PAGE}")));
     }
     let session = store::sessions::summary(&state.db, *id, state.config.inactive_after_hours).await?;
     let messages = store::sessions::messages(&state.db, *id, after, limit).await?;

@@ -23,7 +23,7 @@ use crate::limits::RateLimit;
 use crate::actors::Hub;
 use crate::auth::access::{same_origin, session_cookie};
 use crate::auth::staff_sessions::{self, StaffUser};
-use crate::domain::{ChatText, ClientMsgId, Seq, SessionId};
+use crate::domain::{ChatText, ClientMsgId, SeenUpTo, Seq, SessionId};
 use crate::error::ApiError;
 use crate::store::StoreError;
 use crate::domain::role::HANDLERS;
@@ -223,15 +223,17 @@ impl Dashboard {
     /// after the registration arrives live, anything before is in the
     /// backlog, and `backlog_upto` drops the overlap.
     async fn watch(&mut self, session_id: SessionId, last_seq: i64) {
-        if last_seq < 0 {
-            return self.error(Some(session_id), error_code::INVALID_LAST_SEQ, "last_seq must not be negative", None).await;
-        }
+        let seen = match SeenUpTo::parse(last_seq, error_code::INVALID_LAST_SEQ, "last_seq") {
+            Ok(seen) => seen,
+            Err(e) => return self.error(Some(session_id), e.code, &e.message, None).await,
+        };
+        let last_seq = seen.seq();
         if self.hub.supervisor.watch(self.outbound.id, session_id).await.is_err() {
             return self.error(Some(session_id), error_code::RETRY, "try again", None).await;
         }
         // A live conversation answers from memory: no database round trip.
         if let Some(session) = self.hub.live(session_id) {
-            if let Some(backlog) = session.transcript_after(last_seq).await {
+            if let Some(backlog) = session.transcript_after(seen).await {
                 let mut upto = last_seq;
                 for message in &backlog {
                     self.reply(StaffFrame::Message { session_id, message }.encode()).await;

@@ -27,7 +27,7 @@ use crate::actors::Hub;
 use crate::actors::SessionHandle;
 use crate::actors::chat_session::AttachError;
 use crate::actors::persistence::NewSessionRow;
-use crate::domain::{Channel, ChatText, ClientMsgId, Completion, Customer, SessionId, SessionStatus};
+use crate::domain::{Channel, ChatText, ClientMsgId, Completion, Customer, SeenUpTo, SessionId, SessionStatus};
 use crate::error::ApiError;
 use crate::sites;
 use uuid::Uuid;
@@ -289,8 +289,10 @@ impl Connection {
             },
             VisitorFrame::Read { seq } => match self.phase {
                 Phase::Hello => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
-                _ if seq < 0 => self.reply(error_frame(error_code::INVALID_FRAME, "seq must not be negative", None)).await,
-                _ => Flow::Continue,
+                _ => match SeenUpTo::parse(seq, error_code::INVALID_FRAME, "seq") {
+                    Ok(_) => Flow::Continue,
+                    Err(e) => self.reply(error_frame(e.code, &e.message, None)).await,
+                },
             },
         }
     }
@@ -299,9 +301,10 @@ impl Connection {
         if !matches!(self.phase, Phase::Hello) {
             return self.reply(error_frame(error_code::ALREADY_WELCOMED, "this socket already said hello", None)).await;
         }
-        if last_seq < 0 {
-            return self.reply(error_frame(error_code::INVALID_LAST_SEQ, "last_seq must not be negative", None)).await;
-        }
+        let last_seq = match SeenUpTo::parse(last_seq, error_code::INVALID_LAST_SEQ, "last_seq") {
+            Ok(seen) => seen,
+            Err(e) => return self.reply(error_frame(e.code, &e.message, None)).await,
+        };
         let customer = match visitor {
             Some(v) => match Customer::parse(v.name.as_deref(), v.email.as_deref(), v.phone.as_deref()) {
                 Ok(c) => c,
@@ -314,7 +317,7 @@ impl Connection {
                 Ok((session_id, actor)) => self.attach(session_id, actor, last_seq, Some(&token), None).await,
                 Err((code, message)) => self.reply(error_frame(code, &message, None)).await,
             },
-            None if last_seq > 0 => {
+            None if last_seq > SeenUpTo::NOTHING => {
                 self.reply(error_frame(error_code::INVALID_LAST_SEQ, "a new conversation has no messages yet", None)).await
             }
             None => {
@@ -358,7 +361,7 @@ impl Connection {
             }
         };
         match self.hub.session(session_id).await {
-            Ok(Some(actor)) => match self.attach(session_id, actor.clone(), 0, None, client_msg_id).await {
+            Ok(Some(actor)) => match self.attach(session_id, actor.clone(), SeenUpTo::NOTHING, None, client_msg_id).await {
                 Flow::Continue if matches!(self.phase, Phase::Chatting { .. }) => Ok(actor),
                 Flow::Continue => Err(Flow::Continue),
                 flow => Err(flow),
@@ -380,7 +383,7 @@ impl Connection {
         &mut self,
         session_id: SessionId,
         actor: SessionHandle,
-        last_seq: i64,
+        last_seq: SeenUpTo,
         token: Option<&str>,
         retry_id: Option<&str>,
     ) -> Flow {

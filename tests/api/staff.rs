@@ -392,6 +392,36 @@ async fn an_escalation_is_listed_counted_and_claimed() {
 }
 
 #[tokio::test]
+async fn escalations_page_most_urgent_first_then_longest_waiting() {
+    let app = TestApp::spawn().await;
+    let agent = app.staff("agnes", "agent").await;
+    let mut ids = Vec::new();
+    for priority in ["low", "urgent", "normal", "urgent"] {
+        let mut visitor = Visitor::connect(app.port).await;
+        let welcome = visitor.hello().await;
+        visitor.say("1", "hello").await;
+        let id = welcome["session_id"].as_str().unwrap().to_owned();
+        let (status, _) = agent.call("PUT", &format!("/api/sessions/{id}"), Some(json!({"status": "escalated", "priority": priority}))).await;
+        assert_eq!(status, 200);
+        ids.push(id);
+    }
+    let order = |page: &Value| -> Vec<String> {
+        page["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let (_, all) = agent.get("/api/escalations").await;
+    // Urgent first, the one escalated earlier before the later one; then normal, then low.
+    assert_eq!(order(&all), vec![ids[1].clone(), ids[3].clone(), ids[2].clone(), ids[0].clone()]);
+    assert_eq!((all["count"].clone(), all["per_page"].clone()), (json!(4), json!(200)));
+    let (_, second) = agent.get("/api/escalations?page=2&per_page=3").await;
+    assert_eq!(order(&second), vec![ids[0].clone()]);
+    assert_eq!((second["total"].clone(), second["page"].clone(), second["per_page"].clone()), (json!(4), json!(2), json!(3)));
+    let (status, body) = agent.get("/api/escalations?per_page=0").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_page")));
+    let (status, _) = agent.call("PUT", &format!("/api/sessions/{}", ids[0]), Some(json!({"priority": "critical"}))).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
 async fn stats_count_days_in_the_configured_zone_across_a_dst_change() {
     let app = TestApp::spawn_with(|c| c.timezone = chrono_tz::Australia::Sydney).await;
     let db = app.db().await;

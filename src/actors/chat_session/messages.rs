@@ -3,11 +3,12 @@
 //! (`StatusChanged`, `Deleted`).
 
 use super::*;
+use crate::domain::SeenUpTo;
 
 /// Why a socket could not attach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttachError {
-    /// `last_seq` is negative or past the newest stored message.
+    /// `last_seq` is past the newest stored message.
     InvalidLastSeq { newest: Seq },
     /// The conversation's actor stopped (evicted or deleted) meanwhile.
     Stopped,
@@ -30,22 +31,23 @@ pub struct Attached {
 #[rtype(result = "Result<Attached, AttachError>")]
 pub struct AttachVisitor {
     pub outbound: Outbound,
-    pub last_seq: Seq,
+    pub last_seq: SeenUpTo,
 }
 
 impl Handler<AttachVisitor> for ChatSession {
     type Result = MessageResult<AttachVisitor>;
 
     fn handle(&mut self, msg: AttachVisitor, _: &mut Context<Self>) -> Self::Result {
-        if msg.last_seq < 0 || msg.last_seq > self.committed_seq {
+        let last_seq = msg.last_seq.seq();
+        if last_seq > self.committed_seq {
             return MessageResult(Err(AttachError::InvalidLastSeq { newest: self.committed_seq }));
         }
         self.touch();
         self.visitors.push(msg.outbound);
         let oldest_in_memory = self.transcript.front().map_or(self.committed_seq + 1, |m| m.seq);
-        let gap = (msg.last_seq + 1 < oldest_in_memory).then_some((msg.last_seq, oldest_in_memory - 1));
+        let gap = (last_seq + 1 < oldest_in_memory).then_some((last_seq, oldest_in_memory - 1));
         MessageResult(Ok(Attached {
-            messages: self.transcript.iter().filter(|m| m.seq > msg.last_seq).cloned().collect(),
+            messages: self.transcript.iter().filter(|m| m.seq > last_seq).cloned().collect(),
             gap,
             status: self.status_frame(),
             agent_typing: self.agent_running,
@@ -196,14 +198,15 @@ impl Handler<Deleted> for ChatSession {
 /// (`None`: read them from PostgreSQL instead).
 #[derive(Message)]
 #[rtype(result = "Option<Vec<MessageView>>")]
-pub struct TranscriptAfter(pub Seq);
+pub struct TranscriptAfter(pub SeenUpTo);
 
 impl Handler<TranscriptAfter> for ChatSession {
     type Result = MessageResult<TranscriptAfter>;
 
     fn handle(&mut self, TranscriptAfter(after): TranscriptAfter, _: &mut Context<Self>) -> Self::Result {
+        let after = after.seq();
         let oldest = self.transcript.front().map_or(self.committed_seq + 1, |m| m.seq);
-        if after < 0 || after + 1 < oldest {
+        if after + 1 < oldest {
             return MessageResult(None);
         }
         MessageResult(Some(self.transcript.iter().filter(|m| m.seq > after).cloned().collect()))

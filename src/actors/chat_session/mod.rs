@@ -160,13 +160,14 @@ pub struct ChatSession {
 }
 
 impl ChatSession {
-    pub fn new(hub: Arc<Hub>, s: SessionSnapshot) -> Self {
+    pub fn new(hub: Arc<Hub>, snapshot: SessionSnapshot) -> Self {
+        let s = snapshot.stored;
         // A conversation rebuilt with an unanswered visitor message (the hub
         // stopped before the agent answered) gets its answer now.
         let needs_answer = s.transcript.last().is_some_and(|m| m.role == MessageRole::Visitor);
         Self {
             hub,
-            id: s.id,
+            id: snapshot.id,
             channel: s.channel,
             site_id: s.site_id,
             customer: s.customer,
@@ -185,7 +186,7 @@ impl ChatSession {
             queued: VecDeque::new(),
             in_flight: Vec::new(),
             writing: false,
-            unsaved: s.unsaved,
+            unsaved: snapshot.unsaved,
             write_backoff: WRITE_RETRY_FIRST,
             needs_answer,
             agent_running: false,
