@@ -7,8 +7,15 @@
 //! - Every dashboard gets a `session` frame (the list's summary) whenever a
 //!   session is created or changes. Changes are coalesced: dirty sessions are
 //!   collected and their summaries loaded in one query every
-//!   `COALESCE_INTERVAL`, so a burst of messages costs one frame per session.
-//! - Watchers of a conversation get its `message` and `typing` frames.
+//!   `COALESCE_INTERVAL`, and a session's summary goes out at most once per
+//!   `SUMMARY_GAP`: the first change of a quiet session shows within 100 ms,
+//!   a busy one updates once a second (its messages still stream live to its
+//!   watchers). A summary is ~1 KB to every dashboard, so this bounds the
+//!   list's traffic by the number of sessions, not the number of messages.
+//! - Watchers of a conversation get its `message` and `typing` frames. A
+//!   `typing on` is held for `TYPING_HOLD`; an `off` within that time
+//!   cancels both (an agent that answers at once never flickers, and 100
+//!   dashboards are spared two frames per reply).
 //! - Each frame is serialised once and the bytes shared by every recipient.
 //!   Recipients are bounded queues (`ws::outbound`): a dashboard that falls
 //!   behind is closed (4008) and never slows a chat or another dashboard.
@@ -18,7 +25,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -31,6 +38,10 @@ use crate::protocol::{MessageView, StaffFrame};
 
 /// How often changed sessions are re-read and broadcast.
 const COALESCE_INTERVAL: Duration = Duration::from_millis(100);
+/// Least time between two summaries of one session.
+const SUMMARY_GAP: Duration = Duration::from_secs(1);
+/// How long a `typing on` waits for its `off` before it is sent.
+const TYPING_HOLD: Duration = Duration::from_millis(50);
 
 /// Something happened in a conversation.
 #[derive(Message, Debug, Clone)]
@@ -74,8 +85,15 @@ pub struct Supervisor {
     dashboards: HashMap<ConnId, Outbound>,
     /// Conversation → dashboards watching it.
     watchers: HashMap<SessionId, HashSet<ConnId>>,
-    /// Sessions changed since the last broadcast.
+    /// Sessions changed since their last summary went out.
     dirty: HashSet<Uuid>,
+    /// When each recently broadcast session's summary went out (pruned
+    /// after `SUMMARY_GAP`, so it holds only sessions active in the last second).
+    sent_at: HashMap<Uuid, Instant>,
+    /// `typing on` frames held for `TYPING_HOLD`, by session and role, with
+    /// the hold's number (a later `on` starts a new hold).
+    held_typing: HashMap<(SessionId, MessageRole), u64>,
+    holds: u64,
     /// A summary load is running (at most one at a time).
     loading: bool,
     /// Set by `SupervisorHandle` when an event could not be queued: every
@@ -91,6 +109,9 @@ impl Supervisor {
             dashboards: HashMap::new(),
             watchers: HashMap::new(),
             dirty: HashSet::new(),
+            sent_at: HashMap::new(),
+            held_typing: HashMap::new(),
+            holds: 0,
             loading: false,
             fell_behind: Arc::default(),
         }
@@ -115,6 +136,7 @@ impl Supervisor {
         self.dashboards.clear();
         self.watchers.clear();
         self.dirty.clear();
+        self.held_typing.clear();
         metrics::gauge!("chathub_dashboard_sockets").set(0.0);
     }
 
@@ -138,6 +160,11 @@ impl Supervisor {
         metrics::counter!("chathub_dashboard_deliveries_total").increment(watching.len() as u64);
     }
 
+    fn send_typing(&mut self, session_id: SessionId, role: MessageRole, on: bool) {
+        let frame = StaffFrame::Typing { session_id, role, on }.encode();
+        self.to_watchers(session_id, &frame, None);
+    }
+
     fn broadcast_dirty(&mut self, ctx: &mut Context<Self>) {
         if self.loading || self.dirty.is_empty() {
             return;
@@ -146,7 +173,16 @@ impl Supervisor {
             self.dirty.clear();
             return;
         }
-        let ids: Vec<Uuid> = self.dirty.drain().collect();
+        let now = Instant::now();
+        self.sent_at.retain(|_, at| now.duration_since(*at) < SUMMARY_GAP);
+        let ids: Vec<Uuid> = self.dirty.iter().copied().filter(|id| !self.sent_at.contains_key(id)).collect();
+        if ids.is_empty() {
+            return;
+        }
+        for id in &ids {
+            self.dirty.remove(id);
+            self.sent_at.insert(*id, now);
+        }
         self.loading = true;
         let db = self.db.clone();
         let hours = self.inactive_after_hours;
@@ -183,7 +219,7 @@ impl Actor for Supervisor {
 impl Handler<SessionEvent> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, event: SessionEvent, _: &mut Context<Self>) {
+    fn handle(&mut self, event: SessionEvent, ctx: &mut Context<Self>) {
         match event {
             SessionEvent::MessageStored { session_id, message } => {
                 let frame = StaffFrame::Message { session_id, message: &message }.encode();
@@ -198,9 +234,22 @@ impl Handler<SessionEvent> for Supervisor {
                 let frame = StaffFrame::SessionDeleted { session_id }.encode();
                 self.to_all(&frame);
             }
-            SessionEvent::Typing { session_id, role, on } => {
-                let frame = StaffFrame::Typing { session_id, role, on }.encode();
-                self.to_watchers(session_id, &frame, None);
+            SessionEvent::Typing { session_id, role, on: true } => {
+                self.holds += 1;
+                let hold = self.holds;
+                self.held_typing.insert((session_id, role), hold);
+                ctx.run_later(TYPING_HOLD, move |actor, _| {
+                    if actor.held_typing.get(&(session_id, role)) == Some(&hold) {
+                        actor.held_typing.remove(&(session_id, role));
+                        actor.send_typing(session_id, role, true);
+                    }
+                });
+            }
+            SessionEvent::Typing { session_id, role, on: false } => {
+                // Still held: the `on` never went out, so neither does the `off`.
+                if self.held_typing.remove(&(session_id, role)).is_none() {
+                    self.send_typing(session_id, role, false);
+                }
             }
         }
     }

@@ -259,3 +259,53 @@ async fn a_dashboard_that_never_reads_again_is_disconnected_and_forgotten() {
     drop(dead);
     assert!(server.terminate());
 }
+
+#[tokio::test]
+async fn a_busy_session_updates_the_list_once_a_second_while_its_messages_stream_live() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let mut dashboard = Visitor::dashboard(app.port, &admin.cookie, &admin.origin()).await;
+    let mut visitor = Visitor::connect(app.port).await;
+    visitor.hello().await;
+    visitor.say("0", "hello").await;
+    visitor.next_message().await;
+    let session = visitor.session_id.clone().unwrap();
+    dashboard.send(json!({"type": "watch", "session_id": session, "last_seq": 2})).await;
+
+    // Ten more exchanges over about 1.5 s, then read what the dashboard got
+    // until the summary shows all of them.
+    let chat = async {
+        for i in 1..=10 {
+            visitor.say(&format!("m{i}"), &format!("message {i}")).await;
+            visitor.next_message().await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    };
+    let read = async {
+        let (mut summaries, mut messages, mut typing) = (0, Vec::new(), Vec::new());
+        loop {
+            let frame = dashboard.recv().await;
+            match frame["type"].as_str().unwrap() {
+                "session" if frame["session"]["id"] == session.as_str() => {
+                    summaries += 1;
+                    if frame["session"]["message_count"] == 22 {
+                        return (summaries, messages, typing);
+                    }
+                }
+                "message" => messages.push(frame["message"]["seq"].as_i64().unwrap()),
+                "typing" => typing.push(frame["on"].as_bool().unwrap()),
+                _ => {}
+            }
+        }
+    };
+    let ((), read) = tokio::join!(chat, tokio::time::timeout(Duration::from_secs(10), read));
+    let (summaries, messages, typing) = read.expect("a summary with all 22 messages within 10 s");
+    // Every message streamed live, in order; the list got at most one summary
+    // a second (about 1.5 s of chat: ≤ 3), and the last one shows all 22.
+    assert_eq!(messages, (3..=22).collect::<Vec<i64>>());
+    assert!(summaries <= 3, "{summaries} summaries in about 1.5 s");
+    // The demo agent answers at once: its typing indicator is held and
+    // cancelled, never an `on` without its `off`.
+    assert!(typing.iter().filter(|on| **on).count() <= 2, "typing frames: {typing:?}");
+    assert_eq!(typing.iter().filter(|on| **on).count(), typing.iter().filter(|on| !**on).count());
+}
