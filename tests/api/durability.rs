@@ -1,5 +1,5 @@
 //! What survives: `kill -9` in the middle of many visitors' streams, SIGTERM,
-//! and a visitor that stops reading.
+//! and a visitor that stops reading; and what one write batch stores.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -193,4 +193,60 @@ async fn a_visitor_tab_that_stops_reading_is_closed_with_4008_and_the_conversati
     assert_eq!(code, Some(4008));
     // The writer is unaffected.
     writer.say("after", "still here").await;
+}
+
+/// The batch's counter update has two forms (a few sessions by primary key,
+/// many in one statement): both leave every session's `last_seq` and
+/// `last_message_at` at its last message, and store every message.
+#[tokio::test]
+async fn a_write_batch_advances_every_sessions_counters_whether_few_or_many() {
+    use chathub::domain::{Channel, Customer, MessageRole, SessionId};
+    use chathub::store::conversation_writes::{MessageRow, NewSessionRow, SessionWrite, write_batch};
+    let database_url = fresh_database().await;
+    let pool = chathub::postgres::pool(&database_url, 2).unwrap();
+    let write = |messages: i64| {
+        let now = chrono::Utc::now();
+        let row = NewSessionRow {
+            channel: Channel::Web,
+            external_id: None,
+            site_id: None,
+            visitor_token_hash: None,
+            customer: Customer::default(),
+            metadata: json!({}),
+            created_at: now,
+        };
+        let mut write = SessionWrite::create_only(SessionId::new(), row);
+        write.messages = (1..=messages)
+            .map(|seq| MessageRow {
+                seq,
+                role: MessageRole::Visitor,
+                text: format!("message {seq}"),
+                client_msg_id: Some(format!("c{seq}")),
+                external_id: None,
+                author_id: None,
+                latency_ms: None,
+                created_at: now + chrono::Duration::milliseconds(seq),
+            })
+            .collect();
+        write
+    };
+    for sessions in [3, 40] {
+        let writes: Vec<SessionWrite> = (0..sessions).map(|i| write(1 + i % 4)).collect();
+        write_batch(&pool, &writes).await.unwrap();
+        let db = connect(&database_url).await;
+        for w in &writes {
+            let last = w.messages.last().unwrap();
+            let row = db
+                .query_one(
+                    "SELECT last_seq, last_message_at, (SELECT count(*) FROM messages WHERE session_id = $1) FROM sessions WHERE id = $1",
+                    &[&w.session_id.0],
+                )
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, i64>(0), last.seq, "{sessions} sessions in the batch");
+            let stored: chrono::DateTime<chrono::Utc> = row.get(1);
+            assert_eq!(stored.timestamp_micros(), last.created_at.timestamp_micros());
+            assert_eq!(row.get::<_, i64>(2), last.seq);
+        }
+    }
 }
