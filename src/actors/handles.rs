@@ -273,7 +273,8 @@ impl HubActors {
         let handle = arbiter.handle();
         let notifier = NotifierHandle::start(&handle, Notifier::new(db.clone(), config.clone())?);
         let limits = &config.limits;
-        let persistence = Persistence::new(db.clone(), limits.persist_queue, limits.persist_batch, Some(notifier.recipient()));
+        let persistence = Persistence::new(db.clone(), limits.persist_queue, limits.persist_batch, Some(notifier.recipient()))
+            .with_in_flight(limits.persist_in_flight);
         let persistence = PersistenceHandle::start(&handle, persistence);
         let supervisor = SupervisorHandle::start(&handle, Supervisor::new(db.clone(), config.inactive_after_hours));
         Ok(Self { arbiter, persistence, supervisor, notifier })

@@ -8,8 +8,8 @@
 //! only after COMMIT, which is what lets a visitor's `ack` mean "stored".
 //!
 //! Batching is natural group commit: a write goes out at once when fewer than
-//! `MAX_IN_FLIGHT` transactions are running; otherwise it waits and joins the
-//! next batch. The queue is bounded (`PERSIST_QUEUE` rows): past it, `Persist`
+//! `PERSIST_IN_FLIGHT` transactions are running (default: one per usable
+//! core, at most 2); otherwise it waits and joins the next batch. The queue is bounded (`PERSIST_QUEUE` rows): past it, `Persist`
 //! fails at once with `Overloaded`, and the conversation tells its visitor to
 //! retry, rather than buffering without limit while PostgreSQL is slow or
 //! down. When a merged batch fails, each write is retried alone, so one bad
@@ -23,7 +23,7 @@ use crate::postgres::Db;
 use crate::store::conversation_writes::write_batch;
 pub use crate::store::conversation_writes::{MessageRow, NewSessionRow, OutboxRow, SessionPatch, SessionWrite};
 
-/// Transactions running at once (each on its own pooled connection).
+/// Most transactions running at once by default (each on its own pooled connection).
 const MAX_IN_FLIGHT: usize = 2;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PersistError {
@@ -62,6 +62,8 @@ pub struct Persistence {
     /// `PERSIST_BATCH`: most rows merged into one transaction.
     batch_rows: usize,
     in_flight: usize,
+    /// `PERSIST_IN_FLIGHT`: most transactions running at once.
+    max_in_flight: usize,
     /// `Drain` callers waiting for quiet.
     drain_waiters: Vec<oneshot::Sender<()>>,
     /// Told when committed writes included outbox rows.
@@ -77,13 +79,22 @@ impl Persistence {
             max_rows,
             batch_rows: batch_rows.max(1),
             in_flight: 0,
+            max_in_flight: MAX_IN_FLIGHT,
             drain_waiters: Vec::new(),
             notifier,
         }
     }
 
+    /// At most `n` transactions at once; 0 = one per usable core, at most
+    /// `MAX_IN_FLIGHT` (`PERSIST_IN_FLIGHT`).
+    pub fn with_in_flight(mut self, n: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.max_in_flight = if n == 0 { cores.clamp(1, MAX_IN_FLIGHT) } else { n };
+        self
+    }
+
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        while self.in_flight < MAX_IN_FLIGHT && !self.queue.is_empty() {
+        while self.in_flight < self.max_in_flight && !self.queue.is_empty() {
             let mut take = 0;
             let mut rows = 0;
             for (write, _) in &self.queue {
