@@ -212,6 +212,22 @@ impl<'a> MessageColumns<'a> {
         self.seqs.len()
     }
 
+    /// The whole columns, as the arrays of `MESSAGES_INSERT`.
+    fn arrays(&self) -> [&(dyn ToSql + Sync); 10] {
+        [
+            &self.session_ids,
+            &self.seqs,
+            &self.roles,
+            &self.texts,
+            &self.client_ids,
+            &self.channels,
+            &self.external_ids,
+            &self.authors,
+            &self.latencies,
+            &self.times,
+        ]
+    }
+
     /// Row `i` in the column order of `messages`' INSERT and COPY.
     fn row(&self, i: usize) -> [&(dyn ToSql + Sync); 10] {
         [
@@ -229,14 +245,48 @@ impl<'a> MessageColumns<'a> {
     }
 }
 
+/// Batches of up to this many messages (from at most `FEW_SESSIONS`
+/// sessions) are written in one round trip; larger ones by binary COPY.
+const SMALL_BATCH: usize = 64;
+/// Sessions per batch up to which counters are updated one by one.
+const FEW_SESSIONS: usize = 32;
+
+const MESSAGES_INSERT: &str = "INSERT INTO messages (session_id, seq, role, text, client_msg_id, channel, external_id,
+        author_id, latency_ms, created_at)
+     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                          $7::text[], $8::uuid[], $9::int4[], $10::timestamptz[])";
+const COUNTER_UPDATE: &str = "UPDATE sessions SET last_seq = $2, last_message_at = $3 WHERE id = $1";
+
 /// Every message of the batch, then each session's `last_seq` and
 /// `last_message_at`.
+///
+/// A small batch (the usual case below thousands of messages a second) is
+/// one INSERT and a primary-key UPDATE per session, sent together and
+/// answered in one round trip: on a core shared with PostgreSQL each round
+/// trip is two context switches. A big one is a binary COPY (the fastest way
+/// into a table) and one `UPDATE … FROM unnest(…)`. (That statement is
+/// planned once per connection for an unknown array length, as a hash join
+/// over a sequential scan of `sessions`: cheap per row in a big batch, but
+/// measured as PostgreSQL's largest cost at 1k msg/s, where batches hold a
+/// few rows.)
 async fn copy_messages(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), StoreError> {
     let columns = MessageColumns::of(writes);
     if columns.len() == 0 {
         return Ok(());
     }
-    // Binary COPY is the fastest way into a table; the rows are ready.
+    let last: Vec<(Uuid, Seq, DateTime<Utc>)> = writes
+        .iter()
+        .filter_map(|w| w.messages.last().map(|m| (w.session_id.0, m.seq, m.created_at)))
+        .collect();
+    if columns.len() <= SMALL_BATCH && last.len() <= FEW_SESSIONS {
+        let insert = tx.prepare_cached(MESSAGES_INSERT).await?;
+        let counters = tx.prepare_cached(COUNTER_UPDATE).await?;
+        let arrays = columns.arrays();
+        let counter_params: Vec<[&(dyn ToSql + Sync); 3]> = last.iter().map(|(id, seq, at)| [id as _, seq as _, at as _]).collect();
+        let mut statements = vec![tx.execute(&insert, &arrays)];
+        statements.extend(counter_params.iter().map(|p| tx.execute(&counters, p)));
+        return in_order(statements).await;
+    }
     let sink = tx
         .copy_in(
             "COPY messages (session_id, seq, role, text, client_msg_id, channel, external_id,
@@ -249,29 +299,6 @@ async fn copy_messages(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), Store
         writer.as_mut().write(&columns.row(i)).await?;
     }
     writer.finish().await?;
-    update_counters(tx, writes).await
-}
-
-/// Sessions per batch up to which counters are updated one by one.
-const FEW_SESSIONS: usize = 32;
-
-/// Each written session's `last_seq` and `last_message_at`. For a few
-/// sessions, one primary-key update each, pipelined on the connection; for
-/// many, one `UPDATE … FROM unnest(…)`. (That statement is planned once per
-/// connection for an unknown array length, as a hash join over a sequential
-/// scan of `sessions`: cheap per row in a big batch, but measured as
-/// PostgreSQL's largest cost at 1k msg/s, where batches hold a few rows.)
-async fn update_counters(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), StoreError> {
-    let last: Vec<(Uuid, Seq, DateTime<Utc>)> = writes
-        .iter()
-        .filter_map(|w| w.messages.last().map(|m| (w.session_id.0, m.seq, m.created_at)))
-        .collect();
-    if last.len() <= FEW_SESSIONS {
-        let counters = tx.prepare_cached("UPDATE sessions SET last_seq = $2, last_message_at = $3 WHERE id = $1").await?;
-        let params: Vec<[&(dyn ToSql + Sync); 3]> = last.iter().map(|(id, seq, at)| [id as _, seq as _, at as _]).collect();
-        futures_util::future::try_join_all(params.iter().map(|p| tx.execute(&counters, p))).await?;
-        return Ok(());
-    }
     let ids: Vec<Uuid> = last.iter().map(|l| l.0).collect();
     let seqs: Vec<Seq> = last.iter().map(|l| l.1).collect();
     let times: Vec<DateTime<Utc>> = last.iter().map(|l| l.2).collect();
@@ -284,6 +311,38 @@ async fn update_counters(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), Sto
         .await?;
     tx.execute(&counters, &[&ids, &seqs, &times]).await?;
     Ok(())
+}
+
+/// Runs statements of one transaction as a pipeline: each is sent when first
+/// polled, and they are first polled in order, so PostgreSQL runs them in
+/// order and the answers come back in one round trip. Waits for all of them
+/// (a failed one aborts the transaction, so the rest fail too) and returns
+/// the first failure.
+async fn in_order<F>(statements: Vec<F>) -> Result<(), StoreError>
+where
+    F: std::future::Future<Output = Result<u64, tokio_postgres::Error>>,
+{
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = statements.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut failure = None;
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for slot in pending.iter_mut() {
+            if let Some(statement) = slot {
+                match statement.as_mut().poll(cx) {
+                    std::task::Poll::Ready(outcome) => {
+                        if let Err(e) = outcome {
+                            failure.get_or_insert(e);
+                        }
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    failure.map_or(Ok(()), |e| Err(e.into()))
 }
 
 /// Status, handler, customer and completion changes, and the fire count of

@@ -195,9 +195,10 @@ async fn a_visitor_tab_that_stops_reading_is_closed_with_4008_and_the_conversati
     writer.say("after", "still here").await;
 }
 
-/// The batch's counter update has two forms (a few sessions by primary key,
-/// many in one statement): both leave every session's `last_seq` and
-/// `last_message_at` at its last message, and store every message.
+/// A batch has two forms (a few sessions: one pipelined INSERT and a
+/// primary-key update each; many: COPY and one UPDATE): both leave every
+/// session's `last_seq` and `last_message_at` at its last message, and
+/// store every message.
 #[tokio::test]
 async fn a_write_batch_advances_every_sessions_counters_whether_few_or_many() {
     use chathub::domain::{Channel, Customer, MessageRole, SessionId};
