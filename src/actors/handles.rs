@@ -28,7 +28,7 @@ use crate::config::Config;
 use crate::postgres::Db;
 use super::persistence::{Drain, Persist, PersistError, Persistence, SessionWrite};
 use super::supervisor::{DashboardConnected, DashboardGone, SessionEvent, Supervisor, Unwatch, Watch};
-use crate::domain::{SeenUpTo, ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
+use crate::domain::{ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, SeenUpTo, Seq, SessionId, SessionStatus};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::MessageView;
 
@@ -285,3 +285,43 @@ impl HubActors {
         self.arbiter.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::{self, Next};
+    use crate::protocol::MessageView;
+
+    /// A flood that overflows the supervisor's mailbox is not silently
+    /// dropped: every dashboard is closed with 4008, to reload what it missed.
+    #[actix_web::test]
+    async fn an_overflowing_supervisor_closes_every_dashboard_so_it_reloads() {
+        let db = crate::postgres::pool("postgres://chathub@localhost/never-connected", 1).unwrap();
+        let supervisor = SupervisorHandle::start(&actix::Arbiter::current(), Supervisor::new(db, 24).with_mailbox(4));
+        let (dashboard, mut frames) = outbound::channel(10_000);
+        supervisor.dashboard_connected(dashboard);
+        let message = Arc::new(MessageView {
+            seq: 1,
+            role: MessageRole::Visitor,
+            text: "hello".into(),
+            created_at: chrono::Utc::now(),
+        });
+        // Without yielding, the actor cannot drain its mailbox meanwhile.
+        for _ in 0..100 {
+            supervisor.event(SessionEvent::MessageStored { session_id: SessionId::new(), message: message.clone() });
+        }
+        assert!(supervisor.fell_behind.load(Ordering::SeqCst), "the overflow is noticed");
+        let closed = async {
+            loop {
+                match frames.try_next() {
+                    Some(Next::Close(code, _)) => return code,
+                    Some(Next::Frame(..)) => {}
+                    None => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                }
+            }
+        };
+        let code = tokio::time::timeout(std::time::Duration::from_secs(5), closed).await.expect("the dashboard is closed");
+        assert_eq!(code, crate::protocol::close::SLOW_CONSUMER);
+    }
+}
+

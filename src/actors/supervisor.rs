@@ -99,6 +99,8 @@ pub struct Supervisor {
     /// Set by `SupervisorHandle` when an event could not be queued: every
     /// dashboard is then closed (4008) to reload, rather than left with a hole.
     fell_behind: Arc<AtomicBool>,
+    /// Mailbox capacity (`handles::SUPERVISOR_MAILBOX`; smaller in tests).
+    mailbox: usize,
 }
 
 impl Supervisor {
@@ -114,7 +116,14 @@ impl Supervisor {
             holds: 0,
             loading: false,
             fell_behind: Arc::default(),
+            mailbox: super::handles::SUPERVISOR_MAILBOX,
         }
+    }
+
+    /// A mailbox of `capacity` messages instead of the default.
+    pub(crate) fn with_mailbox(mut self, capacity: usize) -> Self {
+        self.mailbox = capacity;
+        self
     }
 
     /// Shares the flag its handle raises when the mailbox overflows.
@@ -208,7 +217,7 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(super::handles::SUPERVISOR_MAILBOX);
+        ctx.set_mailbox_capacity(self.mailbox);
         ctx.run_interval(COALESCE_INTERVAL, |actor, ctx| {
             actor.close_all_if_behind();
             actor.broadcast_dirty(ctx);
