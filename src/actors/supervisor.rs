@@ -121,6 +121,7 @@ impl Supervisor {
     }
 
     /// A mailbox of `capacity` messages instead of the default.
+    #[cfg(test)]
     pub(crate) fn with_mailbox(mut self, capacity: usize) -> Self {
         self.mailbox = capacity;
         self
