@@ -1,6 +1,11 @@
 //! Sites: the websites a widget may sit on, each with its public key, the
-//! origins allowed to open its socket, and its widget settings.
+//! origins allowed to open its socket, and its widget settings; and the
+//! short-lived cache the widget's requests read them from.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -33,6 +38,44 @@ impl Site {
         origin.is_some_and(|origin| {
             self.allowed_origins.iter().any(|allowed| allowed.trim_end_matches('/').eq_ignore_ascii_case(origin))
         })
+    }
+}
+
+/// How long a site read from PostgreSQL is used before it is read again.
+/// Changes made through this node's API take effect at once (`forget`);
+/// this bounds how long another node's change takes to show.
+const CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Sites by key, for the two places every visitor goes through (the
+/// widget's settings and the socket handshake), which otherwise cost a
+/// database round trip per connection. Only sites that exist are kept, so
+/// the cache is bounded by the sites admins created, whatever keys clients
+/// send.
+#[derive(Default)]
+pub struct SiteCache {
+    sites: DashMap<String, (Arc<Site>, Instant)>,
+}
+
+impl SiteCache {
+    /// The site with `key`, from memory if it was read in the last `CACHE_TTL`.
+    pub async fn find(&self, db: &Db, key: &str) -> anyhow::Result<Option<Arc<Site>>> {
+        if let Some(entry) = self.sites.get(key) {
+            if entry.1.elapsed() < CACHE_TTL {
+                return Ok(Some(entry.0.clone()));
+            }
+        }
+        let Some(site) = find_by_key(db, key).await? else {
+            self.sites.remove(key);
+            return Ok(None);
+        };
+        let site = Arc::new(site);
+        self.sites.insert(key.to_owned(), (site.clone(), Instant::now()));
+        Ok(Some(site))
+    }
+
+    /// A site changed or was deleted here: read it again next time.
+    pub fn forget(&self, key: &str) {
+        self.sites.remove(key);
     }
 }
 

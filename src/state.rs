@@ -12,6 +12,7 @@ use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
 use crate::postgres::Db;
 use crate::limits::{IpLimiter, NewConversations};
+use crate::sites::SiteCache;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -26,6 +27,8 @@ pub struct AppState {
     pub new_conversations: Arc<NewConversations>,
     /// Failed-login counters (per IP and per account).
     pub login_throttle: LoginThrottle,
+    /// Sites read by every widget request and socket handshake.
+    pub sites: SiteCache,
     /// Turns true when shutdown starts: every socket closes with 1001 so
     /// clients reconnect elsewhere instead of holding the drain open.
     pub shutting_down: watch::Receiver<bool>,
@@ -42,6 +45,7 @@ impl AppState {
             visitor_ips: IpLimiter::new(config.limits.max_connections_per_ip),
             new_conversations: NewConversations::new(config.limits.new_conversations_per_hour),
             login_throttle: LoginThrottle::default(),
+            sites: SiteCache::default(),
             shutting_down,
         }
     }

@@ -97,7 +97,9 @@ pub async fn update_site(key: web::Path<String>, body: web::Json<SiteBody>, stat
         return Err(ApiError::invalid("invalid_key", "a site's key cannot change (widgets use it)"));
     }
     validate_site(&body)?;
-    Ok(HttpResponse::Ok().json(store::sites::update(&state.db, &key, &site_fields(body)).await?))
+    let site = store::sites::update(&state.db, &key, &site_fields(body)).await?;
+    state.sites.forget(&key);
+    Ok(HttpResponse::Ok().json(site))
 }
 
 pub async fn delete_site(key: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -105,6 +107,7 @@ pub async fn delete_site(key: web::Path<String>, state: web::Data<AppState>) -> 
         return Err(ApiError::Conflict("the default site cannot be deleted".into()));
     }
     store::sites::delete(&state.db, &key).await?;
+    state.sites.forget(&key);
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -4,7 +4,6 @@
 use actix_web::{HttpResponse, web};
 
 use super::ApiError;
-use crate::sites;
 use crate::state::AppState;
 
 /// Longest site key (matches the column's CHECK).
@@ -14,6 +13,6 @@ pub async fn public_settings(key: web::Path<String>, state: web::Data<AppState>)
     if key.len() > MAX_KEY_CHARS {
         return Err(ApiError::NotFound("site"));
     }
-    let site = sites::find_by_key(&state.db, &key).await?.ok_or(ApiError::NotFound("site"))?;
-    Ok(HttpResponse::Ok().json(site))
+    let site = state.sites.find(&state.db, &key).await?.ok_or(ApiError::NotFound("site"))?;
+    Ok(HttpResponse::Ok().json(&*site))
 }

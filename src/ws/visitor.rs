@@ -49,7 +49,7 @@ pub async fn visitor_socket(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let site_key = query.site.as_deref().unwrap_or(sites::DEFAULT_SITE);
-    let site = sites::find_by_key(&state.db, site_key).await?.ok_or(ApiError::NotFound("site"))?;
+    let site = state.sites.find(&state.db, site_key).await?.ok_or(ApiError::NotFound("site"))?;
     let origin = req.headers().get("origin").and_then(|o| o.to_str().ok());
     if !site.allows_origin(origin) {
         return Err(ApiError::Forbidden("this origin may not open the chat of this site"));

@@ -43,6 +43,8 @@ async fn admins_manage_sites_and_the_widget_and_socket_follow() {
         assert_eq!(admin.call("PUT", "/api/sites/shop", Some(bad.clone())).await.0, 400, "{bad}");
     }
     assert_eq!(admin.call("DELETE", "/api/sites/default", None).await.0, 409);
+    // Read (and so cached) just before it goes: the deletion still shows at once.
+    assert_eq!(reqwest::get(app.url("/api/sites/shop/public")).await.unwrap().status().as_u16(), 200);
     assert_eq!(admin.call("DELETE", "/api/sites/shop", None).await.0, 204);
     assert_eq!(reqwest::get(app.url("/api/sites/shop/public")).await.unwrap().status().as_u16(), 404);
     let (_, sites) = admin.get("/api/sites").await;
