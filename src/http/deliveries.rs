@@ -21,14 +21,14 @@ pub struct DeliveriesQuery {
 }
 
 pub async fn list(query: web::Query<DeliveriesQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let PageRequest { page, per_page } = PageRequest::parse(query.page, query.per_page)?;
+    let request = PageRequest::parse(query.page, query.per_page)?;
     let status = query.status.clone().filter(|s| !s.is_empty());
     if status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
         return Err(ApiError::invalid("invalid_filter", "status must be pending, delivered, failed, dead or skipped"));
     }
     let event_type = query.event_type.as_deref().filter(|s| !s.is_empty());
-    let (deliveries, total) = store::deliveries::page(&state.db, status.as_deref(), event_type, per_page, (page - 1) * per_page).await?;
-    Ok(HttpResponse::Ok().json(json!({ "deliveries": deliveries, "total": total, "page": page, "per_page": per_page })))
+    let (deliveries, total) = store::deliveries::page(&state.db, status.as_deref(), event_type, request).await?;
+    Ok(HttpResponse::Ok().json(json!({ "deliveries": deliveries, "total": total, "page": request.page, "per_page": request.per_page })))
 }
 
 /// Queues a dead, failed or skipped delivery again with a fresh attempt

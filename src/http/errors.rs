@@ -65,8 +65,8 @@ pub struct ErrorsQuery {
 }
 
 pub async fn list(query: web::Query<ErrorsQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let PageRequest { page, per_page } = PageRequest::parse(query.page, query.per_page)?;
+    let request = PageRequest::parse(query.page, query.per_page)?;
     let source = query.source.as_deref().filter(|s| !s.is_empty());
-    let (errors, total) = store::errors::page(&state.db, source, per_page, (page - 1) * per_page).await?;
-    Ok(HttpResponse::Ok().json(json!({ "errors": errors, "total": total, "page": page, "per_page": per_page })))
+    let (errors, total) = store::errors::page(&state.db, source, request).await?;
+    Ok(HttpResponse::Ok().json(json!({ "errors": errors, "total": total, "page": request.page, "per_page": request.per_page })))
 }

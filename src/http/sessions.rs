@@ -77,18 +77,15 @@ pub struct Update {
 pub async fn update(id: web::Path<Uuid>, body: web::Json<Update>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let update = body.into_inner();
     let change = SessionChange {
-        status: match update.status.as_deref() {
-            None => None,
-            Some(s) => Some(SessionStatus::parse(s).ok_or_else(|| {
-                ApiError::invalid("invalid_status", "status must be active, resolved, escalated or archived")
-            })?),
-        },
-        priority: match update.priority.as_deref() {
-            None => None,
-            Some(p) => Some(
-                Priority::parse(p).ok_or_else(|| ApiError::invalid("invalid_priority", "priority must be low, normal, high or urgent"))?,
-            ),
-        },
+        status: (update.status.as_deref())
+            .map(|s| {
+                SessionStatus::parse(s)
+                    .ok_or_else(|| ApiError::invalid("invalid_status", "status must be active, resolved, escalated or archived"))
+            })
+            .transpose()?,
+        priority: (update.priority.as_deref())
+            .map(|p| Priority::parse(p).ok_or_else(|| ApiError::invalid("invalid_priority", "priority must be low, normal, high or urgent")))
+            .transpose()?,
         assignee_id: update.assignee_id,
     };
     if change.status.is_none() && change.priority.is_none() && change.assignee_id.is_none() {

@@ -1,9 +1,9 @@
 //! Conversation writes: what one conversation needs stored atomically
 //! (`SessionWrite`: a new session row, messages, session changes, outbox
 //! rows) and `write_batch`, which stores many of them in one transaction:
-//! new sessions in one multi-row INSERT, all messages in one binary COPY, the
-//! sessions' counters by primary key (pipelined), then each session's
-//! changes and outbox rows. This is the only place session rows are created.
+//! new sessions in one multi-row INSERT, the messages and the sessions'
+//! counters (a small batch in one pipelined round trip, a big one by binary
+//! COPY), then each session's changes and outbox rows. This is the only place session rows are created.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -128,13 +128,13 @@ impl SessionWrite {
 }
 
 /// One transaction for the whole batch, in named steps: new session rows,
-/// then all messages (one binary COPY) and the sessions' counters, then
+/// then all messages and the sessions' counters (`store_messages`), then
 /// each session's changes, then the outbox rows.
 pub async fn write_batch(db: &Db, writes: &[SessionWrite]) -> Result<(), StoreError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
     insert_new_sessions(&tx, writes).await?;
-    copy_messages(&tx, writes).await?;
+    store_messages(&tx, writes).await?;
     apply_session_patches(&tx, writes).await?;
     insert_outbox_rows(&tx, writes).await?;
     tx.commit().await?;
@@ -269,7 +269,7 @@ const COUNTER_UPDATE: &str = "UPDATE sessions SET last_seq = $2, last_message_at
 /// over a sequential scan of `sessions`: cheap per row in a big batch, but
 /// measured as PostgreSQL's largest cost at 1k msg/s, where batches hold a
 /// few rows.)
-async fn copy_messages(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), StoreError> {
+async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), StoreError> {
     let columns = MessageColumns::of(writes);
     if columns.len() == 0 {
         return Ok(());

@@ -7,6 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::domain::listing::PageRequest;
 use crate::postgres::Db;
 use crate::protocol::{rfc3339, rfc3339_opt};
 
@@ -35,8 +36,7 @@ pub async fn page(
     db: &Db,
     status: Option<&str>,
     event_type: Option<&str>,
-    limit: i64,
-    offset: i64,
+    page: PageRequest,
 ) -> Result<(Vec<DeliveryRow>, i64), StoreError> {
     let client = db.get().await?;
     let filter = "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR event_type = $2)";
@@ -48,7 +48,7 @@ pub async fn page(
                         created_at, delivered_at, idempotency_key
                  FROM outbox WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
             ),
-            &[&status, &event_type, &limit, &offset],
+            &[&status, &event_type, &page.per_page, &page.offset()],
         )
         .await?;
     let deliveries = rows

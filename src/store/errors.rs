@@ -7,6 +7,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::StoreError;
+use crate::domain::listing::PageRequest;
 use crate::postgres::Db;
 use crate::protocol::rfc3339;
 
@@ -50,14 +51,14 @@ pub struct ErrorRow {
 
 /// One page of failures, newest first, optionally of one `source`; and how
 /// many there are in all.
-pub async fn page(db: &Db, source: Option<&str>, limit: i64, offset: i64) -> Result<(Vec<ErrorRow>, i64), StoreError> {
+pub async fn page(db: &Db, source: Option<&str>, page: PageRequest) -> Result<(Vec<ErrorRow>, i64), StoreError> {
     let client = db.get().await?;
     let total: i64 = client.query_one("SELECT count(*) FROM errors WHERE $1::text IS NULL OR source = $1", &[&source]).await?.get(0);
     let rows = client
         .query(
             "SELECT id, source, workflow, message, details, session_id, created_at FROM errors
              WHERE $1::text IS NULL OR source = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-            &[&source, &limit, &offset],
+            &[&source, &page.per_page, &page.offset()],
         )
         .await?;
     let errors = rows
