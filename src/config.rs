@@ -15,6 +15,26 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// NATS server(s) of a cluster (comma-separated `nats://host:port`).
+    /// Unset: a single node. Set: this process is one node of a cluster
+    /// sharing DATABASE_URL (required then) and exchanging live events over
+    /// NATS (see docs/cluster.md).
+    #[arg(long, env = "NATS_URL")]
+    pub nats_url: Option<String>,
+
+    /// This node's name in a cluster (default: a random one per start).
+    #[arg(long, env = "NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Seconds between renewals of this node's conversation leases.
+    #[arg(long, env = "LEASE_RENEW_SECS", default_value_t = 2)]
+    pub lease_renew_secs: u64,
+
+    /// Seconds a conversation lease lasts unless renewed. Another node takes
+    /// a conversation over after this (at once when its owner is gone from NATS).
+    #[arg(long, env = "LEASE_TTL_SECS", default_value_t = 10)]
+    pub lease_ttl_secs: u64,
+
     /// Where the private PostgreSQL cluster lives (when DATABASE_URL is unset).
     #[arg(long, env = "CHATHUB_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -274,6 +294,24 @@ impl Config {
             config: Config,
         }
         <EnvOnly as clap::Parser>::try_parse_from(["chathub"]).map(|e| e.config)
+    }
+
+    /// A node of a cluster needs the shared database: the private embedded
+    /// cluster belongs to one process.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.nats_url.is_some() && self.database_url.is_none() {
+            anyhow::bail!("NATS_URL needs DATABASE_URL: the nodes of a cluster share one PostgreSQL (the private one is single-node only)");
+        }
+        if let Some(id) = &self.node_id {
+            let valid = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                anyhow::bail!("NODE_ID must be 1 to 64 letters, digits, '-' or '_' (it names NATS subjects)");
+            }
+        }
+        if self.lease_ttl_secs <= self.lease_renew_secs {
+            anyhow::bail!("LEASE_TTL_SECS ({}) must be longer than LEASE_RENEW_SECS ({})", self.lease_ttl_secs, self.lease_renew_secs);
+        }
+        Ok(())
     }
 
     pub fn notifier_timeout(&self) -> std::time::Duration {

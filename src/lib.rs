@@ -25,6 +25,7 @@
 //!  store                        every SQL statement, one file per table group
 //!  domain protocol error        validated types, frames and codes, the one error shape
 //!  outbound                     the bounded writer queue of every socket
+//!  bus                          NATS between the nodes of a cluster (subjects, bounded publish)
 //!  postgres config telemetry    pool, migrations, the private cluster; settings; logs/metrics
 //! ```
 //!
@@ -48,6 +49,7 @@
 //! - [`protocol`]: the wire frames, error codes and close codes.
 //! - [`error`]: the one JSON error shape and the HTTP status of each failure.
 //! - [`outbound`]: each socket's bounded queue of frames.
+//! - [`bus`]: the NATS connection between nodes (several nodes).
 //! - [`postgres`]: pool, migrations, the private-cluster launcher.
 //! - [`config`]: every setting and its environment variable.
 //! - [`telemetry`]: logs and metrics.
@@ -55,6 +57,7 @@
 pub mod actors;
 pub mod agents;
 pub mod auth;
+pub mod bus;
 pub mod channels;
 pub mod client_ip;
 pub mod completion;

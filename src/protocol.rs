@@ -17,6 +17,9 @@ pub mod close {
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// Frame larger than `WS_MAX_FRAME_BYTES`. Do not resend it.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Several nodes: the conversation moved to another node, or the node
+    /// running it went away. Reconnect at once; resume with token + last seq.
+    pub const MOVED: u16 = 1012;
     /// Malformed WebSocket framing.
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// No `hello` within `WS_HELLO_TIMEOUT_SECS`. Reconnect and say hello.

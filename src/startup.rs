@@ -17,6 +17,8 @@ use tokio::sync::watch;
 
 use crate::actors::Hub;
 use crate::actors::HubActors;
+use crate::actors::cluster::{Cluster, SettingsChange, serve};
+use crate::bus::Bus;
 use crate::completion::{RuleSet, Rules};
 use crate::config::Config;
 use crate::ws::{self, OpenSockets};
@@ -43,6 +45,9 @@ pub struct Application {
     shutdown: watch::Sender<bool>,
     /// The WebSockets being served; shutdown waits for their closes.
     sockets: Arc<OpenSockets>,
+    /// Several nodes: this node's part in the cluster (its leases are given
+    /// back at shutdown, so other nodes take over at once).
+    cluster: Option<ClusterNode>,
     /// SIGINT/SIGTERM, registered before the port is announced so a signal
     /// sent right after start is never lost to the default (kill) action.
     signals: ShutdownSignals,
@@ -75,6 +80,7 @@ impl Application {
     /// the order shutdown undoes): one function, so the wiring reads top
     /// to bottom.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        config.check()?;
         let (url, local_postgres) = open_database(&config).await?;
         postgres::migrate(&url).await?;
         let db = postgres::pool(&url, config.db_pool_size)?;
@@ -83,14 +89,16 @@ impl Application {
         let config = Arc::new(config);
         let agent = crate::agents::from_config(&config)?;
         let rules = Rules::new(RuleSet::load(&db, &config.booking_url).await?);
-        let actors = HubActors::start(&db, &config)?;
+        let cluster = join_cluster(&config, &db).await?;
+        let actors = HubActors::start(&db, &config, cluster.clone())?;
         let (shutdown, shutting_down) = watch::channel(false);
         let stop_keep_alive = shutting_down.clone();
         let open_sockets = Arc::new(OpenSockets::default());
         let sockets = open_sockets.clone();
         let (persistence, supervisor, notifier) = (actors.persistence.clone(), actors.supervisor.clone(), actors.notifier.clone());
-        let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence, supervisor, notifier, agent, rules)?);
-        let state = web::Data::new(AppState::new(db, &config, hub, shutting_down));
+        let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence, supervisor, notifier, agent, rules, cluster.clone())?);
+        let state = web::Data::new(AppState::new(db, &config, hub.clone(), shutting_down));
+        let cluster = cluster.map(|cluster| ClusterNode::serve(cluster, hub, state.clone()));
 
         let listener = bind(config.bind).with_context(|| format!("binding {} (CHATHUB_BIND)", config.bind))?;
         let address = listener.local_addr()?;
@@ -150,7 +158,7 @@ impl Application {
         let signals = ShutdownSignals::register()?;
         let server = server.run();
         tracing::info!("chathub is listening on http://{address}");
-        Ok(Self { port: address.port(), server, local_postgres, signals, actors, shutdown, sockets })
+        Ok(Self { port: address.port(), server, local_postgres, signals, actors, cluster, shutdown, sockets })
     }
 
     pub fn port(&self) -> u16 {
@@ -165,7 +173,7 @@ impl Application {
     /// Serves until SIGINT/SIGTERM (or `handle().stop`), then shuts down in
     /// order: stop accepting, drain requests, flush, stop the private cluster.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { server, local_postgres, mut signals, actors, shutdown, sockets, .. } = self;
+        let Self { server, local_postgres, mut signals, actors, cluster, shutdown, sockets, .. } = self;
         let handle = server.handle();
         let mut server = std::pin::pin!(server);
         tokio::select! {
@@ -187,11 +195,68 @@ impl Application {
         if tokio::time::timeout(DRAIN_TIMEOUT, actors.persistence.drain()).await.is_err() {
             tracing::warn!("queued writes did not flush in time");
         }
+        if let Some(node) = cluster {
+            node.leave().await;
+        }
         actors.stop();
         if let Some(cluster) = local_postgres {
             tokio::task::spawn_blocking(move || cluster.stop()).await?;
         }
         Ok(())
+    }
+}
+
+/// How long startup waits for the first connection to NATS.
+const NATS_JOIN_WAIT: Duration = Duration::from_secs(5);
+
+/// Several nodes: connects to NATS when `NATS_URL` is set.
+async fn join_cluster(config: &Config, db: &postgres::Db) -> anyhow::Result<Option<Arc<Cluster>>> {
+    let Some(url) = &config.nats_url else { return Ok(None) };
+    let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    let bus = Bus::connect(url, &node_id).await.with_context(|| format!("connecting to NATS at {url} (NATS_URL)"))?;
+    // A node that starts while NATS is up joins before it serves; one that
+    // starts while NATS is away serves what it runs and joins when it can.
+    let deadline = std::time::Instant::now() + NATS_JOIN_WAIT;
+    while !bus.is_connected() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !bus.is_connected() {
+        tracing::warn!(url, "NATS is not reachable yet; serving this node's own conversations until it is");
+    }
+    tracing::info!(node_id, "running as one node of a cluster");
+    Ok(Some(Cluster::new(bus, db.clone(), config)))
+}
+
+/// This node's part in a cluster: the loops `serve` runs, and what a
+/// change made elsewhere does here.
+struct ClusterNode {
+    cluster: Arc<Cluster>,
+    serving: serve::Serving,
+}
+
+impl ClusterNode {
+    fn serve(cluster: Arc<Cluster>, hub: Arc<Hub>, state: web::Data<AppState>) -> Self {
+        let on_settings: serve::OnSettings = Arc::new(move |change| match change {
+            SettingsChange::Rules => {
+                let state = state.clone();
+                tokio::spawn(async move { reload_rules(&state).await });
+            }
+            SettingsChange::Site(key) => state.sites.forget(&key),
+        });
+        let serving = serve::Serving::start(hub, cluster.clone(), on_settings);
+        Self { cluster, serving }
+    }
+
+    async fn leave(self) {
+        self.cluster.release_all().await;
+        self.serving.stop();
+    }
+}
+
+async fn reload_rules(state: &AppState) {
+    match RuleSet::load(&state.db, &state.config.booking_url).await {
+        Ok(rules) => state.hub.rules.replace(rules),
+        Err(e) => tracing::warn!(error = %e, "could not reload the completion rules"),
     }
 }
 

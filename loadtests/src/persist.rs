@@ -118,6 +118,7 @@ async fn actor_round(
                         messages: vec![row(seq)],
                         patch: SessionPatch::default(),
                         outbox: Vec::new(),
+                        fence: None,
                     };
                     let sent = Instant::now();
                     persistence.persist(write).await?;

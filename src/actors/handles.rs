@@ -20,9 +20,10 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::chat_session::{
-    AttachError, AttachVisitor, Attached, ChatSession, Deleted, DetachVisitor, ExternalMessage, StaffSay, StaffTyping,
-    StatusChanged, Takeover, TranscriptAfter, VisitorMessage, VisitorTyping,
+    AttachError, AttachVisitor, Attached, ChatSession, Deleted, DetachVisitor, ExternalMessage, LeaseLost, StaffSay,
+    StaffTyping, StatusChanged, Takeover, TranscriptAfter, VisitorMessage, VisitorTyping,
 };
+use super::cluster::{Cluster, RemoteSession, wire};
 use super::notifier::{Notifier, Wake};
 use crate::config::Config;
 use crate::postgres::Db;
@@ -51,16 +52,27 @@ const EXTERNAL_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 #[error("the conversation is busy or restarting; try again")]
 pub struct Busy;
 
-/// One live conversation.
+/// One live conversation: an actor here, or one another node runs
+/// (`cluster::RemoteSession`), reached over the bus. Callers cannot tell.
 #[derive(Clone)]
 pub struct SessionHandle {
     id: SessionId,
-    addr: Addr<ChatSession>,
+    at: Where,
+}
+
+#[derive(Clone)]
+enum Where {
+    Here(Addr<ChatSession>),
+    There(RemoteSession),
 }
 
 impl SessionHandle {
     pub(crate) fn new(id: SessionId, addr: Addr<ChatSession>) -> Self {
-        Self { id, addr }
+        Self { id, at: Where::Here(addr) }
+    }
+
+    pub(crate) fn remote(id: SessionId, remote: RemoteSession) -> Self {
+        Self { id, at: Where::There(remote) }
     }
 
     pub fn id(&self) -> SessionId {
@@ -70,66 +82,119 @@ impl SessionHandle {
     /// Joins a visitor socket that has seen up to `last_seq`: the backlog
     /// and the live stream, with nothing missed or sent twice in between.
     pub async fn attach_visitor(&self, outbound: Outbound, last_seq: SeenUpTo) -> Result<Attached, AttachError> {
-        self.addr.send(AttachVisitor { outbound, last_seq }).await.unwrap_or(Err(AttachError::Stopped))
+        match &self.at {
+            Where::Here(addr) => addr.send(AttachVisitor { outbound, last_seq }).await.unwrap_or(Err(AttachError::Stopped)),
+            Where::There(remote) => remote.attach_visitor(outbound, last_seq).await,
+        }
     }
 
     /// A visitor socket closed. One per socket, so never more of these than
     /// sockets: sent even when the mailbox is full.
     pub fn detach_visitor(&self, conn: ConnId) {
-        self.addr.do_send(DetachVisitor(conn));
+        match &self.at {
+            Where::Here(addr) => addr.do_send(DetachVisitor(conn)),
+            Where::There(remote) => remote.detach_visitor(conn),
+        }
     }
 
     /// A visitor's message; its ack (or `retry`) goes to `outbound`. `Busy`:
-    /// not taken, the visitor should resend.
-    pub fn visitor_message(&self, outbound: Outbound, client_msg_id: ClientMsgId, text: ChatText) -> Result<(), Busy> {
-        self.addr.try_send(VisitorMessage { outbound, client_msg_id, text }).map_err(|_| Busy)
+    /// not taken, the visitor should resend. Resolves once the conversation
+    /// has taken it (at once here; after the owner's answer elsewhere), so
+    /// a visitor's messages keep their order.
+    pub async fn visitor_message(&self, outbound: &Outbound, client_msg_id: ClientMsgId, text: ChatText) -> Result<(), Busy> {
+        match &self.at {
+            Where::Here(addr) => addr.try_send(VisitorMessage { outbound: outbound.clone(), client_msg_id, text }).map_err(|_| Busy),
+            Where::There(remote) => remote.visitor_message(outbound, client_msg_id, text).await,
+        }
     }
 
     /// The visitor is typing (best effort: dropped when the mailbox is full).
     pub fn visitor_typing(&self, on: bool) {
-        let _ = self.addr.try_send(VisitorTyping(on));
+        match &self.at {
+            Where::Here(addr) => {
+                let _ = addr.try_send(VisitorTyping(on));
+            }
+            Where::There(remote) => remote.visitor_typing(on),
+        }
     }
 
     /// A staff member's reply from a dashboard, acked on `outbound`.
     pub fn staff_say(&self, author_id: Uuid, client_msg_id: ClientMsgId, text: ChatText, outbound: Outbound) -> Result<(), Busy> {
-        let say = StaffSay { author_id, client_msg_id, text, outbound: Some(outbound), waiter: None };
-        self.addr.try_send(say).map_err(|_| Busy)
+        match &self.at {
+            Where::Here(addr) => {
+                let say = StaffSay { author_id, client_msg_id, text, outbound: Some(outbound), waiter: None };
+                addr.try_send(say).map_err(|_| Busy)
+            }
+            Where::There(remote) => {
+                remote.staff_say(author_id, client_msg_id, text, outbound);
+                Ok(())
+            }
+        }
     }
 
     /// A staff member's reply over HTTP: resolves once it is stored.
     pub async fn staff_say_stored(&self, author_id: Uuid, client_msg_id: ClientMsgId, text: ChatText) -> Result<Seq, PersistError> {
-        let (tx, rx) = oneshot::channel();
-        let say = StaffSay { author_id, client_msg_id, text, outbound: None, waiter: Some(tx) };
-        self.addr.try_send(say).map_err(|_| PersistError::Overloaded)?;
-        rx.await.unwrap_or(Err(PersistError::Stopped))
+        match &self.at {
+            Where::Here(addr) => {
+                let (tx, rx) = oneshot::channel();
+                let say = StaffSay { author_id, client_msg_id, text, outbound: None, waiter: Some(tx) };
+                addr.try_send(say).map_err(|_| PersistError::Overloaded)?;
+                rx.await.unwrap_or(Err(PersistError::Stopped))
+            }
+            Where::There(remote) => remote.staff_say_stored(author_id, client_msg_id, text).await,
+        }
     }
 
     /// Pauses (`true`) or resumes the AI; returns who is in charge now.
     pub async fn takeover(&self, on: bool) -> Result<SessionHandler, Busy> {
-        self.addr.send(Takeover(on)).await.map_err(|_| Busy)
+        match &self.at {
+            Where::Here(addr) => addr.send(Takeover(on)).await.map_err(|_| Busy),
+            Where::There(remote) => remote.takeover(on).await,
+        }
     }
 
     /// A staff member typing in the reply box (best effort).
     pub fn staff_typing(&self, on: bool) {
-        let _ = self.addr.try_send(StaffTyping(on));
+        match &self.at {
+            Where::Here(addr) => {
+                let _ = addr.try_send(StaffTyping(on));
+            }
+            Where::There(remote) => remote.staff_typing(on),
+        }
     }
 
     /// Staff changed the status through the API (already stored). One per
-    /// staff action: sent even when the mailbox is full.
-    pub fn status_changed(&self, status: SessionStatus) {
-        self.addr.do_send(StatusChanged(status));
+    /// staff action: sent even when the mailbox is full. (Elsewhere: the hub
+    /// publishes staff changes to every node; the owner applies them.)
+    pub(crate) fn status_changed(&self, status: SessionStatus) {
+        if let Where::Here(addr) = &self.at {
+            addr.do_send(StatusChanged(status));
+        }
     }
 
     /// The conversation was deleted (already stored): visitors are closed
     /// with 4004 and the actor stops. One per deletion.
-    pub fn deleted(&self) {
-        self.addr.do_send(Deleted);
+    pub(crate) fn deleted(&self) {
+        if let Where::Here(addr) = &self.at {
+            addr.do_send(Deleted);
+        }
+    }
+
+    /// This node lost the conversation's lease: visitors are closed with
+    /// 1012 (to resume on the new owner) and the actor stops.
+    pub(crate) fn lease_lost(&self) {
+        if let Where::Here(addr) = &self.at {
+            addr.do_send(LeaseLost);
+        }
     }
 
     /// The stored messages after `after`, if all are still in memory
     /// (`None`: read them from PostgreSQL instead).
     pub async fn transcript_after(&self, after: SeenUpTo) -> Option<Vec<MessageView>> {
-        self.addr.send(TranscriptAfter(after)).await.ok().flatten()
+        match &self.at {
+            Where::Here(addr) => addr.send(TranscriptAfter(after)).await.ok().flatten(),
+            Where::There(remote) => remote.transcript_after(after).await,
+        }
     }
 
     /// A message that arrived through a channel (webhook or relay),
@@ -137,16 +202,24 @@ impl SessionHandle {
     /// A full mailbox is `Overloaded` (the webhook answers 503 and is resent).
     /// Gives up after `EXTERNAL_STORE_TIMEOUT` (`Stopped`: post it again).
     pub async fn store_external(&self, external_id: String, role: MessageRole, text: ChatText) -> Result<Seq, PersistError> {
-        let (tx, rx) = oneshot::channel();
-        self.addr.try_send(ExternalMessage { external_id, role, text, waiter: tx }).map_err(|_| PersistError::Overloaded)?;
-        match tokio::time::timeout(EXTERNAL_STORE_TIMEOUT, rx).await {
-            Ok(Ok(outcome)) => outcome,
-            _ => Err(PersistError::Stopped),
+        match &self.at {
+            Where::Here(addr) => {
+                let (tx, rx) = oneshot::channel();
+                addr.try_send(ExternalMessage { external_id, role, text, waiter: tx }).map_err(|_| PersistError::Overloaded)?;
+                match tokio::time::timeout(EXTERNAL_STORE_TIMEOUT, rx).await {
+                    Ok(Ok(outcome)) => outcome,
+                    _ => Err(PersistError::Stopped),
+                }
+            }
+            Where::There(remote) => remote.store_external(external_id, role, text).await,
         }
     }
 
     pub(crate) fn is_running(&self) -> bool {
-        self.addr.connected()
+        match &self.at {
+            Where::Here(addr) => addr.connected(),
+            Where::There(_) => true,
+        }
     }
 }
 
@@ -157,23 +230,42 @@ pub struct SupervisorHandle {
     /// Set when an event that matters could not be queued; the supervisor
     /// then closes every dashboard so they reload (see `SUPERVISOR_MAILBOX`).
     fell_behind: Arc<AtomicBool>,
+    /// Several nodes: every event is also published for the other nodes'
+    /// supervisors.
+    peers: Option<Arc<Cluster>>,
 }
 
 impl SupervisorHandle {
-    fn start(arbiter: &ArbiterHandle, supervisor: Supervisor) -> Self {
+    fn start(arbiter: &ArbiterHandle, supervisor: Supervisor, peers: Option<Arc<Cluster>>) -> Self {
         let fell_behind = Arc::new(AtomicBool::new(false));
         let flag = fell_behind.clone();
         let addr = Supervisor::start_in_arbiter(arbiter, move |_| supervisor.watching_for_overflow(flag));
-        Self { addr, fell_behind }
+        Self { addr, fell_behind, peers }
     }
 
-    /// Something happened in a conversation. Never waits: a full mailbox
-    /// drops typing indicators and marks the supervisor as fallen behind.
+    /// Something happened in a conversation: this node's dashboards hear it,
+    /// and every other node's. Never waits (see `event_from_peer`).
     pub fn event(&self, event: SessionEvent) {
+        if let Some(peers) = &self.peers {
+            peers.publish(&wire::Event::of(&event));
+        }
+        self.event_from_peer(event);
+    }
+
+    /// An event for this node's dashboards only (one another node published).
+    /// Never waits: a full mailbox drops typing indicators and marks the
+    /// supervisor as fallen behind.
+    pub(crate) fn event_from_peer(&self, event: SessionEvent) {
         if self.addr.try_send(event.clone()).is_err() && !matches!(event, SessionEvent::Typing { .. }) {
             metrics::counter!("chathub_supervisor_overflows_total").increment(1);
             self.fell_behind.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// Every dashboard is closed (4008) at the next tick, to reload from
+    /// PostgreSQL what it may have missed.
+    pub(crate) fn reload_dashboards(&self) {
+        self.fell_behind.store(true, Ordering::SeqCst);
     }
 
     /// A dashboard socket opened (one per socket: always delivered).
@@ -268,7 +360,7 @@ pub struct HubActors {
 }
 
 impl HubActors {
-    pub fn start(db: &Db, config: &Arc<Config>) -> anyhow::Result<Self> {
+    pub fn start(db: &Db, config: &Arc<Config>, cluster: Option<Arc<Cluster>>) -> anyhow::Result<Self> {
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
         let notifier = NotifierHandle::start(&handle, Notifier::new(db.clone(), config.clone())?);
@@ -276,7 +368,7 @@ impl HubActors {
         let persistence = Persistence::new(db.clone(), limits.persist_queue, limits.persist_batch, Some(notifier.recipient()))
             .with_in_flight(limits.persist_in_flight);
         let persistence = PersistenceHandle::start(&handle, persistence);
-        let supervisor = SupervisorHandle::start(&handle, Supervisor::new(db.clone(), config.inactive_after_hours));
+        let supervisor = SupervisorHandle::start(&handle, Supervisor::new(db.clone(), config.inactive_after_hours), cluster);
         Ok(Self { arbiter, persistence, supervisor, notifier })
     }
 
@@ -297,7 +389,7 @@ mod tests {
     #[actix_web::test]
     async fn an_overflowing_supervisor_closes_every_dashboard_so_it_reloads() {
         let db = crate::postgres::pool("postgres://chathub@localhost/never-connected", 1).unwrap();
-        let supervisor = SupervisorHandle::start(&actix::Arbiter::current(), Supervisor::new(db, 24).with_mailbox(4));
+        let supervisor = SupervisorHandle::start(&actix::Arbiter::current(), Supervisor::new(db, 24).with_mailbox(4), None);
         let (dashboard, mut frames) = outbound::channel(10_000);
         supervisor.dashboard_connected(dashboard);
         let message = Arc::new(MessageView {

@@ -12,6 +12,7 @@ use dashmap::mapref::entry::Entry;
 use uuid::Uuid;
 
 use super::chat_session::{ChatSession, SessionSnapshot};
+use super::cluster::{Cluster, Owner, RemoteSession, SettingsChange, wire};
 use super::handles::{NotifierHandle, PersistenceHandle, SessionHandle, SupervisorHandle};
 use super::persistence::{NewSessionRow, SessionWrite};
 use super::supervisor::SessionEvent;
@@ -37,9 +38,15 @@ pub struct Hub {
     /// For best-effort calls to channels (typing indicators).
     pub http: reqwest::Client,
     pub rules: Rules,
-    /// Live conversations. An entry whose actor has stopped is replaced on
-    /// the next lookup; the actor removes its own entry when it stops.
-    sessions: DashMap<SessionId, Addr<ChatSession>>,
+    /// Live conversations (with the fencing number of their lease, on
+    /// several nodes). An entry whose actor has stopped is replaced on the
+    /// next lookup; the actor removes its own entry when it stops.
+    sessions: DashMap<SessionId, (Addr<ChatSession>, Option<i64>)>,
+    /// Several nodes: the cluster this node belongs to (`None`: one node).
+    cluster: Option<Arc<Cluster>>,
+    /// Several nodes: conversations being claimed and started here, so two
+    /// requests for one conversation claim its lease once.
+    starting: DashMap<SessionId, Arc<tokio::sync::Mutex<()>>>,
     /// (channel, conversation key) → session, for live channel conversations:
     /// a webhook for a known sender needs no database lookup.
     external: DashMap<(Channel, String), SessionId>,
@@ -64,6 +71,7 @@ impl Hub {
         notifier: NotifierHandle,
         agent: Arc<dyn Agent>,
         rules: Rules,
+        cluster: Option<Arc<Cluster>>,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?;
         Ok(Self {
@@ -76,14 +84,33 @@ impl Hub {
             http,
             rules,
             sessions: DashMap::new(),
+            cluster,
+            starting: DashMap::new(),
             external: DashMap::new(),
             unsaved: DashMap::new(),
             unsaved_tokens: DashMap::new(),
         })
     }
 
+    /// The conversation's actor, if it runs on this node.
     pub fn live(&self, id: SessionId) -> Option<SessionHandle> {
-        self.sessions.get(&id).map(|a| SessionHandle::new(id, a.clone())).filter(SessionHandle::is_running)
+        self.sessions.get(&id).map(|a| SessionHandle::new(id, a.0.clone())).filter(SessionHandle::is_running)
+    }
+
+    /// The conversation if it runs now, here or (several nodes) on another
+    /// node; never starts it. For best-effort signals such as typing.
+    pub async fn running(&self, id: SessionId) -> Option<SessionHandle> {
+        if let Some(here) = self.live(id) {
+            return Some(here);
+        }
+        let cluster = self.cluster.as_ref()?;
+        let node = cluster.running_elsewhere(id).await?;
+        Some(SessionHandle::remote(id, RemoteSession::new(id, node, cluster.clone())))
+    }
+
+    /// Several nodes: the cluster (`None` on a single node).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     /// Opens a conversation for a visitor who said hello: an id and a row
@@ -127,32 +154,83 @@ impl Hub {
     }
 
     /// The live actor for `id`, rebuilt from PostgreSQL if it was evicted.
-    /// `None` if no such conversation exists.
+    /// On several nodes, the conversation may run elsewhere: the handle then
+    /// reaches it over the bus (see `cluster`). `None` if no such conversation exists.
     pub async fn session(self: &Arc<Self>, id: SessionId) -> anyhow::Result<Option<SessionHandle>> {
         if let Some(addr) = self.live(id) {
             return Ok(Some(addr));
         }
+        let Some(cluster) = self.cluster.clone() else { return self.start_here(id, None).await };
+        let lock = self.starting.entry(id).or_default().clone();
+        let _starting = lock.lock().await;
+        let found = match self.live(id) {
+            Some(addr) => Ok(Some(addr)),
+            None if self.unsaved.contains_key(&id) => self.claim_and_start(&cluster, id).await,
+            None => match cluster.locate(id).await? {
+                Owner::Here(fence) => self.start_here(id, Some(fence)).await.inspect(|found| {
+                    if found.is_none() {
+                        cluster.release(id, fence);
+                    }
+                }),
+                Owner::There(node) => Ok(Some(SessionHandle::remote(id, RemoteSession::new(id, node, cluster.clone())))),
+            },
+        };
+        self.starting.remove_if(&id, |_, l| Arc::strong_count(l) <= 2);
+        found
+    }
+
+    /// Several nodes: the conversation's actor on this node, for a command
+    /// another node forwarded here. `Err` if another node holds its lease.
+    pub(crate) async fn session_here(self: &Arc<Self>, id: SessionId) -> anyhow::Result<Option<SessionHandle>> {
+        if let Some(addr) = self.live(id) {
+            return Ok(Some(addr));
+        }
+        let Some(cluster) = self.cluster.clone() else { return self.start_here(id, None).await };
+        let lock = self.starting.entry(id).or_default().clone();
+        let _starting = lock.lock().await;
+        let found = match self.live(id) {
+            Some(addr) => Ok(Some(addr)),
+            None => self.claim_and_start(&cluster, id).await,
+        };
+        self.starting.remove_if(&id, |_, l| Arc::strong_count(l) <= 2);
+        found
+    }
+
+    /// Claims the lease (it must be free, expired or this node's) and starts the actor.
+    async fn claim_and_start(self: &Arc<Self>, cluster: &Arc<Cluster>, id: SessionId) -> anyhow::Result<Option<SessionHandle>> {
+        let fence = cluster.claim_here(id).await?.ok_or_else(|| anyhow::anyhow!("another node runs conversation {id}"))?;
+        let found = self.start_here(id, Some(fence)).await;
+        if !matches!(found, Ok(Some(_))) {
+            cluster.release(id, fence);
+        }
+        found
+    }
+
+    /// Starts the actor here from what is stored (or from the unsaved row),
+    /// under `fence` on several nodes. The lease is claimed before this
+    /// reads anything, so what it reads is final.
+    async fn start_here(self: &Arc<Self>, id: SessionId, fence: Option<i64>) -> anyhow::Result<Option<SessionHandle>> {
         if let Some(row) = self.unsaved.get(&id).map(|r| r.clone()) {
-            return Ok(Some(self.start(SessionSnapshot::unsaved(id, row))));
+            return Ok(Some(self.start(SessionSnapshot::unsaved(id, row).fenced(fence))));
         }
         let Some(stored) = conversations::load(&self.db, id, TRANSCRIPT_IN_MEMORY as i64).await? else { return Ok(None) };
-        let snapshot = SessionSnapshot::stored(id, stored);
+        let snapshot = SessionSnapshot::stored(id, stored).fenced(fence);
         Ok(Some(self.start(snapshot)))
     }
 
     /// Starts an actor for the snapshot unless another task got there first.
     fn start(self: &Arc<Self>, snapshot: SessionSnapshot) -> SessionHandle {
-        let id = snapshot.id;
+        let (id, fence) = (snapshot.id, snapshot.fence);
         let addr = match self.sessions.entry(id) {
-            Entry::Occupied(mut entry) if !entry.get().connected() => {
+            Entry::Occupied(mut entry) if !entry.get().0.connected() => {
                 let addr = ChatSession::new(self.clone(), snapshot).start();
-                entry.insert(addr.clone());
+                entry.insert((addr.clone(), fence));
                 addr
             }
-            Entry::Occupied(entry) => entry.get().clone(),
+            Entry::Occupied(entry) => entry.get().0.clone(),
             Entry::Vacant(entry) => {
                 let addr = ChatSession::new(self.clone(), snapshot).start();
-                entry.insert(addr.clone());
+                entry.insert((addr.clone(), fence));
                 metrics::gauge!("chathub_live_sessions").increment(1.0);
                 addr
             }
@@ -161,13 +239,38 @@ impl Hub {
     }
 
     /// Called by a stopping actor: removes its entry if it is still the one
-    /// registered.
-    pub(crate) fn forget(&self, id: SessionId, addr: &Addr<ChatSession>, external: Option<(Channel, String)>) {
-        if self.sessions.remove_if(&id, |_, registered| registered == addr).is_some() {
+    /// registered, and gives its lease back.
+    pub(crate) fn forget(&self, id: SessionId, addr: &Addr<ChatSession>, external: Option<(Channel, String)>, fence: Option<i64>) {
+        if self.sessions.remove_if(&id, |_, registered| registered.0 == *addr).is_some() {
             metrics::gauge!("chathub_live_sessions").decrement(1.0);
             if let Some(key) = external {
                 self.external.remove_if(&key, |_, known| *known == id);
             }
+        }
+        if let (Some(cluster), Some(fence)) = (&self.cluster, fence) {
+            cluster.release(id, fence);
+        }
+    }
+
+    /// Several nodes: the running actors and their leases' fencing numbers.
+    pub(crate) fn leased_sessions(&self) -> Vec<(SessionId, i64)> {
+        self.sessions.iter().filter(|e| e.value().0.connected()).filter_map(|e| e.value().1.map(|f| (*e.key(), f))).collect()
+    }
+
+    /// Several nodes: another node took the conversation's lease.
+    pub(crate) fn lease_lost(&self, id: SessionId) {
+        if let Some(session) = self.live(id) {
+            session.lease_lost();
+        }
+    }
+
+    /// Settings changed here (stored): the other nodes reload theirs.
+    pub fn settings_changed(&self, change: SettingsChange) {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(&match change {
+                SettingsChange::Rules => wire::Event::RulesChanged,
+                SettingsChange::Site(key) => wire::Event::SiteChanged { key },
+            });
         }
     }
 
@@ -181,6 +284,9 @@ impl Hub {
     pub fn status_changed(&self, id: SessionId, status: SessionStatus) {
         if let Some(session) = self.live(id) {
             session.status_changed(status);
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(&wire::Event::StatusChanged { session: id, status });
         }
     }
 

@@ -8,8 +8,11 @@
 //! - [`notifier::Notifier`]: delivers outbox rows to n8n, Resend and Meta.
 //! - [`hub::Hub`]: the registry of live conversations and what they share.
 //! - [`handles`]: the typed handles, the only way in from outside `actors/`.
+//! - [`cluster`]: several nodes: leases, the remote side of `SessionHandle`,
+//!   and what a node serves to the others over the bus.
 
 pub mod chat_session;
+pub mod cluster;
 pub mod handles;
 pub mod hub;
 pub mod notifier;

@@ -25,7 +25,7 @@ pub use crate::store::conversation_writes::{MessageRow, NewSessionRow, OutboxRow
 
 /// Most transactions running at once by default (each on its own pooled connection).
 const MAX_IN_FLIGHT: usize = 2;
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum PersistError {
     #[error("the write queue is full")]
     Overloaded,
@@ -37,6 +37,19 @@ pub enum PersistError {
     /// this message can never be stored, so it is not retried.
     #[error("message id {0:?} is already stored in another conversation")]
     Conflict(String),
+    /// Several nodes: the conversation's lease moved to another node; this
+    /// node's actor must stop (its clients resume on the new owner).
+    #[error("the conversation moved to another node")]
+    Fenced,
+}
+
+impl From<crate::store::StoreError> for PersistError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::Fenced(_) => PersistError::Fenced,
+            e => PersistError::Database(e.to_string()),
+        }
+    }
 }
 
 /// Writes a conversation's changes; resolves after COMMIT.
@@ -185,7 +198,7 @@ async fn write_with_isolation(db: &Db, writes: &[SessionWrite]) -> Vec<Result<()
         }
         Err(e) if writes.len() == 1 => {
             tracing::warn!(error = %e, "a write failed");
-            vec![Err(PersistError::Database(e.to_string()))]
+            vec![Err(e.into())]
         }
         Err(e) => {
             tracing::warn!(error = %e, writes = writes.len(), "a merged batch failed; retrying its writes one by one");
@@ -194,7 +207,7 @@ async fn write_with_isolation(db: &Db, writes: &[SessionWrite]) -> Vec<Result<()
                 outcomes.push(
                     write_batch(db, std::slice::from_ref(write))
                         .await
-                        .map_err(|e| PersistError::Database(e.to_string())),
+                        .map_err(PersistError::from),
                 );
             }
             outcomes

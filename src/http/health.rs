@@ -11,10 +11,21 @@ use crate::state::AppState;
 /// A health check that takes longer than this reports the database as down.
 const HEALTH_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// `"nats"`: `connected`, `disconnected` (the node serves what it runs and
+/// reconnects by itself) or `disabled` (a single node); `"node_id"` on a
+/// cluster. A node off NATS still answers 200: it keeps serving its own
+/// conversations, and a load balancer should not take it out for that.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let cluster = state.hub.cluster();
+    let nats = match cluster {
+        None => "disabled",
+        Some(c) if c.bus().is_connected() => "connected",
+        Some(_) => "disconnected",
+    };
+    let node_id = cluster.map(|c| c.node_id().to_owned());
     let probe = crate::store::ping(&state.db);
     match tokio::time::timeout(HEALTH_DB_TIMEOUT, probe).await {
-        Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "ok", "database": "ok" })),
+        Ok(Ok(())) => HttpResponse::Ok().json(json!({ "status": "ok", "database": "ok", "nats": nats, "node_id": node_id })),
         outcome => {
             let reason = match outcome {
                 Ok(Err(e)) => e.to_string(),
@@ -22,7 +33,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
             };
             tracing::warn!(%reason, "health check: database unreachable");
             HttpResponse::ServiceUnavailable()
-                .json(json!({ "status": "unavailable", "database": "unreachable" }))
+                .json(json!({ "status": "unavailable", "database": "unreachable", "nats": nats, "node_id": node_id }))
         }
     }
 }

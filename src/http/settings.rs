@@ -9,6 +9,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ApiError;
+use crate::actors::cluster::SettingsChange;
 use crate::completion::{Rule, RuleSet};
 use crate::sites::DEFAULT_SITE;
 use crate::state::AppState;
@@ -99,6 +100,7 @@ pub async fn update_site(key: web::Path<String>, body: web::Json<SiteBody>, stat
     validate_site(&body)?;
     let site = store::sites::update(&state.db, &key, &site_fields(body)).await?;
     state.sites.forget(&key);
+    state.hub.settings_changed(SettingsChange::Site(key.clone()));
     Ok(HttpResponse::Ok().json(site))
 }
 
@@ -108,6 +110,7 @@ pub async fn delete_site(key: web::Path<String>, state: web::Data<AppState>) -> 
     }
     store::sites::delete(&state.db, &key).await?;
     state.sites.forget(&key);
+    state.hub.settings_changed(SettingsChange::Site(key.clone()));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -126,6 +129,7 @@ pub struct RuleBody {
 /// Reloads the live rule set after a change.
 async fn reload(state: &AppState) -> Result<(), ApiError> {
     state.hub.rules.replace(RuleSet::load(&state.db, &state.config.booking_url).await?);
+    state.hub.settings_changed(SettingsChange::Rules);
     Ok(())
 }
 

@@ -104,6 +104,9 @@ pub struct SessionWrite {
     pub messages: Vec<MessageRow>,
     pub patch: SessionPatch,
     pub outbox: Vec<OutboxRow>,
+    /// The fencing number of this node's lease on the conversation (several
+    /// nodes); the write commits only while that lease is still current.
+    pub fence: Option<i64>,
 }
 
 impl SessionWrite {
@@ -116,6 +119,7 @@ impl SessionWrite {
             messages: Vec::new(),
             patch: SessionPatch::default(),
             outbox: Vec::new(),
+            fence: None,
         }
     }
 
@@ -133,6 +137,7 @@ impl SessionWrite {
 pub async fn write_batch(db: &Db, writes: &[SessionWrite]) -> Result<(), StoreError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
+    check_fences(&tx, writes).await?;
     insert_new_sessions(&tx, writes).await?;
     store_messages(&tx, writes).await?;
     apply_session_patches(&tx, writes).await?;
@@ -143,6 +148,25 @@ pub async fn write_batch(db: &Db, writes: &[SessionWrite]) -> Result<(), StoreEr
 
 /// The pool's transaction (it caches prepared statements per connection).
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
+
+/// Several nodes: every fenced write's lease must still carry its fencing
+/// number. The lease rows are locked `FOR SHARE` until COMMIT, so a takeover
+/// (which updates them) waits for this transaction and every write after
+/// the takeover fails here: a node that lost a conversation cannot write.
+async fn check_fences(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), StoreError> {
+    let fenced: Vec<(Uuid, i64)> = writes.iter().filter_map(|w| w.fence.map(|f| (w.session_id.0, f))).collect();
+    if fenced.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = fenced.iter().map(|(id, _)| *id).collect();
+    let statement = tx
+        .prepare_cached("SELECT session_id, fence FROM conversation_leases WHERE session_id = ANY($1) FOR SHARE")
+        .await?;
+    let current: std::collections::HashMap<Uuid, i64> =
+        tx.query(&statement, &[&ids]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let lost: Vec<Uuid> = fenced.iter().filter(|(id, fence)| current.get(id) != Some(fence)).map(|(id, _)| *id).collect();
+    if lost.is_empty() { Ok(()) } else { Err(StoreError::Fenced(lost)) }
+}
 
 /// The rows of conversations whose first message is in this batch.
 async fn insert_new_sessions(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), StoreError> {

@@ -12,11 +12,13 @@
 //! - `users`, `staff_logins`: accounts, API keys, logins.
 //! - `errors`, `deliveries`, `sites`, `rules`: the errors log, the outbox as a
 //!   delivery log, sites, completion rules; `ping`: the health probe.
+//! - `leases`: which node runs a conversation (several nodes).
 
 pub mod conversation_writes;
 pub mod conversations;
 pub mod deliveries;
 pub mod errors;
+pub mod leases;
 pub mod rules;
 pub mod session_edits;
 pub mod session_filter;
@@ -45,6 +47,10 @@ pub enum StoreError {
     /// The change conflicts with what is stored.
     #[error("{0}")]
     Conflict(String),
+    /// Several nodes: these conversations' leases moved to another node, so
+    /// this one may no longer write them.
+    #[error("the conversation moved to another node")]
+    Fenced(Vec<uuid::Uuid>),
     /// PostgreSQL could not be reached, or failed the statement.
     #[error(transparent)]
     Database(#[from] anyhow::Error),
@@ -70,6 +76,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Fenced(_) => ApiError::Conflict("the conversation moved to another node; try again".into()),
             StoreError::Database(cause) => match cause.downcast::<tokio_postgres::Error>() {
                 Ok(pg) => pg.into(),
                 Err(cause) => match cause.downcast::<deadpool_postgres::PoolError>() {

@@ -210,8 +210,10 @@ impl Dashboard {
                 }
             }
             DashboardFrame::Typing { session_id, on } => {
+                // Best effort: typing in a conversation that is not running
+                // (here or on another node) is not shown.
                 if self.may_handle() {
-                    if let Some(session) = self.hub.live(session_id) {
+                    if let Some(session) = self.hub.running(session_id).await {
                         session.staff_typing(on);
                     }
                 }

@@ -260,7 +260,7 @@ impl Connection {
                     }
                     Ok((id, text)) => match self.actor(Some(&client_msg_id)).await {
                         Ok(session) => {
-                            if session.visitor_message(self.outbound.clone(), id, text).is_err() {
+                            if session.visitor_message(&self.outbound, id, text).await.is_err() {
                                 let frame = error_frame(error_code::RETRY, "the conversation is busy; resend", Some(&client_msg_id));
                                 return self.reply(frame).await;
                             }

@@ -28,7 +28,7 @@ async fn first_start_creates_the_cluster_and_the_admin_and_a_restart_reuses_them
 
     let (status, body) = get_json(&server.url("/health")).await;
     assert_eq!(status, 200);
-    assert_eq!(body, serde_json::json!({"status": "ok", "database": "ok"}));
+    assert_eq!(body, serde_json::json!({"status": "ok", "database": "ok", "nats": "disabled", "node_id": null}));
     assert!(data.join("postgres/PG_VERSION").is_file(), "the cluster lives under the data dir");
     assert!(
         data.join("postgres/.s.PGSQL.5432").exists(),

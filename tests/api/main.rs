@@ -3,10 +3,12 @@
 //! this test binary starts and throws away.
 
 mod helpers;
+mod nodes;
 mod ws_client;
 
 mod browser;
 mod chat;
+mod cluster;
 mod dashboard;
 mod durability;
 mod faults;

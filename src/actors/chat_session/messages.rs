@@ -180,17 +180,22 @@ impl Handler<Deleted> for ChatSession {
     type Result = ();
 
     fn handle(&mut self, _: Deleted, ctx: &mut Context<Self>) {
-        for visitor in self.visitors.drain(..) {
-            visitor.close(close::SESSION_DELETED, "this conversation was deleted");
-        }
-        for pending in self.queued.drain(..).chain(self.in_flight.drain(..)) {
-            for target in pending.ack_to {
-                if let AckTo::Waiter(waiter) = target {
-                    let _ = waiter.send(Err(PersistError::Stopped));
-                }
-            }
-        }
-        ctx.stop();
+        self.stop_closing(close::SESSION_DELETED, "this conversation was deleted", ctx);
+    }
+}
+
+/// Several nodes: another node took the conversation's lease. Visitors are
+/// closed with 1012 to resume on the new owner, and the actor stops without
+/// writing again (its writes would be refused by the fence anyway).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaseLost;
+
+impl Handler<LeaseLost> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, _: LeaseLost, ctx: &mut Context<Self>) {
+        self.moved_away(ctx);
     }
 }
 

@@ -157,6 +157,9 @@ pub struct ChatSession {
     agent_running: bool,
     /// Since when nothing happened and nobody is attached (eviction clock).
     idle_since: Instant,
+    /// Several nodes: the fencing number of this node's lease, sent with
+    /// every write (`None` on a single node).
+    fence: Option<i64>,
 }
 
 impl ChatSession {
@@ -191,6 +194,7 @@ impl ChatSession {
             needs_answer,
             agent_running: false,
             idle_since: Instant::now(),
+            fence: snapshot.fence,
         }
     }
 
@@ -242,6 +246,28 @@ impl ChatSession {
         }
     }
 
+    /// Closes every visitor with `code`, tells every waiting sender it was
+    /// not stored (sockets heard `retry` or resend on reconnect), and stops.
+    pub(super) fn stop_closing(&mut self, code: u16, reason: &'static str, ctx: &mut Context<Self>) {
+        for visitor in self.visitors.drain(..) {
+            visitor.close(code, reason);
+        }
+        let pending: Vec<Pending> = self.queued.drain(..).chain(self.in_flight.drain(..)).collect();
+        for pending in pending {
+            let id = pending.client_msg_id.clone();
+            self.acknowledge(pending.ack_to, id.as_deref(), Err(PersistError::Stopped));
+        }
+        ctx.stop();
+    }
+
+    /// Several nodes: the conversation now runs elsewhere (lease lost, or a
+    /// write refused by the fence). Its clients resume on the new owner.
+    pub(super) fn moved_away(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(session = %self.id, "the conversation moved to another node; closing its sockets here");
+        self.fence = None;
+        self.stop_closing(close::MOVED, "the conversation moved to another server; reconnect", ctx);
+    }
+
     pub(super) fn set_typing(&mut self, role: MessageRole, on: bool) {
         let frame = ServerFrame::Typing { role, on }.encode();
         self.broadcast(&frame, &[]);
@@ -266,7 +292,7 @@ impl Actor for ChatSession {
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
         let external = self.external_id.clone().map(|key| (self.channel, key));
-        self.hub.forget(self.id, &ctx.address(), external);
+        self.hub.forget(self.id, &ctx.address(), external, self.fence);
         if self.unsaved.is_some() {
             // Nobody wrote: the conversation is forgotten with its actor.
             self.hub.forget_unsaved(self.id);

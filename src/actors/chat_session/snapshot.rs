@@ -12,12 +12,21 @@ pub struct SessionSnapshot {
     /// The session row of a conversation nobody wrote in yet: it is stored
     /// with the first message, in the same transaction.
     pub unsaved: Option<NewSessionRow>,
+    /// Several nodes: the fencing number of the lease this node claimed
+    /// before loading the conversation.
+    pub fence: Option<i64>,
 }
 
 impl SessionSnapshot {
+    /// The same snapshot, run under a lease with `fence` (several nodes).
+    pub fn fenced(mut self, fence: Option<i64>) -> Self {
+        self.fence = fence;
+        self
+    }
+
     /// A conversation as stored in PostgreSQL.
     pub fn stored(id: SessionId, stored: StoredConversation) -> Self {
-        Self { id, stored, unsaved: None }
+        Self { id, stored, unsaved: None, fence: None }
     }
 
     /// A conversation nobody has written in yet, whose row is not stored.
@@ -39,6 +48,6 @@ impl SessionSnapshot {
             external_id: row.external_id.clone(),
             relay: false,
         };
-        Self { id, stored, unsaved: Some(row) }
+        Self { id, stored, unsaved: Some(row), fence: None }
     }
 }

@@ -55,7 +55,15 @@ impl ChatSession {
             .iter()
             .map(|m| MessageView { seq: m.seq, role: m.role, text: m.text.clone(), created_at: m.created_at })
             .collect();
-        let write = SessionWrite { session_id: self.id, channel: self.channel, create: self.unsaved.clone(), messages, patch, outbox };
+        let write = SessionWrite {
+            session_id: self.id,
+            channel: self.channel,
+            create: self.unsaved.clone(),
+            messages,
+            patch,
+            outbox,
+            fence: self.fence,
+        };
         let persistence = self.hub.persistence.clone();
         async move { persistence.persist(write).await }
             .into_actor(self)
@@ -79,6 +87,11 @@ impl ChatSession {
                 }
                 self.after_stored(changed, ctx);
                 self.write(ctx);
+            }
+            Err(PersistError::Fenced) => {
+                // Nothing of it was written: the lease moved on first.
+                self.writing = false;
+                self.moved_away(ctx);
             }
             Err(PersistError::Overloaded) => {
                 self.writing = false;

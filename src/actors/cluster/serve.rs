@@ -1,0 +1,370 @@
+//! What a node serves to the others, and its cluster timers:
+//!
+//! - `commands`: requests for the conversations this node runs (or should
+//!   run: a lease it may claim), answered through the local actors. An
+//!   attach creates a proxy `Outbound` whose frames `forward` sends to the
+//!   socket's node.
+//! - `socket_frames`: frames from owners for this node's remote sockets.
+//! - `events`: other nodes' conversation events for the local supervisor,
+//!   staff changes for local actors, settings changes for the caches.
+//! - `pings`: answers, so peers know this node is alive.
+//! - `renew_leases`: renews the leases of the running actors in one
+//!   statement; an actor whose lease was taken is stopped (`lease_lost`).
+//! - `watch_peers`: a socket attached to a node that stopped answering is
+//!   closed (1012) so its client resumes elsewhere; proxies of a gone
+//!   node's sockets are dropped; once NATS is back after losing traffic,
+//!   dashboards here are closed (4008) to reload what they missed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use bytestring::ByteString;
+use futures_util::StreamExt;
+
+use super::super::chat_session::AttachError;
+use super::super::hub::Hub;
+use super::wire::{Command, Event, Reply, SettingsChange};
+use super::Cluster;
+use crate::bus::subject;
+use crate::domain::{ChatText, ClientMsgId, SeenUpTo, SessionId};
+use crate::outbound::{self, ConnId, Next, OutboundReceiver};
+use crate::protocol::close;
+use crate::store::leases;
+
+/// How often a node re-reads the completion rules.
+const SETTINGS_POLL: Duration = Duration::from_secs(5);
+/// How often the sockets' and proxies' peers are checked.
+const WATCH_PEERS_EVERY: Duration = Duration::from_secs(1);
+/// Headers of a socket frame.
+const CONN: &str = "Conn";
+const CLOSE: &str = "Close";
+const OWNER: &str = "Owner";
+const SESSION: &str = "Session";
+
+/// What this node does when another node changed a setting.
+pub type OnSettings = Arc<dyn Fn(SettingsChange) + Send + Sync>;
+
+/// The node's loops, on a thread of their own (conversation actors started
+/// for other nodes' commands run there too).
+pub struct Serving {
+    arbiter: actix::Arbiter,
+}
+
+impl Serving {
+    pub fn start(hub: Arc<Hub>, cluster: Arc<Cluster>, on_settings: OnSettings) -> Self {
+        let arbiter = actix::Arbiter::new();
+        arbiter.spawn(async move {
+            actix::spawn(commands(hub.clone(), cluster.clone()));
+            actix::spawn(socket_frames(cluster.clone()));
+            actix::spawn(events(hub.clone(), cluster.clone(), on_settings.clone()));
+            actix::spawn(pings(cluster.clone()));
+            actix::spawn(renew_leases(hub.clone(), cluster.clone()));
+            actix::spawn(watch_peers(hub, cluster));
+            // A lost invalidation heals by itself: the rules are re-read now
+            // and then (sites expire from their cache within seconds).
+            let mut every = tokio::time::interval(SETTINGS_POLL);
+            loop {
+                every.tick().await;
+                on_settings(SettingsChange::Rules);
+            }
+        });
+        Self { arbiter }
+    }
+
+    pub fn stop(self) {
+        self.arbiter.stop();
+    }
+}
+
+async fn commands(hub: Arc<Hub>, cluster: Arc<Cluster>) {
+    let Ok(mut requests) = cluster.bus.subscribe(subject::commands(cluster.node_id())).await else {
+        return tracing::error!("could not subscribe to this node's commands");
+    };
+    while let Some(request) = requests.next().await {
+        metrics::counter!("chathub_bus_messages_total", "direction" => "received").increment(1);
+        let (hub, cluster) = (hub.clone(), cluster.clone());
+        actix::spawn(async move {
+            let answer = match serde_json::from_slice::<Command>(&request.payload) {
+                Ok(command) => answer(&hub, &cluster, command).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "an undecodable command on the bus");
+                    Some(Reply::NotHere)
+                }
+            };
+            if let (Some(reply_to), Some(answer)) = (request.reply, answer) {
+                let payload = serde_json::to_vec(&answer).expect("replies encode");
+                cluster.bus.publish(reply_to.to_string(), None, payload.into());
+            }
+        });
+    }
+}
+
+/// Carries out one command through the local actor (`None`: no answer).
+async fn answer(hub: &Arc<Hub>, cluster: &Arc<Cluster>, command: Command) -> Option<Reply> {
+    let id = command.session();
+    // Nothing to start an actor for.
+    match command {
+        Command::Detach { node, conn, .. } => {
+            drop_proxy(hub, cluster, &node, conn);
+            return None;
+        }
+        Command::VisitorTyping { on, .. } => {
+            hub.live(id).inspect(|s| s.visitor_typing(on));
+            return None;
+        }
+        Command::StaffTyping { on, .. } => {
+            hub.live(id).inspect(|s| s.staff_typing(on));
+            return None;
+        }
+        _ => {}
+    }
+    let session = match hub.session_here(id).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return Some(Reply::Unknown),
+        Err(e) => {
+            tracing::debug!(session = %id, error = %e, "a command for a conversation this node does not run");
+            return Some(Reply::NotHere);
+        }
+    };
+    let max_chars = hub.config.limits.max_message_chars;
+    Some(match command {
+        Command::Attach { node, conn, last_seq, .. } => {
+            let (proxy, receiver) = outbound::channel(cluster.send_queue);
+            cluster.proxies.insert((node.clone(), conn), (id, proxy.clone()));
+            actix::spawn(forward(cluster.clone(), node.clone(), conn, id, receiver));
+            let seen = SeenUpTo::parse(last_seq, "", "").unwrap_or(SeenUpTo::NOTHING);
+            match session.attach_visitor(proxy, seen).await {
+                Ok(a) => Reply::Attached { messages: a.messages, gap: a.gap, status: a.status.to_string(), agent_typing: a.agent_typing },
+                Err(e) => {
+                    drop_proxy(hub, cluster, &node, conn);
+                    match e {
+                        AttachError::InvalidLastSeq { newest } => Reply::InvalidLastSeq { newest },
+                        AttachError::Stopped => Reply::NotHere,
+                    }
+                }
+            }
+        }
+        Command::VisitorMessage { node, conn, client_msg_id, text, .. } => {
+            let Some(proxy) = cluster.proxies.get(&(node, conn)).map(|p| p.1.clone()) else { return Some(Reply::NotHere) };
+            let (Ok(client_msg_id), Ok(text)) = (ClientMsgId::parse(&client_msg_id), ChatText::parse(&text, max_chars)) else {
+                return Some(Reply::Busy);
+            };
+            match session.visitor_message(&proxy, client_msg_id, text).await {
+                Ok(()) => Reply::Taken,
+                Err(_) => Reply::Busy,
+            }
+        }
+        Command::StaffSay { author_id, client_msg_id, text, .. } => {
+            let (Ok(client_msg_id), Ok(text)) = (ClientMsgId::parse(&client_msg_id), ChatText::parse(&text, max_chars)) else {
+                return Some(Reply::Busy);
+            };
+            stored(session.staff_say_stored(author_id, client_msg_id, text).await)
+        }
+        Command::Takeover { on, .. } => match session.takeover(on).await {
+            Ok(handler) => Reply::Handler { handler },
+            Err(_) => Reply::Busy,
+        },
+        Command::TranscriptAfter { after, .. } => {
+            let after = SeenUpTo::parse(after, "", "").unwrap_or(SeenUpTo::NOTHING);
+            Reply::Transcript { messages: session.transcript_after(after).await }
+        }
+        Command::StoreExternal { external_id, role, text, .. } => {
+            let Ok(text) = ChatText::parse(&text, max_chars) else { return Some(Reply::Busy) };
+            stored(session.store_external(external_id, role, text).await)
+        }
+        Command::Detach { .. } | Command::VisitorTyping { .. } | Command::StaffTyping { .. } => return None,
+    })
+}
+
+fn stored(outcome: Result<crate::domain::Seq, super::super::persistence::PersistError>) -> Reply {
+    match outcome {
+        Ok(seq) => Reply::Stored { seq },
+        Err(error) => Reply::Failed { error },
+    }
+}
+
+/// Forgets the proxy of `node`'s socket `conn` and detaches it from its
+/// conversation (its close is not forwarded: the socket is gone).
+fn drop_proxy(hub: &Hub, cluster: &Cluster, node: &str, conn: ConnId) {
+    if let Some((_, (session, proxy))) = cluster.proxies.remove(&(node.to_owned(), conn)) {
+        hub.live(session).inspect(|s| s.detach_visitor(proxy.id));
+        proxy.close(close::GOING_AWAY, "detached");
+    }
+}
+
+/// Sends what the conversation queues for a remote socket to its node, in
+/// order, until the proxy is closed.
+async fn forward(cluster: Arc<Cluster>, node: String, conn: ConnId, session: SessionId, mut receiver: OutboundReceiver) {
+    let target = subject::socket_frames(&node);
+    let headers = |close: Option<u16>| {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONN, conn.to_string().as_str());
+        headers.insert(OWNER, cluster.node_id());
+        headers.insert(SESSION, session.to_string().as_str());
+        if let Some(code) = close {
+            headers.insert(CLOSE, code.to_string().as_str());
+        }
+        headers
+    };
+    loop {
+        match receiver.next().await {
+            Next::Frame(frame, _) => cluster.bus.publish(target.clone(), Some(headers(None)), frame.into_bytes()),
+            Next::Close(code, _) => {
+                // Still registered: the conversation closed it (deleted,
+                // moved, too slow), so the socket closes too.
+                if cluster.proxies.remove(&(node.clone(), conn)).is_some() {
+                    cluster.bus.publish(target.clone(), Some(headers(Some(code))), bytes::Bytes::new());
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The reason a socket closed by a remote owner gives its client.
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        close::SESSION_DELETED => "this conversation was deleted",
+        close::SLOW_CONSUMER => "send queue full: reading too slowly",
+        close::GOING_AWAY => "server shutting down; reconnect",
+        _ => "the conversation moved to another server; reconnect",
+    }
+}
+
+async fn socket_frames(cluster: Arc<Cluster>) {
+    let Ok(mut frames) = cluster.bus.subscribe(subject::socket_frames(cluster.node_id())).await else {
+        return tracing::error!("could not subscribe to this node's socket frames");
+    };
+    while let Some(message) = frames.next().await {
+        metrics::counter!("chathub_bus_messages_total", "direction" => "received").increment(1);
+        let Some(headers) = message.headers.as_ref() else { continue };
+        let header = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        let Some(conn) = header(CONN).and_then(|c| c.parse::<ConnId>().ok()) else { continue };
+        let close_code = header(CLOSE).and_then(|c| c.parse::<u16>().ok());
+        let socket = cluster.remote_sockets.get(&conn).map(|s| s.outbound.clone());
+        match (socket, close_code) {
+            (Some(outbound), Some(code)) => {
+                cluster.remote_sockets.remove(&conn);
+                outbound.close(code, close_reason(code));
+            }
+            (Some(outbound), None) => match ByteString::try_from(message.payload) {
+                Ok(frame) => {
+                    outbound.send(frame);
+                }
+                Err(_) => tracing::warn!("a socket frame that is not UTF-8 on the bus"),
+            },
+            // The socket is gone and its detach was lost: the owner drops its proxy.
+            (None, None) => {
+                let (Some(owner), Some(session)) = (header(OWNER), header(SESSION).and_then(|s| s.parse().ok())) else { continue };
+                let detach = Command::Detach { session: SessionId(session), node: cluster.node_id().to_owned(), conn };
+                let payload = serde_json::to_vec(&detach).expect("commands encode");
+                cluster.bus.publish(subject::commands(&owner), None, payload.into());
+            }
+            (None, Some(_)) => {}
+        }
+    }
+}
+
+async fn events(hub: Arc<Hub>, cluster: Arc<Cluster>, on_settings: OnSettings) {
+    let Ok(mut events) = cluster.bus.subscribe(subject::EVENTS.to_owned()).await else {
+        return tracing::error!("could not subscribe to the cluster's events");
+    };
+    while let Some(message) = events.next().await {
+        metrics::counter!("chathub_bus_messages_total", "direction" => "received").increment(1);
+        let event = match serde_json::from_slice::<Event>(&message.payload) {
+            Ok(event) => event,
+            Err(e) => {
+                tracing::warn!(error = %e, "an undecodable event on the bus");
+                continue;
+            }
+        };
+        if let Some(for_supervisor) = event.for_supervisor() {
+            hub.supervisor.event_from_peer(for_supervisor);
+        }
+        match event {
+            Event::SessionDeleted { session } => {
+                hub.live(session).inspect(|s| s.deleted());
+            }
+            Event::StatusChanged { session, status } => {
+                hub.live(session).inspect(|s| s.status_changed(status));
+            }
+            Event::RulesChanged => on_settings(SettingsChange::Rules),
+            Event::SiteChanged { key } => on_settings(SettingsChange::Site(key)),
+            Event::MessageStored { .. } | Event::SessionChanged { .. } | Event::Typing { .. } => {}
+        }
+    }
+}
+
+async fn pings(cluster: Arc<Cluster>) {
+    let Ok(mut pings) = cluster.bus.subscribe(subject::ping(cluster.node_id())).await else {
+        return tracing::error!("could not subscribe to this node's pings");
+    };
+    while let Some(ping) = pings.next().await {
+        if let Some(reply_to) = ping.reply {
+            cluster.bus.publish(reply_to.to_string(), None, bytes::Bytes::new());
+        }
+    }
+}
+
+async fn renew_leases(hub: Arc<Hub>, cluster: Arc<Cluster>) {
+    let mut every = tokio::time::interval(cluster.lease_renew);
+    loop {
+        every.tick().await;
+        let held = hub.leased_sessions();
+        if held.is_empty() {
+            continue;
+        }
+        let ids: Vec<uuid::Uuid> = held.iter().map(|(id, _)| id.0).collect();
+        match leases::renew(&cluster.db, cluster.node_id(), &ids, cluster.lease_ttl).await {
+            Ok(still) => {
+                let still: HashSet<(uuid::Uuid, i64)> = still.into_iter().collect();
+                for (id, fence) in held {
+                    if !still.contains(&(id.0, fence)) {
+                        tracing::warn!(session = %id, "this node lost a conversation's lease; stopping its actor");
+                        metrics::counter!("chathub_leases_lost_total").increment(1);
+                        hub.lease_lost(id);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not renew this node's leases"),
+        }
+    }
+}
+
+async fn watch_peers(hub: Arc<Hub>, cluster: Arc<Cluster>) {
+    let mut every = tokio::time::interval(WATCH_PEERS_EVERY);
+    let mut gaps = cluster.bus.gaps();
+    loop {
+        every.tick().await;
+        // Events from other nodes may have been lost (NATS went away, or a
+        // subscription fell behind): this node's dashboards reload from
+        // PostgreSQL rather than show a transcript with a hole in it.
+        if cluster.bus.gaps() != gaps && cluster.bus.is_connected() {
+            gaps = cluster.bus.gaps();
+            tracing::warn!("cluster events may have been lost; dashboards here reload");
+            hub.supervisor.reload_dashboards();
+        }
+        let owners: HashSet<String> = cluster.remote_sockets.iter().map(|s| s.owner.clone()).collect();
+        for owner in owners {
+            if !matches!(cluster.answers(&owner).await, Ok(true)) {
+                let gone: Vec<ConnId> = cluster.remote_sockets.iter().filter(|s| s.owner == owner).map(|s| *s.key()).collect();
+                for conn in gone {
+                    if let Some((_, socket)) = cluster.remote_sockets.remove(&conn) {
+                        socket.outbound.close(close::MOVED, close_reason(close::MOVED));
+                    }
+                }
+            }
+        }
+        let nodes: HashSet<String> = cluster.proxies.iter().map(|p| p.key().0.clone()).collect();
+        for node in nodes {
+            if matches!(cluster.answers(&node).await, Ok(false)) {
+                let gone: Vec<ConnId> = cluster.proxies.iter().filter(|p| p.key().0 == node).map(|p| p.key().1).collect();
+                for conn in gone {
+                    drop_proxy(&hub, &cluster, &node, conn);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Several nodes (SPEC §15, docs/cluster.md): real chathub processes on one
+//! PostgreSQL and a real `nats-server`. A visitor on node A is watched,
+//! answered and taken over from node B; a webhook reaching B for a
+//! conversation on A is stored and answered once; a rule added on B applies
+//! on A at once; a node killed or paused mid-chat loses nothing acknowledged
+//! and cannot write once its lease was taken; NATS restarted, cross-node
+//! updates resume.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+use crate::nodes::*;
+use crate::ws_client::{Event, Visitor};
+
+const APP_SECRET: &str = "meta-app-secret";
+
+/// The next frame of `kind` (about `session`, for dashboard frames that name one).
+async fn next_of(socket: &mut Visitor, kind: &str) -> Value {
+    socket.recv_until(kind).await.0
+}
+
+#[tokio::test]
+async fn a_visitor_on_one_node_is_watched_answered_and_taken_over_from_another() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("a", &[]);
+    let b = cluster.node("b", &[]);
+    let health: Value = reqwest::get(b.url("/health")).await.unwrap().json().await.unwrap();
+    assert_eq!((health["nats"].as_str(), health["node_id"].as_str()), (Some("connected"), Some("b")), "{health}");
+
+    let admin = admin_on(&b).await;
+    let mut dashboard = Visitor::dashboard(b.port, &admin.cookie, &admin.origin()).await;
+    let mut visitor = Visitor::connect(a.port).await;
+    visitor.hello().await;
+    visitor.say("v1", "hello from node a").await;
+    let greeting = visitor.next_message().await;
+    assert_eq!(greeting["role"], "ai");
+    let session = visitor.session_id.clone().unwrap();
+    assert_eq!(lease_holder(&cluster.db().await, &session).await.as_deref(), Some("a"), "the conversation runs where its visitor is");
+
+    // B's dashboard lists the new session and streams its messages live.
+    loop {
+        let frame = next_of(&mut dashboard, "session").await;
+        if frame["session"]["id"] == session.as_str() {
+            break;
+        }
+    }
+    dashboard.send(json!({"type": "watch", "session_id": session, "last_seq": 0})).await;
+    let first = next_of(&mut dashboard, "message").await;
+    assert_eq!((first["message"]["seq"].as_i64(), first["message"]["text"].as_str()), (Some(1), Some("hello from node a")));
+    assert_eq!(next_of(&mut dashboard, "message").await["message"]["seq"], 2);
+    visitor.say("v2", "Ada").await;
+    let live = next_of(&mut dashboard, "message").await;
+    assert_eq!((live["session_id"].as_str(), live["message"]["text"].as_str()), (Some(session.as_str()), Some("Ada")));
+    visitor.next_message().await;
+
+    // Typing, visitor → B's dashboard.
+    visitor.send(json!({"type": "typing", "on": true})).await;
+    let typing = next_of(&mut dashboard, "typing").await;
+    assert_eq!((typing["role"].as_str(), typing["on"].as_bool()), (Some("visitor"), Some(true)));
+
+    // B takes over and replies; the visitor on A sees both, and staff typing.
+    dashboard.send(json!({"type": "takeover", "session_id": session, "on": true})).await;
+    assert_eq!(next_of(&mut dashboard, "takeover").await["handler"], "human");
+    let notice = visitor.next_message().await;
+    assert_eq!(notice["role"], "system");
+    dashboard.send(json!({"type": "typing", "session_id": session, "on": true})).await;
+    let staff_typing = next_of(&mut visitor, "typing").await;
+    assert_eq!((staff_typing["role"].as_str(), staff_typing["on"].as_bool()), (Some("agent"), Some(true)));
+    dashboard.send(json!({"type": "say", "session_id": session, "client_msg_id": "staff-1", "text": "Hi, Agnes here"})).await;
+    let ack = next_of(&mut dashboard, "ack").await;
+    assert_eq!(ack["client_msg_id"], "staff-1");
+    let reply = visitor.next_message().await;
+    assert_eq!((reply["role"].as_str(), reply["text"].as_str(), &reply["seq"]), (Some("agent"), Some("Hi, Agnes here"), &ack["seq"]));
+
+    // The same over HTTP on B.
+    let (status, body) = admin.call("POST", &format!("/api/sessions/{session}/reply"), Some(json!({"client_msg_id": "http-1", "text": "Following up"}))).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(visitor.next_message().await["text"], "Following up");
+    // The AI stayed quiet after the takeover; nothing was written twice.
+    let db = cluster.db().await;
+    let rows = db.query("SELECT seq, role FROM messages ORDER BY seq", &[]).await.unwrap();
+    let roles: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+    assert_eq!(roles, ["visitor", "ai", "visitor", "ai", "system", "agent", "agent"]);
+    assert!(metric(&b.url(""), "chathub_bus_messages_total{direction=\"sent\"}").await > 0.0);
+}
+
+fn messenger_body(psid: &str, mid: &str, text: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({"object": "page", "entry": [{"id": "PAGE", "time": 1, "messaging": [
+        {"sender": {"id": psid}, "recipient": {"id": "PAGE"}, "timestamp": 1, "message": {"mid": mid, "text": text}}
+    ]}]}))
+    .unwrap()
+}
+
+async fn post_messenger(node: &ChildServer, body: Vec<u8>) -> u16 {
+    let signature = chathub::channels::sign(APP_SECRET, &body);
+    reqwest::Client::new()
+        .post(node.url("/webhooks/messenger"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn sent_replies(graph: &MockServer) -> Vec<String> {
+    graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .filter_map(|b| b["message"]["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_webhook_reaching_another_node_is_stored_and_answered_once_by_the_owner() {
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v21.0/me/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"recipient_id": "PSID-9", "message_id": "m.out"})))
+        .mount(&graph)
+        .await;
+    let graph_url = format!("{}/v21.0", graph.uri());
+    let cluster = TestCluster::new().await;
+    let messenger = [
+        ("MESSENGER_APP_SECRET", APP_SECRET),
+        ("MESSENGER_PAGE_TOKEN", "page-token"),
+        ("GRAPH_API_URL", graph_url.as_str()),
+        ("NOTIFIER_RETRY_BASE_MS", "50"),
+    ];
+    let a = cluster.node("a", &messenger);
+    let b = cluster.node("b", &messenger);
+    assert_eq!(post_messenger(&a, messenger_body("PSID-9", "m.1", "hi")).await, 200);
+    assert!(eventually(Duration::from_secs(10), async || sent_replies(&graph).await.len() == 1).await);
+    let db = cluster.db().await;
+    let session: uuid::Uuid = db.query_one("SELECT id FROM sessions", &[]).await.unwrap().get(0);
+    assert_eq!(lease_holder(&db, &session.to_string()).await.as_deref(), Some("a"));
+
+    // The next message reaches B, twice (Meta retries): stored once, on A.
+    let body = messenger_body("PSID-9", "m.2", "Grace Hopper");
+    let (first, again) = tokio::join!(post_messenger(&b, body.clone()), post_messenger(&b, body));
+    assert_eq!((first, again), (200, 200));
+    assert!(eventually(Duration::from_secs(10), async || sent_replies(&graph).await.len() == 2).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let replies = sent_replies(&graph).await;
+    assert_eq!(replies.len(), 2, "one Send API call per answer: {replies:?}");
+    assert!(replies[1].contains("Grace"), "the owner answered the second message: {replies:?}");
+    let rows = db.query("SELECT role, text FROM messages ORDER BY seq", &[]).await.unwrap();
+    let stored: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(stored.len(), 4, "{stored:?}");
+    assert_eq!(stored[2], ("visitor".to_owned(), "Grace Hopper".to_owned()));
+    assert_eq!(lease_holder(&db, &session.to_string()).await.as_deref(), Some("a"), "B forwarded instead of taking over");
+}
+
+#[tokio::test]
+async fn a_rule_added_on_one_node_completes_a_conversation_on_another_at_once_and_notifies_once() {
+    let n8n = MockServer::start().await;
+    Mock::given(method("POST")).and(path("/leads")).respond_with(ResponseTemplate::new(200)).mount(&n8n).await;
+    let n8n_url = format!("{}/leads", n8n.uri());
+    let cluster = TestCluster::new().await;
+    let settings = [("N8N_WEBHOOK_URL", n8n_url.as_str()), ("NOTIFIER_POLL_MS", "100")];
+    let a = cluster.node("a", &settings);
+    let b = cluster.node("b", &settings);
+    let mut visitor = Visitor::connect(a.port).await;
+    visitor.hello().await;
+    visitor.say("1", "where is my order?").await;
+    visitor.next_message().await;
+    let session = visitor.session_id.clone().unwrap();
+
+    let admin_b = admin_on(&b).await;
+    let rule = json!({"name": "order_confirmed", "kind": "regex", "pattern": "order #\\d{5}", "position": 1});
+    assert_eq!(admin_b.call("POST", "/api/completion-rules", Some(rule)).await.0, 201);
+    // Well inside the nodes' 5 s re-read: only the bus can have told A.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let admin_a = admin_on(&a).await;
+    let started = Instant::now();
+    let reply = json!({"client_msg_id": "r1", "text": "Your order #12345 ships today"});
+    assert_eq!(admin_a.call("POST", &format!("/api/sessions/{session}/reply"), Some(reply)).await.0, 201);
+    let status = next_of(&mut visitor, "status").await;
+    assert_eq!(status["completion"], "complete");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let (_, detail) = admin_b.get(&format!("/api/sessions/{session}")).await;
+    assert_eq!(detail["session"]["completion_rule"], "order_confirmed");
+
+    // Two notifiers share the outbox: one delivery.
+    assert!(eventually(Duration::from_secs(10), async || !n8n.received_requests().await.unwrap().is_empty()).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(n8n.received_requests().await.unwrap().len(), 1, "the lead went to n8n once");
+}
+
+/// A visitor that chats `count` messages through `ports`, moving on to the
+/// next node whenever its socket closes, resending what was not acked with
+/// the same id. Returns its session id and the seqs it was acked.
+async fn chat_through_failover(ports: [u16; 2], name: usize, count: usize, killed: tokio::sync::watch::Receiver<bool>) -> (String, Vec<i64>) {
+    let mut port = ports[0];
+    let mut socket = Visitor::connect(port).await;
+    socket.hello().await;
+    let (session, token) = (socket.session_id.clone().unwrap(), socket.token.clone().unwrap());
+    let mut last_seq = 0;
+    let mut acked = Vec::new();
+    let mut i = 1;
+    while i <= count {
+        // Pace the chat so the kill lands mid-conversation.
+        if i == 3 {
+            let mut killed = killed.clone();
+            let _ = killed.wait_for(|k| *k).await;
+        }
+        let id = format!("v{name}-{i}");
+        let sent = socket.try_send(json!({"type": "message", "client_msg_id": id, "text": format!("message {i}")})).await;
+        let mut moved = !sent;
+        while !moved {
+            match socket.next_event().await {
+                Event::Frame(frame) if frame["type"] == "ack" && frame["client_msg_id"] == id.as_str() => {
+                    acked.push(frame["seq"].as_i64().unwrap());
+                    last_seq = last_seq.max(frame["seq"].as_i64().unwrap());
+                    i += 1;
+                    break;
+                }
+                Event::Frame(frame) if frame["type"] == "message" => last_seq = last_seq.max(frame["message"]["seq"].as_i64().unwrap()),
+                Event::Frame(frame) if frame["type"] == "error" => {
+                    assert_eq!(frame["code"], "retry", "{frame}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+                Event::Frame(_) => {}
+                Event::Closed(_) => moved = true,
+            }
+        }
+        if moved {
+            port = ports[1];
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                assert!(Instant::now() < deadline, "visitor {name} could not resume");
+                socket = Visitor::connect(port).await;
+                socket.send(json!({"type": "hello", "token": token, "last_seq": last_seq})).await;
+                match socket.next_event().await {
+                    Event::Frame(welcome) if welcome["type"] == "welcome" => {
+                        for m in welcome["messages"].as_array().unwrap() {
+                            last_seq = last_seq.max(m["seq"].as_i64().unwrap());
+                        }
+                        break;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+    }
+    (session, acked)
+}
+
+#[tokio::test]
+async fn killing_a_node_mid_chat_loses_no_acked_message_and_its_conversations_move_at_once() {
+    let cluster = TestCluster::new().await;
+    // Leases far longer than the test allows: the takeover cannot be a wait.
+    let long = [("LEASE_TTL_SECS", "60")];
+    let a = cluster.node("a", &long);
+    let b = cluster.node("b", &long);
+    let (kill, killed) = tokio::sync::watch::channel(false);
+    let visitors: Vec<_> = (0..20).map(|n| tokio::spawn(chat_through_failover([a.port, b.port], n, 6, killed.clone()))).collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let db = cluster.db().await;
+    let on_a: i64 = db.query_one("SELECT count(*) FROM conversation_leases WHERE node_id = 'a'", &[]).await.unwrap().get(0);
+    assert_eq!(on_a, 20, "every conversation runs on A before the kill");
+    a.kill_hard();
+    let killed_at = Instant::now();
+    kill.send(true).unwrap();
+    let mut outcomes = Vec::new();
+    for visitor in visitors {
+        outcomes.push(tokio::time::timeout(Duration::from_secs(60), visitor).await.expect("visitors finish").unwrap());
+    }
+    assert!(killed_at.elapsed() < Duration::from_secs(30), "A's conversations ran on B within seconds");
+    assert!(metric(&b.url(""), "chathub_lease_takeovers_total").await >= 20.0, "the leases were taken over, not waited out");
+    for (session, acked) in outcomes {
+        let id: uuid::Uuid = session.parse().unwrap();
+        let rows = db.query("SELECT seq, client_msg_id FROM messages WHERE session_id = $1 ORDER BY seq", &[&id]).await.unwrap();
+        let seqs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "gap-free seqs in {session}");
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for row in &rows {
+            if let Some(id) = row.get::<_, Option<String>>(1) {
+                *counts.entry(id).or_default() += 1;
+            }
+        }
+        assert_eq!(counts.len(), 6, "every message of {session} is stored: {counts:?}");
+        assert!(counts.values().all(|&n| n == 1), "each stored once: {counts:?}");
+        let stored: Vec<i64> = rows.iter().filter(|r| r.get::<_, Option<String>>(1).is_some()).map(|r| r.get(0)).collect();
+        assert_eq!(acked, stored, "every ack names the seq that was stored");
+        assert_eq!(lease_holder(&db, &session).await.as_deref(), Some("b"));
+    }
+}
+
+#[tokio::test]
+async fn a_paused_node_that_lost_its_lease_cannot_write_and_closes_its_sockets() {
+    let cluster = TestCluster::new().await;
+    // A renews rarely: when it wakes up, its first write comes before it
+    // could learn from a renewal that the lease is gone, so only the fence
+    // stops it. (B takes over because A does not answer, not by expiry.)
+    let a = cluster.node("a", &[("LEASE_RENEW_SECS", "30"), ("LEASE_TTL_SECS", "60")]);
+    let b = cluster.node("b", &[]);
+    let mut on_a = Visitor::connect(a.port).await;
+    on_a.hello().await;
+    on_a.say("1", "hello").await;
+    on_a.next_message().await;
+    let (session, token) = (on_a.session_id.clone().unwrap(), on_a.token.clone().unwrap());
+
+    let pid = nix::unistd::Pid::from_raw(a.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    // Written to the paused node: it cannot answer.
+    on_a.send(json!({"type": "message", "client_msg_id": "from-the-paused-node", "text": "are you there?"})).await;
+    // The same visitor in another tab, on B: B takes the conversation over.
+    let mut on_b = Visitor::connect(b.port).await;
+    on_b.resume(&token, 2).await;
+    on_b.say("2", "hello from b").await;
+    assert_eq!(lease_holder(&cluster.db().await, &session).await.as_deref(), Some("b"));
+
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let code = loop {
+        match on_a.next_event().await {
+            Event::Closed(code) => break code,
+            Event::Frame(frame) => assert_ne!(frame["type"], "ack", "the paused node acked after losing its lease: {frame}"),
+        }
+    };
+    assert_eq!(code, Some(1012), "the paused node's socket is moved on");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let db = cluster.db().await;
+    let id: uuid::Uuid = session.parse().unwrap();
+    let ids: Vec<Option<String>> = db.query("SELECT client_msg_id FROM messages WHERE session_id = $1 ORDER BY seq", &[&id]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(!ids.contains(&Some("from-the-paused-node".into())), "the fenced node wrote: {ids:?}");
+    let seqs: Vec<i64> = db.query("SELECT seq FROM messages WHERE session_id = $1 ORDER BY seq", &[&id]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    // B still runs it, and A now forwards to B.
+    let mut again = Visitor::connect(a.port).await;
+    again.resume(&token, 0).await;
+    again.say("3", "back on a").await;
+    assert_eq!(lease_holder(&db, &session).await.as_deref(), Some("b"));
+}
+
+#[tokio::test]
+async fn nodes_keep_serving_through_a_nats_restart_and_cross_node_updates_resume() {
+    let mut cluster = TestCluster::new().await;
+    let a = cluster.node("a", &[]);
+    let b = cluster.node("b", &[]);
+    let mut visitor = Visitor::connect(a.port).await;
+    visitor.hello().await;
+    visitor.say("1", "hello").await;
+    visitor.next_message().await;
+    let session = visitor.session_id.clone().unwrap();
+    let admin = admin_on(&b).await;
+    let mut dashboard = Visitor::dashboard(b.port, &admin.cookie, &admin.origin()).await;
+
+    cluster.nats.stop();
+    // A keeps serving the conversation it runs: acked means stored.
+    let seq = visitor.say("2", "still there?").await;
+    visitor.next_message().await;
+    assert_eq!(seq, 3);
+    let health: Value = reqwest::get(a.url("/health")).await.unwrap().json().await.unwrap();
+    assert_eq!(health["nats"], "disconnected");
+
+    cluster.nats.restart();
+    // B's dashboards missed events meanwhile: they are told to reload.
+    assert_eq!(dashboard.closed().await, Some(4008));
+    let mut dashboard = Visitor::dashboard(b.port, &admin.cookie, &admin.origin()).await;
+    dashboard.send(json!({"type": "watch", "session_id": session, "last_seq": 0})).await;
+    for expected in 1..=4 {
+        assert_eq!(next_of(&mut dashboard, "message").await["message"]["seq"], expected);
+    }
+    visitor.say("3", "Ada").await;
+    let live = next_of(&mut dashboard, "message").await;
+    assert_eq!(live["message"]["text"], "Ada", "cross-node updates resumed without restarting a node");
+}
