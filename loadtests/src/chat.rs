@@ -18,7 +18,8 @@ use crate::report::{self, Percentiles, Report};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Server address (loopback only).
+    /// Server address (loopback only); several, comma-separated, spread the
+    /// visitors over the nodes of a cluster.
     #[arg(long, default_value = "127.0.0.1:8080")]
     server: String,
     /// Concurrent visitors.
@@ -36,9 +37,10 @@ pub struct Args {
     /// Comma-separated loopback source addresses to spread sockets over.
     #[arg(long)]
     sources: Option<String>,
-    /// The server's PID, to report its CPU seconds per million messages.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The server's PID (several, comma-separated: summed), to report its
+    /// CPU seconds per million messages.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -54,7 +56,7 @@ struct VisitorResult {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let server = client::loopback(&args.server)?;
+    let servers = client::loopbacks(&args.server)?;
     let sources = client::sources(&args.sources);
     let total = args.rate * args.duration;
     anyhow::ensure!(args.visitors > 0 && args.rate > 0, "visitors and rate must be positive");
@@ -68,7 +70,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for i in 0..args.visitors {
         tokio::time::sleep_until(next_connect).await;
         next_connect += connect_gap;
-        let socket = client::visitor(server, sources[i % sources.len()]).await?;
+        let socket = client::visitor(servers[i % servers.len()], sources[i % sources.len()]).await?;
         let (tx, rx) = mpsc::unbounded_channel::<(String, Instant)>();
         senders.push(tx);
         tasks.push(tokio::spawn(visitor_loop(socket, rx)));
@@ -76,7 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     ramp.finish_and_clear();
 
-    let cpu_before = args.server_pid.and_then(report::cpu_seconds);
+    let cpu_before = report::cpu_seconds_of(&args.server_pid);
     let progress = indicatif::ProgressBar::new(total);
     let start = Instant::now();
     let gap = Duration::from_secs_f64(1.0 / args.rate as f64);
@@ -115,7 +117,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     report.latencies.insert("send→ack".into(), Percentiles::of(&ack));
     report.latencies.insert("send→agent reply".into(), Percentiles::of(&reply));
-    if let (Some(before), Some(after)) = (cpu_before, args.server_pid.and_then(report::cpu_seconds)) {
+    if let (Some(before), Some(after)) = (cpu_before, report::cpu_seconds_of(&args.server_pid)) {
         report.figures.insert("server CPU s per 1M messages".into(), (after - before) / sent.max(1) as f64 * 1e6);
     }
     report.finish(args.json.as_ref())

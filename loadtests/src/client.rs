@@ -64,6 +64,13 @@ pub fn sources(list: &Option<String>) -> Vec<Option<IpAddr>> {
     }
 }
 
+/// `127.0.0.1:8081,127.0.0.1:8082`: several nodes of a cluster, loopback only.
+pub fn loopbacks(servers: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let list: Vec<SocketAddr> = servers.split(',').map(|s| loopback(s.trim())).collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(!list.is_empty(), "no server given");
+    Ok(list)
+}
+
 /// Only loopback targets: this tool must never load anything else.
 pub fn loopback(server: &str) -> anyhow::Result<SocketAddr> {
     let addr: SocketAddr = server.parse()?;

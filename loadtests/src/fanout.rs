@@ -18,8 +18,14 @@ use crate::report::{self, Percentiles, Report};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// Where visitors connect; several (comma-separated) spread them over
+    /// the nodes of a cluster.
     #[arg(long, default_value = "127.0.0.1:8080")]
     server: String,
+    /// Where dashboards connect (default: `--server`); e.g. visitors on node
+    /// A and dashboards on node B.
+    #[arg(long)]
+    dashboard_server: Option<String>,
     /// The admin password (dashboards sign in as `admin`).
     #[arg(long, env = "ADMIN_PASSWORD")]
     admin_password: String,
@@ -35,8 +41,9 @@ pub struct Args {
     /// Leave this many dashboards not reading at all (the slow-consumer case).
     #[arg(long, default_value_t = 0)]
     stalled: usize,
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// Server PIDs (comma-separated: summed) for CPU per delivery.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -55,27 +62,29 @@ struct Tally {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let server = client::loopback(&args.server)?;
-    let cookie = admin_cookie(server, &args.admin_password).await?;
+    let servers = client::loopbacks(&args.server)?;
+    let dashboard_servers = client::loopbacks(args.dashboard_server.as_deref().unwrap_or(&args.server))?;
+    // One login serves every node: staff sessions live in PostgreSQL.
+    let cookie = admin_cookie(dashboard_servers[0], &args.admin_password).await?;
     // Visitors first: their session ids are what the dashboards watch.
-    let (visitors, sessions) = open_visitors(server, args.visitors).await?;
+    let (visitors, sessions) = open_visitors(&servers, args.visitors).await?;
 
     let start = Instant::now();
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut dashboards = Vec::with_capacity(args.dashboards);
     for d in 0..args.dashboards {
-        let ws = open_dashboard(server, &cookie, &sessions).await?;
+        let ws = open_dashboard(dashboard_servers[d % dashboard_servers.len()], &cookie, &sessions).await?;
         let stalled = d < args.stalled;
         dashboards.push(tokio::spawn(read_dashboard(ws, stalled, stopped.clone(), start)));
     }
 
-    let cpu_before = args.server_pid.and_then(report::cpu_seconds);
+    let cpu_before = report::cpu_seconds_of(&args.server_pid);
     let total = args.rate * args.duration;
     let send_start = Instant::now();
     let (writers, readers) = send_messages(visitors, total, args.rate, start).await;
     let sending = send_start.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let cpu_after = args.server_pid.and_then(report::cpu_seconds);
+    let cpu_after = report::cpu_seconds_of(&args.server_pid);
     let _ = stop.send(true);
     for mut write in writers {
         let _ = write.close().await;
@@ -145,12 +154,12 @@ async fn admin_cookie(server: std::net::SocketAddr, password: &str) -> anyhow::R
 }
 
 /// `count` visitor sockets past `hello`, and their session ids.
-async fn open_visitors(server: std::net::SocketAddr, count: usize) -> anyhow::Result<(Vec<Socket>, Vec<String>)> {
+async fn open_visitors(servers: &[std::net::SocketAddr], count: usize) -> anyhow::Result<(Vec<Socket>, Vec<String>)> {
     let bar = indicatif::ProgressBar::new(count as u64).with_message("visitors");
     let mut visitors = Vec::with_capacity(count);
     let mut sessions = Vec::with_capacity(count);
-    for _ in 0..count {
-        let mut ws = client::connect(server, "/ws/chat", None).await?;
+    for i in 0..count {
+        let mut ws = client::connect(servers[i % servers.len()], "/ws/chat", None).await?;
         ws.send(Message::text(json!({"type": "hello", "token": null, "last_seq": 0}).to_string())).await?;
         let welcome = loop {
             if let Some(Message::Text(text)) = ws.next().await.transpose()? {
