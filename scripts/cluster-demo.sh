@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 password="${1:-$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 16)}"
-pg_bin="$(dirname "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")"
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -n "$pg_bin" ] || pg_bin=$(dirname "$(command -v pg_ctl)")
 nats="$(command -v nats-server || echo /usr/sbin/nats-server)"
 [ -x "$nats" ] || { echo "nats-server not found (Debian: apt-get install nats-server)" >&2; exit 1; }
 
@@ -38,7 +39,7 @@ as_pg() {
 }
 if [ "$(id -u)" = 0 ]; then mkdir -p "$work/pg" && chown postgres "$work/pg"; fi
 as_pg "$pg_bin/initdb" -D "$work/pg" -U chathub --auth=trust >/dev/null
-as_pg "$pg_bin/pg_ctl" -D "$work/pg" -o "-p 55432 -k $work -c listen_addresses=127.0.0.1" -l "$work/pg/log" -w start >/dev/null
+as_pg "$pg_bin/pg_ctl" -D "$work/pg" -o "-p 55432 -k $work/pg -c listen_addresses=127.0.0.1" -l "$work/pg/log" -w start >/dev/null
 as_pg "$pg_bin/createdb" -h 127.0.0.1 -p 55432 -U chathub chathub
 
 "$nats" -a 127.0.0.1 -p 54222 >"$work/nats.log" 2>&1 &

@@ -78,7 +78,8 @@ pub struct Bus {
     node_id: Arc<str>,
     connected: Arc<AtomicBool>,
     /// Counts the times live traffic may have been lost (a disconnect, a
-    /// slow subscription): what was sent meanwhile never arrives.
+    /// slow subscription, a full publish queue): what was sent meanwhile
+    /// never arrives.
     gaps: Arc<AtomicU64>,
     outgoing: mpsc::Sender<Outgoing>,
 }
@@ -156,6 +157,7 @@ impl Bus {
         if self.outgoing.try_send(Outgoing { subject, headers, payload }).is_ok() {
             metrics::counter!("chathub_bus_messages_total", "direction" => "sent").increment(1);
         } else {
+            self.gaps.fetch_add(1, Ordering::SeqCst);
             metrics::counter!("chathub_bus_messages_total", "direction" => "dropped").increment(1);
         }
     }

@@ -34,6 +34,11 @@ pub struct Args {
     /// Visitors connected per second during the ramp.
     #[arg(long, default_value_t = 2000)]
     connect_rate: u64,
+    /// Several nodes: each visitor starts its conversation on one node of
+    /// `--server` and then chats from the next one, so every message is
+    /// forwarded to the node that runs the conversation (the remote hop).
+    #[arg(long)]
+    hop: bool,
     /// Comma-separated loopback source addresses to spread sockets over.
     #[arg(long)]
     sources: Option<String>,
@@ -70,7 +75,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for i in 0..args.visitors {
         tokio::time::sleep_until(next_connect).await;
         next_connect += connect_gap;
-        let socket = client::visitor(servers[i % servers.len()], sources[i % sources.len()]).await?;
+        let (home, source) = (servers[i % servers.len()], sources[i % sources.len()]);
+        let socket = if args.hop {
+            client::visitor_elsewhere(home, servers[(i + 1) % servers.len()], source).await?
+        } else {
+            client::visitor(home, source).await?
+        };
         let (tx, rx) = mpsc::unbounded_channel::<(String, Instant)>();
         senders.push(tx);
         tasks.push(tokio::spawn(visitor_loop(socket, rx)));
@@ -109,7 +119,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut report = Report {
         scenario: "chat".into(),
-        params: json!({"visitors": args.visitors, "rate": args.rate, "duration": args.duration}),
+        params: json!({"visitors": args.visitors, "rate": args.rate, "duration": args.duration,
+                       "servers": servers.len(), "hop": args.hop}),
         duration_secs: sending.as_secs_f64(),
         achieved_rate: sent as f64 / sending.as_secs_f64(),
         errors,

@@ -39,6 +39,34 @@ pub async fn visitor(server: SocketAddr, source: Option<IpAddr>) -> anyhow::Resu
     anyhow::bail!("closed before welcome")
 }
 
+/// A visitor whose conversation starts on `home` (hello and one message
+/// there), resumed from `away`: its messages then travel to the node that
+/// runs the conversation.
+pub async fn visitor_elsewhere(home: SocketAddr, away: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<Socket> {
+    let mut first = connect(home, "/ws/chat", source).await?;
+    first.send(Message::text(json!({"type": "hello", "token": null, "last_seq": 0}).to_string())).await?;
+    let token = loop {
+        let Some(frame) = first.next().await else { anyhow::bail!("closed before welcome") };
+        if let Message::Text(text) = frame? {
+            let welcome: Value = serde_json::from_str(&text)?;
+            anyhow::ensure!(welcome["type"] == "welcome", "expected welcome, got {welcome}");
+            break welcome["token"].as_str().unwrap_or_default().to_owned();
+        }
+    };
+    let mut first = say_once(first, "home").await?;
+    first.close(None).await?;
+    let mut ws = connect(away, "/ws/chat", source).await?;
+    ws.send(Message::text(json!({"type": "hello", "token": token, "last_seq": 0}).to_string())).await?;
+    while let Some(frame) = ws.next().await {
+        if let Message::Text(text) = frame? {
+            let value: Value = serde_json::from_str(&text)?;
+            anyhow::ensure!(value["type"] == "welcome", "expected welcome on resume, got {value}");
+            return Ok(ws);
+        }
+    }
+    anyhow::bail!("closed before welcome")
+}
+
 /// Sends one chat message and waits for its ack (other frames are skipped).
 pub async fn say_once(mut ws: Socket, client_msg_id: &str) -> anyhow::Result<Socket> {
     let message = json!({"type": "message", "client_msg_id": client_msg_id, "text": "hello"});

@@ -153,7 +153,8 @@ async fn admin_cookie(server: std::net::SocketAddr, password: &str) -> anyhow::R
         .to_owned())
 }
 
-/// `count` visitor sockets past `hello`, and their session ids.
+/// `count` visitor sockets past `hello` and a first message, and their
+/// session ids.
 async fn open_visitors(servers: &[std::net::SocketAddr], count: usize) -> anyhow::Result<(Vec<Socket>, Vec<String>)> {
     let bar = indicatif::ProgressBar::new(count as u64).with_message("visitors");
     let mut visitors = Vec::with_capacity(count);
@@ -167,7 +168,9 @@ async fn open_visitors(servers: &[std::net::SocketAddr], count: usize) -> anyhow
             }
         };
         sessions.push(welcome["session_id"].as_str().unwrap_or_default().to_owned());
-        visitors.push(ws);
+        // One message first, so the conversation is stored: a dashboard on
+        // another node of a cluster can only watch a stored conversation.
+        visitors.push(client::say_once(ws, "warm-up").await?);
         bar.inc(1);
     }
     bar.finish_and_clear();

@@ -157,21 +157,34 @@ impl Hub {
     /// On several nodes, the conversation may run elsewhere: the handle then
     /// reaches it over the bus (see `cluster`). `None` if no such conversation exists.
     pub async fn session(self: &Arc<Self>, id: SessionId) -> anyhow::Result<Option<SessionHandle>> {
+        self.find(id, true).await
+    }
+
+    /// Several nodes: the conversation's actor on this node, for a command
+    /// another node forwarded here. `Err` if another node holds its lease.
+    pub(crate) async fn session_here(self: &Arc<Self>, id: SessionId) -> anyhow::Result<Option<SessionHandle>> {
+        self.find(id, false).await
+    }
+
+    /// `session` (`may_forward`) or `session_here`.
+    async fn find(self: &Arc<Self>, id: SessionId, may_forward: bool) -> anyhow::Result<Option<SessionHandle>> {
         if let Some(addr) = self.live(id) {
             return Ok(Some(addr));
         }
         let Some(cluster) = self.cluster.clone() else { return self.start_here(id, None).await };
+        // One claim per conversation at a time on this node: two requests
+        // racing to start it must not take the lease twice.
         let lock = self.starting.entry(id).or_default().clone();
         let _starting = lock.lock().await;
         let found = match self.live(id) {
             Some(addr) => Ok(Some(addr)),
-            None if self.unsaved.contains_key(&id) => self.claim_and_start(&cluster, id).await,
+            // Opened here and not stored yet: nobody else can run it.
+            None if !may_forward || self.unsaved.contains_key(&id) => match cluster.claim_here(id).await? {
+                Some(fence) => self.start_claimed(&cluster, id, fence).await,
+                None => Err(anyhow::anyhow!("another node runs conversation {id}")),
+            },
             None => match cluster.locate(id).await? {
-                Owner::Here(fence) => self.start_here(id, Some(fence)).await.inspect(|found| {
-                    if found.is_none() {
-                        cluster.release(id, fence);
-                    }
-                }),
+                Owner::Here(fence) => self.start_claimed(&cluster, id, fence).await,
                 Owner::There(node) => Ok(Some(SessionHandle::remote(id, RemoteSession::new(id, node, cluster.clone())))),
             },
         };
@@ -179,26 +192,9 @@ impl Hub {
         found
     }
 
-    /// Several nodes: the conversation's actor on this node, for a command
-    /// another node forwarded here. `Err` if another node holds its lease.
-    pub(crate) async fn session_here(self: &Arc<Self>, id: SessionId) -> anyhow::Result<Option<SessionHandle>> {
-        if let Some(addr) = self.live(id) {
-            return Ok(Some(addr));
-        }
-        let Some(cluster) = self.cluster.clone() else { return self.start_here(id, None).await };
-        let lock = self.starting.entry(id).or_default().clone();
-        let _starting = lock.lock().await;
-        let found = match self.live(id) {
-            Some(addr) => Ok(Some(addr)),
-            None => self.claim_and_start(&cluster, id).await,
-        };
-        self.starting.remove_if(&id, |_, l| Arc::strong_count(l) <= 2);
-        found
-    }
-
-    /// Claims the lease (it must be free, expired or this node's) and starts the actor.
-    async fn claim_and_start(self: &Arc<Self>, cluster: &Arc<Cluster>, id: SessionId) -> anyhow::Result<Option<SessionHandle>> {
-        let fence = cluster.claim_here(id).await?.ok_or_else(|| anyhow::anyhow!("another node runs conversation {id}"))?;
+    /// Starts the actor under a lease just claimed; gives the lease back if
+    /// there is no such conversation (or it could not be loaded).
+    async fn start_claimed(self: &Arc<Self>, cluster: &Arc<Cluster>, id: SessionId, fence: i64) -> anyhow::Result<Option<SessionHandle>> {
         let found = self.start_here(id, Some(fence)).await;
         if !matches!(found, Ok(Some(_))) {
             cluster.release(id, fence);

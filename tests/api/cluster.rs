@@ -377,3 +377,15 @@ async fn nodes_keep_serving_through_a_nats_restart_and_cross_node_updates_resume
     let live = next_of(&mut dashboard, "message").await;
     assert_eq!(live["message"]["text"], "Ada", "cross-node updates resumed without restarting a node");
 }
+
+#[test]
+fn a_node_without_a_shared_database_is_refused_with_one_clear_line() {
+    let output = chathub_command(&[("NATS_URL", "nats://127.0.0.1:4222")])
+        .env("CHATHUB_DATA_DIR", world_readable_tempdir())
+        .output()
+        .expect("running chathub");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("NATS_URL needs DATABASE_URL"), "{stderr}");
+    assert!(!stderr.contains("creating the private PostgreSQL cluster"), "refused before starting anything: {stderr}");
+}

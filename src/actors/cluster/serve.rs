@@ -136,7 +136,10 @@ async fn answer(hub: &Arc<Hub>, cluster: &Arc<Cluster>, command: Command) -> Opt
             actix::spawn(forward(cluster.clone(), node.clone(), conn, id, receiver));
             let seen = SeenUpTo::parse(last_seq, "", "").unwrap_or(SeenUpTo::NOTHING);
             match session.attach_visitor(proxy, seen).await {
-                Ok(a) => Reply::Attached { messages: a.messages, gap: a.gap, status: a.status.to_string(), agent_typing: a.agent_typing },
+                Ok(a) => {
+                    let (messages, gap) = within_reply_size(a.messages, a.gap, seen.seq());
+                    Reply::Attached { messages, gap, status: a.status.to_string(), agent_typing: a.agent_typing }
+                }
                 Err(e) => {
                     drop_proxy(hub, cluster, &node, conn);
                     match e {
@@ -168,7 +171,9 @@ async fn answer(hub: &Arc<Hub>, cluster: &Arc<Cluster>, command: Command) -> Opt
         },
         Command::TranscriptAfter { after, .. } => {
             let after = SeenUpTo::parse(after, "", "").unwrap_or(SeenUpTo::NOTHING);
-            Reply::Transcript { messages: session.transcript_after(after).await }
+            // Too big for one bus message: the caller reads PostgreSQL instead.
+            let messages = session.transcript_after(after).await.filter(|m| text_bytes(m) <= MAX_REPLY_TEXT);
+            Reply::Transcript { messages }
         }
         Command::StoreExternal { external_id, role, text, .. } => {
             let Ok(text) = ChatText::parse(&text, max_chars) else { return Some(Reply::Busy) };
@@ -176,6 +181,34 @@ async fn answer(hub: &Arc<Hub>, cluster: &Arc<Cluster>, command: Command) -> Opt
         }
         Command::Detach { .. } | Command::VisitorTyping { .. } | Command::StaffTyping { .. } => return None,
     })
+}
+
+/// Most message text one reply carries (NATS refuses payloads over its
+/// `max_payload`, 1 MiB by default; JSON escaping can double text).
+const MAX_REPLY_TEXT: usize = 256 * 1024;
+
+fn text_bytes(messages: &[crate::protocol::MessageView]) -> usize {
+    messages.iter().map(|m| m.text.len() + 64).sum()
+}
+
+/// An attach's backlog cut to what fits in one reply: the oldest messages
+/// that do not fit become part of the gap, which the socket's node reads
+/// from PostgreSQL (`after` is what the client has seen).
+fn within_reply_size(
+    mut messages: Vec<crate::protocol::MessageView>,
+    gap: Option<(crate::domain::Seq, crate::domain::Seq)>,
+    after: crate::domain::Seq,
+) -> (Vec<crate::protocol::MessageView>, Option<(crate::domain::Seq, crate::domain::Seq)>) {
+    let mut cut = 0;
+    while text_bytes(&messages[cut..]) > MAX_REPLY_TEXT {
+        cut += 1;
+    }
+    if cut == 0 {
+        return (messages, gap);
+    }
+    let first_kept = messages.get(cut).map_or(messages[cut - 1].seq + 1, |m| m.seq);
+    messages.drain(..cut);
+    (messages, Some((gap.map_or(after, |g| g.0), first_kept - 1)))
 }
 
 fn stored(outcome: Result<crate::domain::Seq, super::super::persistence::PersistError>) -> Reply {
@@ -333,18 +366,38 @@ async fn renew_leases(hub: Arc<Hub>, cluster: Arc<Cluster>) {
     }
 }
 
+/// After a possible loss of bus traffic: this node's dashboards reload
+/// (4008), its remote sockets resume (1012), and the proxies it holds for
+/// other nodes' sockets go (those sockets are told, or find out at their
+/// next message, and resume).
+fn resync(hub: &Hub, cluster: &Cluster) {
+    tracing::warn!("live traffic between nodes may have been lost; dashboards and remote sockets here resume");
+    hub.supervisor.reload_dashboards();
+    let sockets: Vec<ConnId> = cluster.remote_sockets.iter().map(|s| *s.key()).collect();
+    for conn in sockets {
+        if let Some((_, socket)) = cluster.remote_sockets.remove(&conn) {
+            socket.outbound.close(close::MOVED, close_reason(close::MOVED));
+        }
+    }
+    // Closed while still registered: `forward` sends the close on and forgets them.
+    let proxies: Vec<(SessionId, crate::outbound::Outbound)> = cluster.proxies.iter().map(|p| p.value().clone()).collect();
+    for (session, proxy) in proxies {
+        proxy.close(close::MOVED, close_reason(close::MOVED));
+        hub.live(session).inspect(|s| s.detach_visitor(proxy.id));
+    }
+}
+
 async fn watch_peers(hub: Arc<Hub>, cluster: Arc<Cluster>) {
     let mut every = tokio::time::interval(WATCH_PEERS_EVERY);
     let mut gaps = cluster.bus.gaps();
     loop {
         every.tick().await;
-        // Events from other nodes may have been lost (NATS went away, or a
-        // subscription fell behind): this node's dashboards reload from
-        // PostgreSQL rather than show a transcript with a hole in it.
+        // Live traffic may have been lost (NATS went away, a subscription
+        // fell behind, the publish queue filled): whatever crosses nodes
+        // starts again from PostgreSQL rather than run on with a hole in it.
         if cluster.bus.gaps() != gaps && cluster.bus.is_connected() {
             gaps = cluster.bus.gaps();
-            tracing::warn!("cluster events may have been lost; dashboards here reload");
-            hub.supervisor.reload_dashboards();
+            resync(&hub, &cluster);
         }
         let owners: HashSet<String> = cluster.remote_sockets.iter().map(|s| s.owner.clone()).collect();
         for owner in owners {
@@ -366,5 +419,31 @@ async fn watch_peers(hub: Arc<Hub>, cluster: Arc<Cluster>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::MessageRole;
+    use crate::protocol::MessageView;
+
+    fn message(seq: i64, chars: usize) -> MessageView {
+        MessageView { seq, role: MessageRole::Visitor, text: "x".repeat(chars), created_at: chrono::Utc::now() }
+    }
+
+    /// A backlog too big for one bus message keeps its newest messages and
+    /// leaves the rest to PostgreSQL, with nothing lost in between.
+    #[test]
+    fn an_attach_backlog_too_big_for_the_bus_leaves_its_oldest_messages_to_postgresql() {
+        let small: Vec<MessageView> = (5..=7).map(|seq| message(seq, 10)).collect();
+        assert_eq!(within_reply_size(small.clone(), None, 4), (small, None));
+
+        let big: Vec<MessageView> = (11..=20).map(|seq| message(seq, 60_000)).collect();
+        let (kept, gap) = within_reply_size(big, Some((2, 10)), 2);
+        assert!(text_bytes(&kept) <= MAX_REPLY_TEXT && !kept.is_empty());
+        let first = kept[0].seq;
+        assert_eq!(gap, Some((2, first - 1)), "the gap now reaches the first message kept");
+        assert_eq!(kept.last().unwrap().seq, 20);
     }
 }
