@@ -9,15 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --workspace --quiet
-W=/tmp/chathub-cluster-bench; rm -rf $W; mkdir -p $W/pg; chmod 755 $W
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -n "$PGBIN" ] || PGBIN=$(dirname "$(command -v pg_ctl)")
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-[ "$(id -u)" = 0 ] && chown postgres $W/pg
-as_pg $PGBIN/initdb -D $W/pg -U chathub --auth=trust >/dev/null
-as_pg $PGBIN/pg_ctl -D $W/pg -o "-p 55433 -k $W/pg -c listen_addresses=127.0.0.1 -c max_connections=200" -l $W/pg/log -w start >/dev/null
-trap 'kill ${NATS:-} ${A:-} ${B:-} 2>/dev/null; as_pg $PGBIN/pg_ctl -D $W/pg -m fast stop >/dev/null' EXIT
-as_pg $PGBIN/createdb -h 127.0.0.1 -p 55433 -U chathub chathub
+. scripts/throwaway-postgres.sh
+W=/tmp/chathub-cluster-bench; rm -rf $W; mkdir -p $W; chmod 755 $W
+throwaway_postgres_start $W 55433
+trap 'kill ${NATS:-} ${A:-} ${B:-} 2>/dev/null; throwaway_postgres_stop $W' EXIT
 "$(command -v nats-server || echo /usr/sbin/nats-server)" -a 127.0.0.1 -p 54223 > $W/nats.log 2>&1 & NATS=$!
 export DATABASE_URL=postgres://chathub@127.0.0.1:55433/chathub NATS_URL=nats://127.0.0.1:54223
 export ADMIN_PASSWORD=bench-password-1 WS_MAX_CONNECTIONS_PER_IP=100000 WS_RATE_PER_SEC=100000 WS_RATE_BURST=100000 WS_SEND_QUEUE=4096 VISITOR_NEW_CONVERSATIONS_PER_HOUR=0

@@ -13,11 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 password="${1:-$(head -c 12 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 16)}"
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -n "$pg_bin" ] || pg_bin=$(dirname "$(command -v pg_ctl)")
 nats="$(command -v nats-server || echo /usr/sbin/nats-server)"
 [ -x "$nats" ] || { echo "nats-server not found (Debian: apt-get install nats-server)" >&2; exit 1; }
 
+. scripts/throwaway-postgres.sh
 cargo build --release --quiet
 binary="${CARGO_TARGET_DIR:-target}/release/chathub"
 
@@ -28,19 +27,12 @@ stop() {
   echo "stopping"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  as_pg "$pg_bin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
+  throwaway_postgres_stop "$work"
   rm -rf "$work"
 }
 trap stop EXIT INT TERM
 
-# PostgreSQL refuses to run as root: run it as the postgres user then.
-as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-if [ "$(id -u)" = 0 ]; then mkdir -p "$work/pg" && chown postgres "$work/pg"; fi
-as_pg "$pg_bin/initdb" -D "$work/pg" -U chathub --auth=trust >/dev/null
-as_pg "$pg_bin/pg_ctl" -D "$work/pg" -o "-p 55432 -k $work/pg -c listen_addresses=127.0.0.1" -l "$work/pg/log" -w start >/dev/null
-as_pg "$pg_bin/createdb" -h 127.0.0.1 -p 55432 -U chathub chathub
+throwaway_postgres_start "$work" 55432
 
 "$nats" -a 127.0.0.1 -p 54222 >"$work/nats.log" 2>&1 &
 pids+=($!)

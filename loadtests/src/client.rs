@@ -99,6 +99,23 @@ pub fn loopbacks(servers: &str) -> anyhow::Result<Vec<SocketAddr>> {
     Ok(list)
 }
 
+/// Signs in as `admin`; returns the session cookie.
+pub async fn admin_cookie(server: std::net::SocketAddr, password: &str) -> anyhow::Result<String> {
+    let login = reqwest::Client::new()
+        .post(format!("http://{server}/api/auth/login"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await?;
+    anyhow::ensure!(login.status().is_success(), "admin login failed: {}", login.status());
+    Ok(login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?
+        .to_owned())
+}
+
 /// Only loopback targets: this tool must never load anything else.
 pub fn loopback(server: &str) -> anyhow::Result<SocketAddr> {
     let addr: SocketAddr = server.parse()?;

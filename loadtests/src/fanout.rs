@@ -65,7 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let servers = client::loopbacks(&args.server)?;
     let dashboard_servers = client::loopbacks(args.dashboard_server.as_deref().unwrap_or(&args.server))?;
     // One login serves every node: staff sessions live in PostgreSQL.
-    let cookie = admin_cookie(dashboard_servers[0], &args.admin_password).await?;
+    let cookie = client::admin_cookie(dashboard_servers[0], &args.admin_password).await?;
     // Visitors first: their session ids are what the dashboards watch.
     let (visitors, sessions) = open_visitors(&servers, args.visitors).await?;
 
@@ -134,23 +134,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         report.errors.insert("visitor messages not seen by a reading dashboard".into(), expected - measured);
     }
     report.finish(args.json.as_ref())
-}
-
-/// Signs in as `admin`; returns the session cookie.
-async fn admin_cookie(server: std::net::SocketAddr, password: &str) -> anyhow::Result<String> {
-    let login = reqwest::Client::new()
-        .post(format!("http://{server}/api/auth/login"))
-        .json(&json!({"username": "admin", "password": password}))
-        .send()
-        .await?;
-    anyhow::ensure!(login.status().is_success(), "admin login failed: {}", login.status());
-    Ok(login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .ok_or_else(|| anyhow::anyhow!("no session cookie"))?
-        .to_owned())
 }
 
 /// `count` visitor sockets past `hello` and a first message, and their

@@ -9,9 +9,12 @@
 //! send→agent reply), `idle` (many idle visitors: server memory per session),
 //! `fanout` (dashboards watching every conversation: deliveries/s and latency;
 //! `--stalled 1` is the slow-consumer case), `messenger` (signed webhooks at a
-//! rate), `churn` (connect-chat-leave on an idle base; leaks).
+//! rate), `churn` (connect-chat-leave on an idle base; leaks), `seed` (fill a
+//! database through the store layer) and `dashboard` (list, search and stats
+//! timed at that scale while visitors chat).
 
 mod chat;
+mod dashboard;
 mod churn;
 mod client;
 mod fanout;
@@ -19,6 +22,7 @@ mod idle;
 mod messenger;
 mod persist;
 mod report;
+mod seed;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +47,10 @@ enum Scenario {
     Messenger(messenger::Args),
     /// Visitors connecting, chatting and leaving on top of an idle base.
     Churn(churn::Args),
+    /// Fill a database with conversations through the hub's store layer.
+    Seed(seed::Args),
+    /// The dashboard's list, search and stats requests at the database's scale.
+    Dashboard(dashboard::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,5 +62,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Fanout(args) => tokio::runtime::Runtime::new()?.block_on(fanout::run(args)),
         Scenario::Messenger(args) => tokio::runtime::Runtime::new()?.block_on(messenger::run(args)),
         Scenario::Churn(args) => tokio::runtime::Runtime::new()?.block_on(churn::run(args)),
+        Scenario::Seed(args) => tokio::runtime::Runtime::new()?.block_on(seed::run(args)),
+        Scenario::Dashboard(args) => tokio::runtime::Runtime::new()?.block_on(dashboard::run(args)),
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::ApiError;
 use crate::auth::access::Principal;
 use crate::auth::staff_sessions::StaffUser;
-use crate::domain::listing::{ListQuery, MAX_PER_PAGE, PageRequest, SessionFilter};
+use crate::domain::listing::{Cursor, ListQuery, MAX_PER_PAGE, PageRequest, SessionFilter};
 use crate::domain::role::DEVELOPERS;
 use crate::domain::{ChatText, ClientMsgId, Priority, QaStatus, SeenUpTo, SessionId, SessionStatus};
 use crate::state::AppState;
@@ -31,7 +31,8 @@ const MAX_TRANSCRIPT_PAGE: i64 = 1000;
 pub async fn list(query: web::Query<ListQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let filter = SessionFilter::parse(&query, state.config.timezone)?;
     let page = PageRequest::parse(query.page, query.per_page)?;
-    let page = store::sessions::list(&state.db, &filter, page, state.config.inactive_after_hours).await?;
+    let cursor = query.cursor.as_deref().map(|c| Cursor::parse(c, filter.order)).transpose()?;
+    let page = store::sessions::list(&state.db, &filter, page, cursor, state.config.inactive_after_hours).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -221,7 +222,7 @@ pub struct EscalationsQuery {
 pub async fn escalations(query: web::Query<EscalationsQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::parse(query.page, query.per_page.or(Some(MAX_PER_PAGE)))?;
     let filter = SessionFilter::open_escalations();
-    let page = store::sessions::list(&state.db, &filter, page, state.config.inactive_after_hours).await?;
+    let page = store::sessions::list(&state.db, &filter, page, None, state.config.inactive_after_hours).await?;
     Ok(HttpResponse::Ok().json(json!({
         "count": page.total,
         "sessions": page.sessions,

@@ -77,9 +77,63 @@ pub async fn migrate(url: &str) -> anyhow::Result<()> {
     for migration in report.applied_migrations() {
         tracing::info!(migration = %migration, "applied migration");
     }
+    build_online_indexes(&client).await?;
     drop(client);
     let _ = connection.await;
     Ok(())
+}
+
+/// The statements of `online_indexes.sql`.
+const ONLINE_INDEXES: &str = include_str!("online_indexes.sql");
+/// Held while building them, so two nodes starting at once build each once.
+const INDEX_LOCK_KEY: i64 = MIGRATION_LOCK_KEY + 1;
+
+/// The online indexes as (name, statement).
+pub fn online_indexes() -> Vec<(&'static str, &'static str)> {
+    ONLINE_INDEXES
+        .lines()
+        .filter(|line| line.starts_with("CREATE INDEX CONCURRENTLY IF NOT EXISTS "))
+        .map(|line| {
+            let name = line["CREATE INDEX CONCURRENTLY IF NOT EXISTS ".len()..].split_whitespace().next().unwrap_or_default();
+            (name, line.trim_end_matches(';'))
+        })
+        .collect()
+}
+
+/// Builds the indexes of `online_indexes.sql` that do not exist yet with
+/// `CREATE INDEX CONCURRENTLY` (writes go on meanwhile; on a large table it
+/// takes minutes, and says so in the log). An index left invalid by an
+/// interrupted build is dropped and built again. The lock is taken with
+/// `pg_try_advisory_lock` in a loop: a session *waiting* for a lock holds a
+/// snapshot, which a concurrent index build would wait for in turn.
+async fn build_online_indexes(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    while !client.query_one("SELECT pg_try_advisory_lock($1)", &[&INDEX_LOCK_KEY]).await?.get::<_, bool>(0) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let built = async {
+        for (name, statement) in online_indexes() {
+            let state = client
+                .query_opt("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1", &[&name])
+                .await?
+                .map(|row| row.get::<_, bool>(0));
+            match state {
+                Some(true) => continue,
+                Some(false) => {
+                    tracing::warn!(index = name, "an earlier build of this index was interrupted; building it again");
+                    client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")).await?;
+                }
+                None => {}
+            }
+            let started = std::time::Instant::now();
+            tracing::info!(index = name, "building an index concurrently (writes continue meanwhile)");
+            client.batch_execute(statement).await.with_context(|| format!("building index {name}"))?;
+            tracing::info!(index = name, seconds = started.elapsed().as_secs_f64(), "index built");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&INDEX_LOCK_KEY]).await;
+    built
 }
 
 /// Creates `database` on the server `admin_url` points to, unless it exists.

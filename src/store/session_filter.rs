@@ -24,6 +24,15 @@ impl Params {
     }
 }
 
+/// A message's words, as `messages_text_search_idx` indexes them (see
+/// `postgres/online_indexes.sql`): the `simple` configuration lowercases and
+/// splits, with no stemming and no stop words, so any language searches alike.
+const MESSAGE_WORDS: &str = "to_tsvector('simple', text)";
+/// The customer fields searched by substring, as `sessions_customer_search_idx`
+/// indexes them (trigrams).
+const CUSTOMER_TEXT: &str =
+    "(coalesce(customer_name, '') || ' ' || coalesce(customer_email, '') || ' ' || coalesce(customer_phone, '') || ' ' || coalesce(external_id, ''))";
+
 /// The WHERE clause over `sessions s`, adding its values to `params`.
 pub fn where_clause(filter: &SessionFilter, inactive_after_hours: u32, params: &mut Params) -> String {
     // A widget opened but never written in leaves an empty session: it is
@@ -53,11 +62,15 @@ pub fn where_clause(filter: &SessionFilter, inactive_after_hours: u32, params: &
         clauses.push(format!("s.site_id = (SELECT id FROM sites WHERE key = {})", params.push(site.clone())));
     }
     if let Some(search) = &filter.search {
+        // Words in the transcript (web-search syntax: "a phrase", -word,
+        // or) and a substring of the customer's name, email, phone or
+        // channel id, each through its own index; the union of the two id
+        // sets is what the list then pages and counts.
+        let words = params.push(search.clone());
         let pattern = params.push(format!("%{}%", escape_like(search)));
         clauses.push(format!(
-            "(s.customer_name ILIKE {pattern} OR s.customer_email ILIKE {pattern} OR s.customer_phone ILIKE {pattern}
-              OR s.external_id ILIKE {pattern}
-              OR EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.id AND m.text ILIKE {pattern}))"
+            "s.id IN (SELECT m.session_id FROM messages m WHERE {MESSAGE_WORDS} @@ websearch_to_tsquery('simple', {words})
+                      UNION SELECT c.id FROM sessions c WHERE {CUSTOMER_TEXT} ILIKE {pattern})"
         ));
     }
     clauses.join(" AND ")
@@ -91,7 +104,32 @@ pub fn order_by(order: ListOrder) -> &'static str {
     }
 }
 
+/// The time a keyset cursor compares for `order` (with the id after it);
+/// both have an index on (key DESC, id DESC).
+pub fn sort_key(order: ListOrder) -> &'static str {
+    match order {
+        ListOrder::Activity => "COALESCE(s.last_message_at, s.created_at)",
+        ListOrder::Created | ListOrder::Urgency => "s.created_at",
+    }
+}
+
 /// `%`, `_` and `\` in search text match themselves.
 fn escape_like(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The search expressions are the indexed ones, or PostgreSQL would not
+    /// use the indexes and search would scan every message.
+    #[test]
+    fn search_uses_exactly_the_indexed_expressions() {
+        let indexes = crate::postgres::online_indexes();
+        let indexed = |name: &str, expression: &str| indexes.iter().any(|(n, sql)| *n == name && sql.contains(expression));
+        assert!(indexed("messages_text_search_idx", MESSAGE_WORDS));
+        assert!(indexed("sessions_customer_search_idx", CUSTOMER_TEXT));
+        assert!(indexed("sessions_activity_id_idx", &sort_key(ListOrder::Activity).replace("s.", "")));
+    }
 }

@@ -11,8 +11,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::session_filter::{Params, order_by, where_clause};
-use crate::domain::listing::{PageRequest, SessionFilter};
+use super::session_filter::{Params, order_by, sort_key, where_clause};
+use crate::domain::listing::{Cursor, ListOrder, PageRequest, SessionFilter};
 use crate::domain::{Completion, Customer, MessageRole, Seq, SessionId};
 use crate::postgres::Db;
 use crate::protocol::{MessageView, rfc3339, rfc3339_opt};
@@ -119,9 +119,20 @@ pub struct SessionPage {
     pub total: i64,
     pub page: i64,
     pub per_page: i64,
+    /// Where the next page starts (keyset paging); `None` on the last page
+    /// and for the escalation queue.
+    pub next_cursor: Option<String>,
 }
 
-pub async fn list(db: &Db, filter: &SessionFilter, page: PageRequest, inactive_after_hours: u32) -> Result<SessionPage, StoreError> {
+/// A page of the list: by `cursor` (keyset: the rows after it in the
+/// list's order) or else by `page` (OFFSET, for existing clients).
+pub async fn list(
+    db: &Db,
+    filter: &SessionFilter,
+    page: PageRequest,
+    cursor: Option<Cursor>,
+    inactive_after_hours: u32,
+) -> Result<SessionPage, StoreError> {
     let mut params = Params::default();
     let condition = where_clause(filter, inactive_after_hours, &mut params);
     let client = db.get().await?;
@@ -129,16 +140,27 @@ pub async fn list(db: &Db, filter: &SessionFilter, page: PageRequest, inactive_a
         .query_one(&format!("SELECT count(*) FROM sessions s WHERE {condition}"), &params.refs())
         .await?
         .get(0);
+    let (after, offset) = match cursor {
+        Some(cursor) => {
+            let key = sort_key(filter.order);
+            let (at, id) = (params.push(cursor.at), params.push(cursor.id));
+            (format!(" AND ({key}, s.id) < ({at}, {id})"), params.push(0i64))
+        }
+        None => (String::new(), params.push(page.offset())),
+    };
     let limit = params.push(page.per_page);
-    let offset = params.push(page.offset());
-    let sql = format!("{SUMMARY_SELECT} WHERE {condition} ORDER BY {} LIMIT {limit} OFFSET {offset}", order_by(filter.order));
+    let sql = format!("{SUMMARY_SELECT} WHERE {condition}{after} ORDER BY {} LIMIT {limit} OFFSET {offset}", order_by(filter.order));
     let rows = client.query(&sql, &params.refs()).await?;
-    Ok(SessionPage {
-        sessions: rows.iter().map(|r| SessionSummary::from_row(r, inactive_after_hours)).collect(),
-        total,
-        page: page.page,
-        per_page: page.per_page,
-    })
+    let sessions: Vec<SessionSummary> = rows.iter().map(|r| SessionSummary::from_row(r, inactive_after_hours)).collect();
+    let next_cursor = sessions
+        .last()
+        .filter(|_| sessions.len() as i64 == page.per_page)
+        .and_then(|last| {
+            let at = if filter.order == ListOrder::Activity { last.last_message_at.unwrap_or(last.created_at) } else { last.created_at };
+            Cursor::after(filter.order, at, last.id.0)
+        })
+        .map(|c| c.encode());
+    Ok(SessionPage { sessions, total, page: page.page, per_page: page.per_page, next_cursor })
 }
 
 /// Summaries of the given sessions (those that exist).

@@ -14,5 +14,6 @@ mod durability;
 mod faults;
 mod foundation;
 mod integrations;
+mod search;
 mod settings;
 mod staff;

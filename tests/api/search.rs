@@ -1,0 +1,156 @@
+//! The session list at scale: word search in web-search syntax (through the
+//! full-text index) and substring search of customer fields (through the
+//! trigram index) give the same sessions as the plain substring scan they
+//! replace; keyset cursors page without overlap or skip while sessions are
+//! added, and refuse cursors they did not make.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+const WORDS: &[&str] = &["whitening", "invoice", "parking", "refund", "monday", "braces", "voucher", "deposit"];
+
+/// `n` sessions with a customer each and three messages of vocabulary words,
+/// one created per minute from minute `first`; returns their ids, oldest first.
+async fn seed(db: &tokio_postgres::Client, first: usize, n: usize) -> Vec<Uuid> {
+    let mut ids = Vec::new();
+    for i in first..first + n {
+        let id = Uuid::new_v4();
+        let created = "2026-11-01T00:00:00Z";
+        db.execute(
+            "INSERT INTO sessions (id, channel, created_at, customer_name, customer_email, customer_phone, last_seq, last_message_at)
+             VALUES ($1, 'web', $2::text::timestamptz + make_interval(mins => $3), $4, $5, $6, 3, $2::text::timestamptz + make_interval(mins => $3))",
+            &[&id, &created, &(i as i32), &format!("Customer {i}"), &format!("customer{i}@example.com"), &format!("+1555{i:07}")],
+        )
+        .await
+        .unwrap();
+        for seq in 1..=3i64 {
+            let words: Vec<&str> = (0..4).map(|k| WORDS[(i * 7 + seq as usize * 3 + k * 5) % WORDS.len()]).collect();
+            let text = format!("{} please", words.join(" "));
+            db.execute(
+                "INSERT INTO messages (session_id, seq, role, text, channel, created_at) VALUES ($1, $2, 'visitor', $3, 'web', now())",
+                &[&id, &seq, &text],
+            )
+            .await
+            .unwrap();
+        }
+        ids.push(id);
+    }
+    ids
+}
+
+/// The sessions the list found for `q`, all pages.
+async fn found(admin: &StaffClient, q: &str) -> BTreeSet<String> {
+    let (status, page) = admin.get(&format!("/api/sessions?per_page=200&q={}", urlencoding(q))).await;
+    assert_eq!(status, 200, "{page}");
+    page["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+}
+
+fn urlencoding(q: &str) -> String {
+    q.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// What the plain substring scan this search replaced finds.
+async fn substring_scan(db: &tokio_postgres::Client, q: &str) -> BTreeSet<String> {
+    let pattern = format!("%{q}%");
+    db.query(
+        "SELECT s.id::text FROM sessions s WHERE s.last_seq > 0 AND s.status <> 'archived' AND
+           (s.customer_name ILIKE $1 OR s.customer_email ILIKE $1 OR s.customer_phone ILIKE $1 OR s.external_id ILIKE $1
+            OR EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.id AND m.text ILIKE $1))",
+        &[&pattern],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[tokio::test]
+async fn search_finds_what_the_substring_scan_found_and_speaks_web_search_syntax() {
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    seed(&db, 0, 60).await;
+    let admin = app.admin().await;
+    // Whole words, names, emails, phone numbers, case-insensitively.
+    for q in ["whitening", "Parking", "Customer 4", "customer17@example.com", "+15550000042", "5550000", "nosuchwordanywhere"] {
+        let expected = substring_scan(&db, q).await;
+        assert_eq!(found(&admin, q).await, expected, "q={q:?}");
+    }
+    assert!(!found(&admin, "whitening").await.is_empty(), "the vocabulary is found at all");
+
+    // Web-search syntax over the transcript: a phrase, an exclusion, or.
+    let phrase = found(&admin, "\"whitening invoice\"").await;
+    assert_eq!(phrase, substring_scan(&db, "whitening invoice").await, "a quoted phrase matches the words in that order");
+    let whitening = found(&admin, "whitening").await;
+    let without_refund = found(&admin, "whitening -refund").await;
+    assert!(!without_refund.is_empty() && without_refund.len() < whitening.len());
+    // Every found session has a message with whitening and without refund.
+    for id in &without_refund {
+        let id: Uuid = id.parse().unwrap();
+        let texts: Vec<String> = db.query("SELECT text FROM messages WHERE session_id = $1", &[&id]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        assert!(texts.iter().any(|t| t.contains("whitening") && !t.contains("refund")), "{texts:?}");
+    }
+    let either = found(&admin, "whitening or voucher").await;
+    let union: BTreeSet<String> = whitening.union(&found(&admin, "voucher").await).cloned().collect();
+    assert_eq!(either, union);
+    // Hostile text is a search like any other.
+    let (status, body) = admin.get("/api/sessions?q=%27%20%26%20%7C%20!%20%3A*%20(").await;
+    assert_eq!((status, body["total"].as_i64()), (200, Some(0)), "{body}");
+}
+
+async fn list(admin: &StaffClient, query: &str) -> Value {
+    let (status, page) = admin.get(&format!("/api/sessions?{query}")).await;
+    assert_eq!(status, 200, "{page}");
+    page
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["sessions"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn cursors_page_without_overlap_or_skip_while_sessions_are_added() {
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    let seeded = seed(&db, 0, 45).await;
+    let admin = app.admin().await;
+    for sort in ["created", "activity"] {
+        let mut seen = Vec::new();
+        let mut page = list(&admin, &format!("sort={sort}&per_page=10")).await;
+        let by_page = ids(&list(&admin, &format!("sort={sort}&per_page=10&page=2")).await);
+        let mut first = true;
+        loop {
+            seen.extend(ids(&page));
+            let Some(cursor) = page["next_cursor"].as_str().map(str::to_owned) else { break };
+            if first {
+                // Newer sessions added after the first page shift the pages
+                // by offset, not the next page by cursor.
+                first = false;
+                seed(&db, 1000, 3).await;
+                let next = list(&admin, &format!("sort={sort}&per_page=10&cursor={cursor}")).await;
+                assert_eq!(ids(&next), by_page, "{sort}: the next page by cursor is what page 2 was");
+                let shifted = list(&admin, &format!("sort={sort}&per_page=10&page=2")).await;
+                assert_ne!(ids(&shifted), by_page, "{sort}: while page 2 by offset moved");
+            }
+            page = list(&admin, &format!("sort={sort}&per_page=10&cursor={cursor}")).await;
+        }
+        let unique: BTreeSet<&String> = seen.iter().collect();
+        assert_eq!((seen.len(), unique.len()), (45, 45), "{sort}: every seeded session once, none added later");
+        let mut expected: Vec<String> = seeded.iter().map(|id| id.to_string()).collect();
+        expected.reverse();
+        assert_eq!(seen, expected, "{sort}: newest first");
+        db.execute("DELETE FROM sessions WHERE created_at > '2026-11-01T10:00:00Z'", &[]).await.unwrap();
+    }
+    // A cursor the server did not make, or one of another sort, is refused.
+    let page = list(&admin, "per_page=10").await;
+    let cursor = page["next_cursor"].as_str().unwrap();
+    for bad in [format!("sort=activity&cursor={cursor}"), "cursor=c12_nope".to_owned(), "cursor=x".to_owned()] {
+        let (status, body) = admin.get(&format!("/api/sessions?{bad}")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_cursor")), "{bad}");
+    }
+    assert!(list(&admin, "per_page=200").await["next_cursor"].is_null(), "the last page has none");
+}
