@@ -43,7 +43,7 @@
       who.textContent = labels[role];
       li.appendChild(who);
     }
-    li.appendChild(document.createTextNode(body));
+    li.appendChild(window.chathubLinkify(body));
     log.appendChild(li);
     scroll();
     return li;

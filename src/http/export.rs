@@ -193,12 +193,22 @@ fn session_cells(s: &SessionSummary) -> Vec<String> {
 /// Whether a spreadsheet could run this cell as a formula: it starts with
 /// `=`, `+`, `-`, `@` (or their fullwidth forms, which some spreadsheets
 /// fold), tab or CR, possibly after whitespace, NBSP or a BOM, which
-/// spreadsheets skip when they parse a cell.
+/// spreadsheets skip when they parse a cell. A phone number or a signed
+/// number (`+15551234567`, `-12.5`, `+44 (20) 7946-0958`: only digits,
+/// spaces, dots, dashes and parentheses after the sign) is data, left as it
+/// is; anything else after a sign is defused, so `-2+3+cmd|…` still is.
 fn looks_like_formula(cell: &str) -> bool {
     if cell.starts_with(['\t', '\r']) {
         return true;
     }
     let rest = cell.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}' || c == '\u{200b}');
+    if let Some(number) = rest.strip_prefix(['+', '-']) {
+        let numeric = number.starts_with(|c: char| c.is_ascii_digit())
+            && number.chars().all(|c| c.is_ascii_digit() || " .-()".contains(c));
+        if numeric {
+            return false;
+        }
+    }
     rest.starts_with(['=', '+', '-', '@', '\u{ff1d}', '\u{ff0b}', '\u{ff0d}', '\u{ff20}'])
 }
 
@@ -232,7 +242,10 @@ mod tests {
         for cell in [" =1+1", "\u{a0}=1", "\u{feff}=cmd", "\n=1", "\u{ff1d}SUM(A1)", "  @x", "\r=1", "\t+1"] {
             assert!(csv_line([cell.to_owned()].into_iter()).trim_start_matches('"').starts_with('\''), "not defused: {cell:?}");
         }
-        for cell in ["hello", "a=b", "1-2", "user@example.com"] {
+        for cell in ["-2+3+cmd|' /C calc'!A0", "+cmd", "-", "+ 1", "+1+cmd"] {
+            assert!(csv_line([cell.to_owned()].into_iter()).trim_start_matches('"').starts_with('\''), "not defused: {cell:?}");
+        }
+        for cell in ["hello", "a=b", "1-2", "user@example.com", "+15551234567", "+44 (20) 7946-0958", "-12.5"] {
             assert!(!csv_line([cell.to_owned()].into_iter()).starts_with('\''), "needlessly changed: {cell:?}");
         }
     }

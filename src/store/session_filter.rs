@@ -44,8 +44,11 @@ pub fn where_clause(filter: &SessionFilter, inactive_after_hours: u32, params: &
     if let Some(until) = filter.until {
         clauses.push(format!("s.created_at < {}", params.push(until)));
     }
-    if let Some(channel) = filter.channel {
-        clauses.push(format!("s.channel = {}", params.push(channel.as_str())));
+    match filter.channel {
+        Some(channel) => clauses.push(format!("s.channel = {}", params.push(channel.as_str()))),
+        // The dashboard's "Test AI" chats are staff trying the agent, not
+        // customers: left out unless asked for (`channel=test`).
+        None => clauses.push("s.channel <> 'test'".into()),
     }
     if let Some(qa) = filter.qa_status {
         clauses.push(format!("s.qa_status = {}", params.push(qa.as_str())));

@@ -34,7 +34,7 @@ export function appendMessage(m) {
   state.lastSeq = m.seq;
   var li = el("li", { class: m.role, "data-seq": m.seq },
     el("span", { class: "meta", text: (ROLE_LABEL[m.role] || m.role) + " · " + new Date(m.created_at).toLocaleTimeString() }),
-    m.text);
+    window.chathubLinkify(m.text));
   $("transcript").appendChild(li);
   $("transcript").scrollTop = $("transcript").scrollHeight;
   if (m.role !== "visitor") $("s-typing").hidden = true;

@@ -71,6 +71,7 @@ function matches(s) {
   var q = parseHash().query;
   if (!s.message_count) return false;
   if (q.get("channel") && q.get("channel") !== s.channel) return false;
+  if (!q.get("channel") && s.channel === "test") return false; // Test AI chats only when asked for
   if (q.get("completion") && q.get("completion") !== s.completion) return false;
   if (q.get("qa_status") && q.get("qa_status") !== s.qa_status) return false;
   var status = q.get("status");

@@ -154,3 +154,28 @@ async fn cursors_page_without_overlap_or_skip_while_sessions_are_added() {
     }
     assert!(list(&admin, "per_page=200").await["next_cursor"].is_null(), "the last page has none");
 }
+
+#[tokio::test]
+async fn test_ai_chats_stay_out_of_the_list_stats_and_export_unless_asked_for() {
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    seed(&db, 0, 2).await;
+    let test_chat = Uuid::new_v4();
+    db.execute(
+        "INSERT INTO sessions (id, channel, customer_name, last_seq, last_message_at) VALUES ($1, 'test', 'Staff trying the agent', 1, now())",
+        &[&test_chat],
+    )
+    .await
+    .unwrap();
+    let admin = app.admin().await;
+    assert_eq!(list(&admin, "").await["total"], 2);
+    assert_eq!(list(&admin, "status=all").await["total"], 2);
+    assert_eq!(admin.get("/api/sessions/stats").await.1["total"], 2);
+    let (_, csv) = admin.get("/api/sessions/export?format=csv").await;
+    assert!(!csv.as_str().unwrap().contains("Staff trying the agent"));
+    // Asked for, they are there.
+    assert_eq!(ids(&list(&admin, "channel=test").await), [test_chat.to_string()]);
+    assert_eq!(admin.get("/api/sessions/stats?channel=test").await.1["total"], 1);
+    let (_, csv) = admin.get("/api/sessions/export?format=csv&channel=test").await;
+    assert!(csv.as_str().unwrap().contains("Staff trying the agent"));
+}

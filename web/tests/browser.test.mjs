@@ -102,9 +102,9 @@ async function waitForFrame(page) {
   throw new Error('no widget frame');
 }
 /** The sessions-table row of the conversation containing `text` (searched). */
-async function findSessionRow(page, text) {
+async function findSessionRow(page, text, filters = '') {
   for (let i = 0; i < 40; i++) {
-    await page.evaluate(([q, n]) => { location.hash = '#/sessions?q=' + encodeURIComponent(q) + '&n=' + n; }, [text, i]);
+    await page.evaluate(([q, n, f]) => { location.hash = '#/sessions?q=' + encodeURIComponent(q) + f + '&n=' + n; }, [text, i, filters]);
     await page.waitForTimeout(250);
     const row = page.locator('#sessions-body tr[data-id]').first();
     if (await row.count()) return row;
@@ -161,6 +161,12 @@ test('a visitor on /demo chats to completion while the dashboard shows it live',
   await waitForReply(chat, 3);
   const booking = await chat.locator('.msg.ai').last().textContent();
   assert.match(booking, /within 24 hours/);
+  // The booking link, the point of the whole conversation, is a link.
+  const link = chat.locator('.msg.ai').last().locator('a');
+  assert.equal(await link.count(), 1, 'the booking link is clickable');
+  assert.match(await link.getAttribute('href'), /^https:\/\/cal\.example\.com\/book/);
+  assert.equal(await link.getAttribute('target'), '_blank');
+  assert.match(await link.getAttribute('rel'), /noopener/);
   // Delivered ticks from the acks.
   assert.equal(await chat.locator('.msg.visitor[data-state=delivered]').count(), 3);
 
@@ -178,18 +184,21 @@ test('a visitor on /demo chats to completion while the dashboard shows it live',
   // The session view streams the transcript live.
   await staff.click(`a[href="#/sessions/${sessionId}"]`);
   await staff.waitForSelector('#transcript li[data-seq="6"]');
+  assert.equal(await staff.locator('#transcript li[data-seq="6"] a[href^="https://cal.example.com/book"]').count(), 1, 'clickable in the dashboard too');
   await say(chat, 'Thanks, bye');
   await staff.waitForSelector('#transcript li[data-seq="7"]');
   await staff.screenshot({ path: `${ARTIFACTS}/dashboard-session.png` });
 });
 
 test('hostile chat text shows as text in the widget and the dashboard and runs nothing', async () => {
-  const payload = '<img src=x onerror=alert(1)><script>alert(2)</script>';
+  const payload = '<img src=x onerror=alert(1)><script>alert(2)</script> javascript:alert(3) data:text/html,x https://safe.example/path.';
   const [, chat] = await openWidget();
   await say(chat, payload);
   await waitForReply(chat, 1);
   assert.equal(await chat.locator('.msg.visitor').last().textContent(), 'You' + payload + '✓✓');
   assert.equal(await chat.locator('.log img, .log script').count(), 0);
+  // Only the https URL is a link (its full stop is the sentence's).
+  assert.deepEqual(await chat.locator('.msg.visitor').last().locator('a').evaluateAll((as) => as.map((a) => a.href)), ['https://safe.example/path']);
 
   const staff = await newPage();
   await signIn(staff, 'admin', ADMIN_PASSWORD);
@@ -198,6 +207,7 @@ test('hostile chat text shows as text in the widget and the dashboard and runs n
   await staff.waitForSelector('#transcript li.visitor');
   assert.ok((await staff.locator('#transcript li.visitor').first().textContent()).includes(payload));
   assert.equal(await staff.locator('#transcript img, #transcript script, #sessions-body img').count(), 0);
+  assert.deepEqual(await staff.locator('#transcript li.visitor a').evaluateAll((as) => as.map((a) => a.href)), ['https://safe.example/path']);
   assert.deepEqual(dialogs, [], 'no script ran');
 });
 
@@ -337,7 +347,10 @@ test('Test AI opens a draggable chat whose session is channel test', async () =>
   await page.mouse.up();
   const moved = await page.locator('#test-ai-head').boundingBox();
   assert.ok(moved.x < head.x - 200, 'dragged');
-  const row = await findSessionRow(page, 'Testing the agent');
+  // Test AI chats stay out of the list unless asked for.
+  const hidden = await page.evaluate(async (q) => (await fetch('/api/sessions?q=' + encodeURIComponent(q))).json(), 'Testing the agent');
+  assert.equal(hidden.total, 0, 'not among the customers\' sessions');
+  const row = await findSessionRow(page, 'Testing the agent', '&channel=test');
   const channel = await row.locator('td').nth(2).textContent();
   assert.equal(channel.trim(), 'test');
 });
