@@ -2,7 +2,9 @@
 //! install works offline and tests can rely on every word. It keeps no state
 //! of its own: where it is in the script follows from the transcript.
 //!
-//! 1. First reply: greets and asks for the visitor's name.
+//! 1. First reply: greets and asks for the visitor's name. What the pre-chat
+//!    form gave is not asked again: with a name it asks for the email, with
+//!    a name and a valid email its first reply is the booking reply.
 //! 2. Next: thanks them by name and asks for their email address.
 //! 3. After a valid email: offers the booking link and promises a reply
 //!    "within 24 hours" (both match the default completion rules). An invalid
@@ -50,10 +52,20 @@ impl DemoAgent {
             .rev()
             .find(|m| m.role == MessageRole::Ai)
             .map(|m| m.text.to_lowercase());
+        let known_name = request.customer.name.as_deref().map(str::trim).filter(|n| !n.is_empty());
+        let known_email = request.customer.email.as_deref().filter(|e| is_valid_email(e));
         match last_ai {
-            None => AgentReply {
-                text: "Hi there! I'm the virtual assistant and I can get you booked in. To get started, what's your name?".into(),
-                ..Default::default()
+            // What the pre-chat form already gave is not asked again.
+            None => match (known_name, known_email) {
+                (Some(name), Some(_)) => self.booking(name),
+                (Some(name), None) => AgentReply {
+                    text: format!("Hi {name}! I'm the virtual assistant and I can get you booked in. What's the best email address to reach you?"),
+                    ..Default::default()
+                },
+                _ => AgentReply {
+                    text: "Hi there! I'm the virtual assistant and I can get you booked in. To get started, what's your name?".into(),
+                    ..Default::default()
+                },
             },
             Some(q) if q.contains(ASK_NAME) => {
                 let name = extract_name(message);
@@ -66,14 +78,9 @@ impl DemoAgent {
             Some(q) if q.contains(ASK_EMAIL) => match message.split_whitespace().find(|w| w.contains('@')) {
                 Some(candidate) if is_valid_email(candidate.trim_matches(|c: char| ",;.!?<>()".contains(c))) => {
                     let email = candidate.trim_matches(|c: char| ",;.!?<>()".contains(c)).to_owned();
-                    let name = request.customer.name.clone().unwrap_or_else(|| "there".into());
                     AgentReply {
-                        text: format!(
-                            "Thanks, {name}! You can pick a time that suits you here: {} — and a member of our team will get back to you within 24 hours.",
-                            self.booking_url
-                        ),
                         customer: Some(Customer { email: Some(email), ..Default::default() }),
-                        ..Default::default()
+                        ..self.booking(known_name.unwrap_or("there"))
                     }
                 }
                 _ => AgentReply {
@@ -97,6 +104,20 @@ impl Agent for DemoAgent {
     fn reply(&self, request: AgentRequest) -> BoxFuture<'static, Result<AgentReply, AgentError>> {
         let reply = self.answer(&request);
         async move { Ok(reply) }.boxed()
+    }
+}
+
+impl DemoAgent {
+    /// The script's goal: the booking link and the promise of a reply
+    /// "within 24 hours" (both match the default completion rules).
+    fn booking(&self, name: &str) -> AgentReply {
+        AgentReply {
+            text: format!(
+                "Thanks, {name}! You can pick a time that suits you here: {} — and a member of our team will get back to you within 24 hours.",
+                self.booking_url
+            ),
+            ..Default::default()
+        }
     }
 }
 
@@ -171,6 +192,24 @@ mod tests {
         assert!(third.text.contains("https://cal.example.com/book"));
         assert!(third.text.contains("within 24 hours"));
         assert_eq!(third.customer.unwrap().email.as_deref(), Some("ada@example.com"));
+    }
+
+    #[test]
+    fn what_the_pre_chat_form_gave_is_not_asked_again() {
+        use MessageRole::*;
+        let agent = DemoAgent::new("https://cal.example.com/book".into());
+        let both = Customer { name: Some("Grace".into()), email: Some("grace@example.com".into()), ..Default::default() };
+        let first = ask(&agent, &[(Visitor, "Hello")], both);
+        assert!(first.text.contains("https://cal.example.com/book") && first.text.contains("within 24 hours") && first.text.contains("Grace"));
+
+        let name_only = Customer { name: Some("Grace".into()), ..Default::default() };
+        let first = ask(&agent, &[(Visitor, "Hello")], name_only.clone());
+        assert!(first.text.contains("email address") && !first.text.contains("what's your name?"));
+        let next = ask(&agent, &[(Visitor, "Hello"), (Ai, &first.text), (Visitor, "grace@example.com")], name_only);
+        assert!(next.text.contains("Thanks, Grace!") && next.text.contains("within 24 hours"));
+
+        let bad_email = Customer { name: Some("Grace".into()), email: Some("nope".into()), ..Default::default() };
+        assert!(ask(&agent, &[(Visitor, "Hello")], bad_email).text.contains("email address"));
     }
 
     #[test]

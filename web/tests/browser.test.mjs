@@ -399,6 +399,11 @@ test("the site's settings drive the widget: colour, position, greeting and a val
     await frame.waitForSelector('#text:visible');
     await say(frame, 'Hi, I filled in the form');
     await waitForReply(frame, 1);
+    // The agent has the form's name and email: its first reply is the booking link.
+    const first = await frame.locator('.msg.ai').last().textContent();
+    assert.match(first, /Grace Hopper/);
+    assert.match(first, /within 24 hours/);
+    assert.equal(await frame.locator('.msg.ai').last().locator('a').count(), 1);
     await page.screenshot({ path: `${ARTIFACTS}/widget-prechat.png` });
     const list = await apiCall(admin, 'GET', '/api/sessions?q=' + encodeURIComponent('grace@example.com'));
     assert.equal(list.body.total, 1);
