@@ -14,7 +14,7 @@ use super::ApiError;
 use crate::auth::access::Principal;
 use crate::auth::staff_sessions::StaffUser;
 use crate::domain::listing::{Cursor, ListQuery, MAX_PER_PAGE, PageRequest, SessionFilter};
-use crate::domain::role::DEVELOPERS;
+use crate::domain::role::{DEVELOPERS, HANDLERS};
 use crate::domain::{ChatText, ClientMsgId, Priority, QaStatus, SeenUpTo, SessionId, SessionStatus};
 use crate::state::AppState;
 use crate::store;
@@ -93,8 +93,14 @@ pub async fn update(id: web::Path<Uuid>, body: web::Json<Update>, state: web::Da
         return Err(ApiError::invalid("nothing_to_change", "give status, priority or assignee_id"));
     }
     if let Some(Some(assignee)) = change.assignee_id {
-        if !store::users::is_active(&state.db, assignee).await? {
-            return Err(ApiError::invalid("invalid_assignee", "assignee_id is not an active user"));
+        // Only someone who may take the conversation over can be assigned it.
+        let may_handle = match store::users::find(&state.db, assignee).await {
+            Ok(user) => !user.disabled && user.role.parse::<crate::domain::Role>().is_ok_and(|r| HANDLERS.contains(&r)),
+            Err(store::StoreError::NotFound(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if !may_handle {
+            return Err(ApiError::invalid("invalid_assignee", "assignee_id is not an active user who may take over (admin, developer or agent)"));
         }
     }
     store::session_edits::update(&state.db, *id, &change).await?;

@@ -64,6 +64,9 @@ pub struct SessionPatch {
     pub escalated_at: Option<DateTime<Utc>>,
     /// Rule name and time; only the first completion is kept.
     pub completion: Option<(String, DateTime<Utc>)>,
+    /// A staff member who replied: assigned if the session is an escalation
+    /// nobody is assigned to.
+    pub assign_if_unassigned: Option<Uuid>,
 }
 
 impl SessionPatch {
@@ -73,6 +76,7 @@ impl SessionPatch {
             && self.handler.is_none()
             && self.escalated_at.is_none()
             && self.completion.is_none()
+            && self.assign_if_unassigned.is_none()
     }
 
     /// Folds a later patch into this one (later values win).
@@ -84,6 +88,7 @@ impl SessionPatch {
         if self.completion.is_none() {
             self.completion = later.completion;
         }
+        self.assign_if_unassigned = self.assign_if_unassigned.or(later.assign_if_unassigned);
     }
 }
 
@@ -386,6 +391,7 @@ async fn apply_session_patches(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(
                         escalated_at = COALESCE($7, escalated_at),
                         completion_rule = COALESCE(completion_rule, $8),
                         completed_at = COALESCE(completed_at, $9),
+                        assignee_id = CASE WHEN assignee_id IS NULL AND COALESCE($5, status) = 'escalated' THEN $10 ELSE assignee_id END,
                         updated_at = now()
                      WHERE id = $1",
                 )
@@ -406,6 +412,7 @@ async fn apply_session_patches(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(
                     &patch.escalated_at,
                     &rule,
                     &completed_at,
+                    &patch.assign_if_unassigned,
                 ],
             )
             .await?;

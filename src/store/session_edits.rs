@@ -29,6 +29,8 @@ pub async fn update(db: &Db, id: Uuid, change: &SessionChange) -> Result<(), Sto
             "UPDATE sessions SET
                 status = COALESCE($2, status),
                 escalated_at = CASE WHEN $2 = 'escalated' AND status <> 'escalated' THEN now() ELSE escalated_at END,
+                -- Resolving hands the conversation back to the AI.
+                handler = CASE WHEN $2 = 'resolved' THEN 'ai' ELSE handler END,
                 priority = COALESCE($3, priority),
                 assignee_id = CASE WHEN $4 THEN $5 ELSE assignee_id END,
                 updated_at = now()

@@ -24,7 +24,15 @@ pub struct Stats {
     pub ai_response_ms: Percentile,
     pub messages_per_session: f64,
     pub open_escalations: i64,
+    /// The open escalations nobody took yet, and those someone is on.
+    pub escalations: Escalations,
     pub timezone: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Escalations {
+    pub unassigned: i64,
+    pub in_progress: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,9 +120,18 @@ impl Scoped<'_> {
         Ok((row.get(0), row.get(1)))
     }
 
-    /// Open escalations overall: the filter does not narrow the queue.
-    async fn open_escalations(&self) -> Result<i64, StoreError> {
-        Ok(self.client.query_one("SELECT count(*) FROM sessions WHERE status = 'escalated'", &[]).await?.get(0))
+    /// Open escalations overall (the filter does not narrow the queue):
+    /// unassigned and in progress.
+    async fn escalations(&self) -> Result<Escalations, StoreError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE assignee_id IS NULL), count(*) FILTER (WHERE assignee_id IS NOT NULL)
+                 FROM sessions WHERE status = 'escalated'",
+                &[],
+            )
+            .await?;
+        Ok(Escalations { unassigned: row.get(0), in_progress: row.get(1) })
     }
 }
 
@@ -131,6 +148,7 @@ pub async fn stats(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours
     let by_completion = scoped.by_completion().await?;
     let (total, messages_per_session) = scoped.totals().await?;
     let complete = by_completion.get("complete").and_then(|v| v.as_i64()).unwrap_or(0);
+    let escalations = scoped.escalations().await?;
     Ok(Stats {
         total,
         completion_rate: if total > 0 { complete as f64 / total as f64 } else { 0.0 },
@@ -141,7 +159,8 @@ pub async fn stats(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours
         per_day: scoped.per_day(tz).await?,
         ai_response_ms: scoped.ai_response_ms().await?,
         messages_per_session,
-        open_escalations: scoped.open_escalations().await?,
+        open_escalations: escalations.unassigned + escalations.in_progress,
+        escalations,
         timezone: tz.name().to_owned(),
     })
 }

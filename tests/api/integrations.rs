@@ -499,7 +499,9 @@ async fn a_signed_whatsapp_message_is_answered_through_the_cloud_api() {
     assert_eq!(sent["messaging_product"], "whatsapp");
     assert_eq!(sent["to"], "447700900000");
     assert_eq!(sent["type"], "text");
-    assert!(sent["text"]["body"].as_str().unwrap().contains("name"));
+    // The contact's profile name is known, so the demo agent asks for the email next.
+    let reply = sent["text"]["body"].as_str().unwrap();
+    assert!(reply.contains("Grace") && reply.contains("email address"), "{reply}");
     let visitor_messages: i64 = db.query_one("SELECT count(*) FROM messages WHERE role = 'visitor'", &[]).await.unwrap().get(0);
     assert_eq!(visitor_messages, 1);
 }

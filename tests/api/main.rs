@@ -17,3 +17,4 @@ mod integrations;
 mod search;
 mod settings;
 mod staff;
+mod workflow;

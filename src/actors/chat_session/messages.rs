@@ -163,6 +163,10 @@ impl Handler<StatusChanged> for ChatSession {
     type Result = ();
 
     fn handle(&mut self, StatusChanged(status): StatusChanged, _: &mut Context<Self>) {
+        if status == SessionStatus::Resolved {
+            // Stored with the status: the AI answers again.
+            self.handler = SessionHandler::Ai;
+        }
         if self.status != status {
             self.status = status;
             let frame = self.status_frame();

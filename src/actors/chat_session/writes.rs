@@ -341,6 +341,13 @@ impl ChatSession {
         }
         if origin == Origin::Staff && key.is_client() {
             outbox.extend(self.outgoing(&text));
+            // The replier takes an escalation nobody has taken (SPEC §11).
+            patch.assign_if_unassigned = author_id;
+        }
+        // A visitor who writes again in a resolved conversation reopens it.
+        if origin == Origin::Visitor && self.status == SessionStatus::Resolved {
+            self.status = SessionStatus::Active;
+            patch.status = Some(SessionStatus::Active);
         }
         let (client_msg_id, external_id) = match key {
             MessageKey::Client(id) => (Some(id), None),
