@@ -13,6 +13,10 @@ pub enum ApiError {
     /// 400: the input was understood but is not acceptable.
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// 422: well-formed, but refers to something that does not exist (an
+    /// unknown template variable).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     /// 401: no valid session or API key.
     #[error("authentication required")]
     Unauthenticated,
@@ -60,7 +64,7 @@ impl ApiError {
     /// The stable, machine-readable code of this error.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Invalid { code, .. } => code,
+            Self::Invalid { code, .. } | Self::Unprocessable { code, .. } => code,
             Self::Unauthenticated => "unauthenticated",
             Self::InvalidCredentials => "invalid_credentials",
             Self::Forbidden(_) => "forbidden",
@@ -81,6 +85,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthenticated | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,

@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod auth;
+pub mod canned;
 pub mod deliveries;
 pub mod errors;
 pub mod export;

@@ -14,7 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use actix_web::{Route, web};
 
-use super::{assets, auth, deliveries, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
+use super::{assets, auth, canned, deliveries, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
 use crate::auth::access::{ANY_STAFF, Access, Principal, authenticate, check_csrf};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -91,6 +91,7 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/api/sessions/{id}/claim", Staff(HANDLERS), "Assign the session to yourself", alias, sessions::claim),
         route!(POST "/api/sessions/{id}/takeover", Staff(HANDLERS), "Pause (on) or resume (off) the AI for a session", alias, sessions::takeover),
         route!(POST "/api/sessions/{id}/reply", Staff(HANDLERS), "Answer the visitor as a staff member", alias, sessions::reply),
+        route!(POST "/api/sessions/{id}/notes", Staff(ANY_STAFF), "Add a private note (staff only, never sent)", alias, sessions::add_note),
         route!(POST "/api/sessions/{id}/messages", StaffOrMachine(ADMINS), "Relay: append one message (with its own id)", alias, relay::append),
         route!(GET "/api/escalations", Staff(ANY_STAFF), "Open escalations, most urgent first", sessions::escalations),
         // Errors.
@@ -108,6 +109,10 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/api/sites", Staff(ADMINS), "Add a site (key, origins, greeting, colour, position, pre-chat form)", settings::create_site),
         route!(PUT "/api/sites/{key}", Staff(ADMINS), "Change a site", settings::update_site),
         route!(DELETE "/api/sites/{key}", Staff(ADMINS), "Delete a site (not the default one)", settings::delete_site),
+        route!(GET "/api/canned-responses", Staff(ANY_STAFF), "Canned responses, and the server's template variables", canned::list),
+        route!(POST "/api/canned-responses", Staff(ADMINS), "Add a canned response", canned::create),
+        route!(PUT "/api/canned-responses/{id}", Staff(ADMINS), "Change a canned response", canned::update),
+        route!(DELETE "/api/canned-responses/{id}", Staff(ADMINS), "Delete a canned response", canned::delete),
         route!(GET "/api/completion-rules", Staff(ADMINS), "List completion rules with how often each fired", settings::list_rules),
         route!(POST "/api/completion-rules", Staff(ADMINS), "Add a completion rule", settings::create_rule),
         route!(POST "/api/completion-rules/test", Staff(ADMINS), "Which rule fires for a text?", settings::test_rules),

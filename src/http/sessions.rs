@@ -56,12 +56,30 @@ pub async fn detail(
     let messages = store::sessions::messages(&state.db, *id, after, limit).await?;
     let next_after_seq = (messages.len() as i64 == limit).then(|| messages.last().map(|m| m.seq)).flatten();
     let qa_history = store::sessions::qa_history(&state.db, *id).await?;
+    let notes = store::notes::list(&state.db, *id).await?;
     Ok(HttpResponse::Ok().json(json!({
         "session": session,
         "messages": messages,
         "next_after_seq": next_after_seq,
         "qa_history": qa_history,
+        "notes": notes,
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    text: String,
+}
+
+/// `POST /api/sessions/{id}/notes`: a private note, for staff only.
+pub async fn add_note(id: web::Path<Uuid>, body: web::Json<NoteBody>, user: StaffUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let text = body.text.trim();
+    if text.is_empty() || text.chars().count() > MAX_NOTES_CHARS {
+        return Err(ApiError::invalid("invalid_text", format!("a note must be 1 to {MAX_NOTES_CHARS} characters")));
+    }
+    let note = store::notes::insert(&state.db, *id, user.user_id, text).await?;
+    Ok(HttpResponse::Created().json(note))
 }
 
 /// `PUT /api/sessions/{id}`: any subset of the fields.

@@ -13,12 +13,15 @@
 //! - `errors`, `deliveries`, `sites`, `rules`: the errors log, the outbox as a
 //!   delivery log, sites, completion rules; `ping`: the health probe.
 //! - `leases`: which node runs a conversation (several nodes).
+//! - `notes`, `canned`: staff's private notes and canned responses.
 
+pub mod canned;
 pub mod conversation_writes;
 pub mod conversations;
 pub mod deliveries;
 pub mod errors;
 pub mod leases;
+pub mod notes;
 pub mod rules;
 pub mod session_edits;
 pub mod session_filter;

@@ -7,6 +7,7 @@
  *   router    which screen shows; login   signing in and out
  *   socket    the dashboard socket;  theme  light/dark
  *   sessions  the list;  stats  cards and charts;  session  one session
+ *   notes     private notes;  canned  canned responses (reply box, settings)
  *   queues    escalations, errors, deliveries;  users;  settings;  testai */
 import { hooks } from "./core.js";
 import "./theme.js";

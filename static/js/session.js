@@ -1,6 +1,8 @@
 /* One session: transcript (live while watched), customer panel, QA,
  * developer feedback, takeover, staff replies, archive, delete, export. */
 import { $, BADGE, api, applyRoles, confirmAction, customerName, el, state, toast, when } from "./core.js";
+import { showNotes } from "./notes.js";
+import "./canned.js";
 
 var ROLE_LABEL = { visitor: "Visitor", ai: "AI", agent: "Staff", system: "System" };
 export async function openSession(id) {
@@ -15,6 +17,8 @@ export async function openSession(id) {
     more.messages.forEach(appendMessage);
     after = more.next_after_seq;
   }
+  showNotes(data.notes);
+  state.session = data.session;
   renderSessionPanels(data.session);
   renderHistory(data.qa_history);
   $("qa-notes").value = data.session.qa_notes || "";
@@ -32,7 +36,7 @@ export function unwatch() {
 export function appendMessage(m) {
   if (m.seq <= state.lastSeq) return;
   state.lastSeq = m.seq;
-  var li = el("li", { class: m.role, "data-seq": m.seq },
+  var li = el("li", { class: m.role, "data-seq": m.seq, "data-time": m.created_at },
     el("span", { class: "meta", text: (ROLE_LABEL[m.role] || m.role) + " · " + new Date(m.created_at).toLocaleTimeString() }),
     window.chathubLinkify(m.text));
   $("transcript").appendChild(li);
@@ -44,6 +48,7 @@ export function showTyping(role, on) {
   $("s-typing").hidden = !on;
 }
 export function renderSessionPanels(s) {
+  if (s.id === state.watching) state.session = s;
   if (!state.shown[s.id] || state.shown[s.id] < s.updated_at) state.shown[s.id] = s.updated_at;
   $("s-title").textContent = customerName(s);
   var c = $("s-completion"); c.className = "badge text-bg-" + (BADGE[s.completion] || "secondary"); c.textContent = s.completion.replace("_", " ");

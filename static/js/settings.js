@@ -1,7 +1,10 @@
-/* Settings (admin): completion rules with the rule tester, and sites. */
+/* Settings (admin): completion rules with the rule tester, canned
+ * responses (canned.js) and sites. */
 import { $, api, confirmAction, el, toast, when } from "./core.js";
+import { loadCannedSettings } from "./canned.js";
 
 export async function loadSettings() {
+  loadCannedSettings().catch(function (e) { toast(e.message, "danger"); });
   var rules = await api("GET", "/api/completion-rules");
   $("booking-url").textContent = rules.booking_url;
   $("rules-body").replaceChildren.apply($("rules-body"), rules.rules.map(function (r) {

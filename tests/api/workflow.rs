@@ -69,3 +69,69 @@ async fn an_escalation_is_taken_by_its_first_replier_resolved_back_to_the_ai_and
     let (status, summary) = admin.call("PUT", &format!("/api/sessions/{session}"), Some(json!({"assignee_id": null}))).await;
     assert_eq!((status, summary["assignee"].is_null()), (200, true));
 }
+
+#[tokio::test]
+async fn canned_responses_are_checked_when_saved_and_managed_by_admins_only() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let quinn = app.staff("quinn", "qa").await;
+    let good = json!({"shortcut": "hours", "title": "Opening hours", "text": "Hi {{customer.name}}, see {{ booking_url }} — {{agent.name}}"});
+    let (status, created) = admin.call("POST", "/api/canned-responses", Some(good.clone())).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(admin.call("POST", "/api/canned-responses", Some(good)).await.0, 409, "a shortcut is unique");
+    let (status, body) = admin
+        .call("POST", "/api/canned-responses", Some(json!({"shortcut": "x", "title": "X", "text": "{{customer.phone}} and {{nope}}"})))
+        .await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("unknown_variables")));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("{{customer.phone}}") && message.contains("{{nope}}"), "{message}");
+    for bad in [json!({"shortcut": "Hours", "title": "t", "text": "t"}), json!({"shortcut": "a b", "title": "t", "text": "t"}),
+                json!({"shortcut": "x".repeat(33), "title": "t", "text": "t"}), json!({"shortcut": "ok", "title": "", "text": "t"}),
+                json!({"shortcut": "ok", "title": "t", "text": "\u{0}"})] {
+        assert_eq!(admin.call("POST", "/api/canned-responses", Some(bad.clone())).await.0, 400, "{bad}");
+    }
+    // Everyone on staff reads them, with the server's variables; only admins change them.
+    let (status, list) = quinn.get("/api/canned-responses").await;
+    assert_eq!(status, 200);
+    assert_eq!(list["responses"][0]["shortcut"], "hours");
+    assert!(list["variables"]["booking_url"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(quinn.call("POST", "/api/canned-responses", Some(json!({"shortcut": "q", "title": "q", "text": "q"}))).await.0, 403);
+    let id = created["id"].as_str().unwrap();
+    let (status, changed) = admin.call("PUT", &format!("/api/canned-responses/{id}"), Some(json!({"shortcut": "open", "title": "Open", "text": "We open at 9."}))).await;
+    assert_eq!((status, changed["shortcut"].as_str()), (200, Some("open")));
+    assert_eq!(admin.call("DELETE", &format!("/api/canned-responses/{id}"), None).await.0, 204);
+    assert_eq!(admin.call("DELETE", &format!("/api/canned-responses/{id}"), None).await.0, 404);
+}
+
+#[tokio::test]
+async fn private_notes_are_for_staff_and_go_nowhere_else() {
+    let app = TestApp::spawn().await;
+    let quinn = app.staff("quinn", "qa").await;
+    let admin = app.admin().await;
+    let mut visitor = Visitor::connect(app.port).await;
+    visitor.hello().await;
+    visitor.say("1", "hello").await;
+    visitor.next_message().await;
+    let session = visitor.session_id.clone().unwrap();
+
+    let (status, note) = quinn.call("POST", &format!("/api/sessions/{session}/notes"), Some(json!({"text": "  Sounds like a returning patient  "}))).await;
+    assert_eq!(status, 201, "{note}");
+    assert_eq!((note["author"].as_str(), note["text"].as_str()), (Some("quinn"), Some("Sounds like a returning patient")));
+    for bad in [json!({"text": ""}), json!({"text": "x".repeat(10_001)}), json!({"text": "a\u{0}b"})] {
+        assert_eq!(quinn.call("POST", &format!("/api/sessions/{session}/notes"), Some(bad)).await.0, 400);
+    }
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(quinn.call("POST", &format!("/api/sessions/{unknown}/notes"), Some(json!({"text": "x"}))).await.0, 404);
+
+    let (_, detail) = admin.get(&format!("/api/sessions/{session}")).await;
+    assert_eq!(detail["notes"].as_array().unwrap().len(), 1);
+    assert!(detail["messages"].as_array().unwrap().iter().all(|m| !m["text"].as_str().unwrap().contains("returning patient")));
+    for export in ["/api/sessions/export?format=csv", "/api/sessions/export?format=json&include=messages"] {
+        let (_, body) = admin.get(export).await;
+        assert!(!body.to_string().contains("returning patient"), "{export}");
+    }
+    // The visitor's socket heard nothing of it.
+    visitor.say("2", "still there?").await;
+    let reply = visitor.next_message().await;
+    assert!(!reply["text"].as_str().unwrap().contains("returning patient"));
+}

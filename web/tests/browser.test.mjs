@@ -261,6 +261,46 @@ test('an agent takes over and the visitor sees the staff reply in the widget', a
   await agent.waitForSelector('#transcript li.agent');
 });
 
+test('an admin adds a canned response; /shortcut inserts it expanded; a private note stays with staff', async () => {
+  const admin = await newPage();
+  await signIn(admin, 'admin', ADMIN_PASSWORD);
+  await admin.goto(`${base}/#/settings`);
+  await admin.fill('#c-shortcut', 'hours');
+  await admin.fill('#c-title', 'Opening hours');
+  await admin.fill('#c-text', 'Hi {{customer.name}}, we open at 9. Book here: {{booking_url}} ({{agent.name}})');
+  await admin.click('#canned-form button[type=submit]');
+  await admin.waitForSelector('#canned-body tr[data-shortcut=hours]');
+
+  const [, chat] = await openWidget();
+  await say(chat, 'When are you open?');
+  await waitForReply(chat, 1);
+  const row = await findSessionRow(admin, 'When are you open?');
+  await row.locator('a').click();
+  await admin.waitForSelector('#transcript li.visitor');
+  // "/ho" offers it; the arrow keys and Enter insert it, expanded.
+  await admin.fill('#s-reply-text', '');
+  await admin.type('#s-reply-text', '/ho');
+  await admin.waitForSelector('#canned-menu.show [data-shortcut=hours]');
+  await admin.press('#s-reply-text', 'ArrowDown');
+  await admin.press('#s-reply-text', 'Enter');
+  const inserted = await admin.inputValue('#s-reply-text');
+  assert.match(inserted, /^Hi .*, we open at 9\. Book here: https:\/\/cal\.example\.com\/book \(admin\)$/);
+  assert.ok(!inserted.includes('{{'), 'every variable expanded');
+  assert.equal(await admin.locator('#canned-menu.show').count(), 0, 'the menu closed');
+  await admin.press('#s-reply-text', 'Enter');
+  await chat.waitForSelector('.msg.agent:text("we open at 9")');
+
+  // A private note: in the transcript, in its own style, and nowhere else.
+  await admin.fill('#s-note-text', 'Called her back, wants Tuesday <b>only</b>');
+  await admin.click('#s-note button[type=submit]');
+  await admin.waitForSelector('#transcript li.note:text("wants Tuesday")');
+  assert.equal(await admin.locator('#transcript li.note b').count(), 0, 'rendered as text');
+  await admin.waitForTimeout(500);
+  assert.equal(await chat.locator('.log:text("wants Tuesday")').count(), 0, 'the visitor never sees it');
+  await admin.reload();
+  await admin.waitForSelector('#transcript li.note:text("wants Tuesday")');
+});
+
 test('the widget survives a server restart mid-chat without losing or duplicating messages', async () => {
   const [, chat] = await openWidget();
   await say(chat, 'Before the restart');
