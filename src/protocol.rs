@@ -112,6 +112,9 @@ pub struct MessageView {
     pub text: String,
     #[serde(with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// The staff member's display name, on `agent` messages (SPEC §11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 /// A frame from the server. Serialised once per event and shared by all

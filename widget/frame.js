@@ -34,13 +34,14 @@
   }
   var labels = { ai: "Assistant", agent: "Team", system: "", visitor: "You" };
 
-  function bubble(role, body) {
+  function bubble(role, body, author) {
     var li = document.createElement("li");
     li.className = "msg " + role;
     if (labels[role]) {
       var who = document.createElement("span");
       who.className = "who";
-      who.textContent = labels[role];
+      // A staff member signs with their display name.
+      who.textContent = (role === "agent" && author) || labels[role];
       li.appendChild(who);
     }
     li.appendChild(window.chathubLinkify(body));
@@ -52,7 +53,7 @@
     if (seen[m.seq]) return;
     seen[m.seq] = true;
     if (m.seq > pageSeq) pageSeq = m.seq;
-    bubble(m.role, m.text);
+    bubble(m.role, m.text, m.author);
     if (m.seq > (saved.lastSeq || 0)) { saved.lastSeq = m.seq; persist(); }
   }
   function markSent(li, state) {

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
 use super::chat_session::{
     AttachError, AttachVisitor, Attached, ChatSession, Deleted, DetachVisitor, ExternalMessage, LeaseLost, StaffSay,
@@ -29,7 +28,7 @@ use crate::config::Config;
 use crate::postgres::Db;
 use super::persistence::{Drain, Persist, PersistError, Persistence, SessionWrite};
 use super::supervisor::{DashboardConnected, DashboardGone, SessionEvent, Supervisor, Unwatch, Watch};
-use crate::domain::{ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, SeenUpTo, Seq, SessionId, SessionStatus};
+use crate::domain::{Author, ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, SeenUpTo, Seq, SessionId, SessionStatus};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::MessageView;
 
@@ -119,29 +118,29 @@ impl SessionHandle {
     }
 
     /// A staff member's reply from a dashboard, acked on `outbound`.
-    pub fn staff_say(&self, author_id: Uuid, client_msg_id: ClientMsgId, text: ChatText, outbound: Outbound) -> Result<(), Busy> {
+    pub fn staff_say(&self, author: Author, client_msg_id: ClientMsgId, text: ChatText, outbound: Outbound) -> Result<(), Busy> {
         match &self.at {
             Where::Here(addr) => {
-                let say = StaffSay { author_id, client_msg_id, text, outbound: Some(outbound), waiter: None };
+                let say = StaffSay { author, client_msg_id, text, outbound: Some(outbound), waiter: None };
                 addr.try_send(say).map_err(|_| Busy)
             }
             Where::There(remote) => {
-                remote.staff_say(author_id, client_msg_id, text, outbound);
+                remote.staff_say(author, client_msg_id, text, outbound);
                 Ok(())
             }
         }
     }
 
     /// A staff member's reply over HTTP: resolves once it is stored.
-    pub async fn staff_say_stored(&self, author_id: Uuid, client_msg_id: ClientMsgId, text: ChatText) -> Result<Seq, PersistError> {
+    pub async fn staff_say_stored(&self, author: Author, client_msg_id: ClientMsgId, text: ChatText) -> Result<Seq, PersistError> {
         match &self.at {
             Where::Here(addr) => {
                 let (tx, rx) = oneshot::channel();
-                let say = StaffSay { author_id, client_msg_id, text, outbound: None, waiter: Some(tx) };
+                let say = StaffSay { author, client_msg_id, text, outbound: None, waiter: Some(tx) };
                 addr.try_send(say).map_err(|_| PersistError::Overloaded)?;
                 rx.await.unwrap_or(Err(PersistError::Stopped))
             }
-            Where::There(remote) => remote.staff_say_stored(author_id, client_msg_id, text).await,
+            Where::There(remote) => remote.staff_say_stored(author, client_msg_id, text).await,
         }
     }
 
@@ -397,6 +396,7 @@ mod tests {
             role: MessageRole::Visitor,
             text: "hello".into(),
             created_at: chrono::Utc::now(),
+            author: None,
         });
         // Without yielding, the actor cannot drain its mailbox meanwhile.
         for _ in 0..100 {

@@ -25,8 +25,17 @@ const TOUCH_EVERY_SECS: i64 = 60;
 pub struct StaffUser {
     pub user_id: Uuid,
     pub username: String,
+    /// What their messages are signed with (the username unless set).
+    pub display_name: String,
     pub role: Role,
     pub csrf_token: String,
+}
+
+impl StaffUser {
+    /// How their messages are signed.
+    pub fn author(&self) -> crate::domain::Author {
+        crate::domain::Author { id: self.user_id, name: self.display_name.clone() }
+    }
 }
 
 /// A new login: the cookie value (shown once) and the CSRF token.
@@ -82,6 +91,7 @@ pub async fn lookup(db: &Db, token: &str, lifetimes: Lifetimes) -> anyhow::Resul
     Ok(Some(StaffUser {
         user_id: row.user_id,
         username: row.username,
+        display_name: row.display_name,
         role: row.role.parse().map_err(|e| anyhow::anyhow!("{e}"))?,
         csrf_token: row.csrf_token,
     }))

@@ -30,6 +30,14 @@ impl fmt::Display for SessionId {
     }
 }
 
+/// The staff member who wrote a message: stored by id, shown by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    pub id: Uuid,
+    /// The display name (the username unless set).
+    pub name: String,
+}
+
 /// Per-session message number: 1, 2, 3… without gaps.
 pub type Seq = i64;
 

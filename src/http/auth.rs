@@ -17,8 +17,8 @@ pub struct Login {
     password: String,
 }
 
-fn user_json(id: uuid::Uuid, username: &str, role: &str) -> serde_json::Value {
-    json!({ "id": id, "username": username, "role": role })
+fn user_json(id: uuid::Uuid, username: &str, display_name: &str, role: &str) -> serde_json::Value {
+    json!({ "id": id, "username": username, "display_name": display_name, "role": role })
 }
 
 /// Over HTTPS the cookie is `Secure` and `__Host-` prefixed.
@@ -65,8 +65,9 @@ pub async fn login(req: HttpRequest, body: web::Json<Login>, state: web::Data<Ap
         .max_age(CookieDuration::seconds(staff_sessions::Lifetimes::of(&state.config).absolute.num_seconds()))
         .finish();
     tracing::info!(username = %username, "staff login");
+    let display_name = crate::store::users::find(&state.db, id).await.map(|u| u.display_name).unwrap_or_else(|_| username.clone());
     Ok(HttpResponse::Ok().cookie(cookie).json(json!({
-        "user": user_json(id, &username, &role),
+        "user": user_json(id, &username, &display_name, &role),
         "csrf_token": login.csrf_token,
         "expires_at": crate::protocol::rfc3339::format(&login.expires_at),
     })))
@@ -87,7 +88,22 @@ pub async fn logout(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 
 pub async fn me(user: StaffUser) -> HttpResponse {
     HttpResponse::Ok().json(json!({
-        "user": user_json(user.user_id, &user.username, user.role.as_str()),
+        "user": user_json(user.user_id, &user.username, &user.display_name, user.role.as_str()),
         "csrf_token": user.csrf_token,
     }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MyProfile {
+    display_name: String,
+}
+
+/// `PUT /api/auth/me {"display_name"}`: anyone on staff names themselves
+/// (empty: back to the username).
+pub async fn update_me(user: StaffUser, body: web::Json<MyProfile>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let name = super::users::display_name(&body.display_name)?;
+    let change = crate::store::users::UserChange { display_name: Some(name), ..Default::default() };
+    let row = crate::store::users::update(&state.db, user.user_id, change).await?;
+    Ok(HttpResponse::Ok().json(json!({ "user": user_json(row.id, &row.username, &row.display_name, &row.role) })))
 }

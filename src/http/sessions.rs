@@ -287,7 +287,7 @@ pub async fn reply(id: web::Path<Uuid>, body: web::Json<Reply>, user: StaffUser,
     let client_msg_id = ClientMsgId::parse(&client_msg_id).map_err(|e| ApiError::invalid(e.code, e.message))?;
     let text = ChatText::parse(&text, state.config.limits.max_message_chars).map_err(|e| ApiError::invalid(e.code, e.message))?;
     let session = state.hub.session(SessionId(*id)).await?.ok_or(ApiError::NotFound("session"))?;
-    match session.staff_say_stored(user.user_id, client_msg_id, text).await {
+    match session.staff_say_stored(user.author(), client_msg_id, text).await {
         Ok(seq) => Ok(HttpResponse::Created().json(json!({ "session_id": *id, "seq": seq }))),
         Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!("the reply could not be stored; resend it"))),
     }

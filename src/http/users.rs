@@ -49,26 +49,43 @@ pub struct UserUpdate {
     role: Option<String>,
     disabled: Option<bool>,
     password: Option<String>,
+    display_name: Option<String>,
+}
+
+/// Longest display name.
+const MAX_DISPLAY_NAME_CHARS: usize = 80;
+
+/// A display name as given: trimmed; empty means "the username".
+pub fn display_name(value: &str) -> Result<String, ApiError> {
+    let name = value.trim();
+    if name.chars().count() > MAX_DISPLAY_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid("invalid_display_name", format!("display_name must be at most {MAX_DISPLAY_NAME_CHARS} printable characters")));
+    }
+    Ok(name.to_owned())
 }
 
 /// Changing the role, disabling, or resetting the password ends the user's
 /// open logins at once. The last active admin cannot be demoted or disabled
 /// (409, checked in the store).
 pub async fn update(id: web::Path<Uuid>, body: web::Json<UserUpdate>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let UserUpdate { role: role_name, disabled, password } = body.into_inner();
+    let UserUpdate { role: role_name, disabled, password, display_name: name } = body.into_inner();
     let new_role = role_name.as_deref().map(role).transpose()?;
-    if new_role.is_none() && disabled.is_none() && password.is_none() {
-        return Err(ApiError::invalid("nothing_to_change", "give role, disabled or password"));
+    let name = name.as_deref().map(display_name).transpose()?;
+    if new_role.is_none() && disabled.is_none() && password.is_none() && name.is_none() {
+        return Err(ApiError::invalid("nothing_to_change", "give role, disabled, password or display_name"));
     }
+    let ends_logins = new_role.is_some() || disabled.is_some() || password.is_some();
     let hash = match password {
         Some(p) => Some(passwords::hash(p).await?),
         None => None,
     };
-    let change = store::users::UserChange { role: new_role, disabled, password_hash: hash };
+    let change = store::users::UserChange { role: new_role, disabled, password_hash: hash, display_name: name };
     let user = store::users::update(&state.db, *id, change).await?;
     // A changed role or password, or a disabled user, starts from a fresh login.
     // (Resetting your own password signs you out too, as it should.)
-    staff_sessions::end_all_for(&state.db, *id).await?;
+    if ends_logins {
+        staff_sessions::end_all_for(&state.db, *id).await?;
+    }
     Ok(HttpResponse::Ok().json(user))
 }
 

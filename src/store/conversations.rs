@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::sessions::message_from_row;
+use super::sessions::{MESSAGE_AUTHOR, message_from_row};
 use crate::domain::{Channel, Customer, Handler as SessionHandler, Seq, SessionId, SessionStatus};
 use crate::postgres::Db;
 use crate::protocol::MessageView;
@@ -54,7 +54,7 @@ pub async fn load(db: &Db, id: SessionId, recent: i64) -> Result<Option<StoredCo
         return Ok(None);
     };
     let latest = client
-        .query("SELECT seq, role, text, created_at FROM messages WHERE session_id = $1 ORDER BY seq DESC LIMIT $2", &[&id.0, &recent])
+        .query(&format!("SELECT seq, role, text, created_at, {MESSAGE_AUTHOR} FROM messages WHERE session_id = $1 ORDER BY seq DESC LIMIT $2"), &[&id.0, &recent])
         .await?;
     let mut client_ids = HashMap::new();
     let mut external_ids = HashMap::new();
@@ -119,13 +119,15 @@ pub async fn written_since(db: &Db, id: SessionId, channel: Channel, after: Seq,
     let last_seq: Option<Seq> = client.query_opt("SELECT last_seq FROM sessions WHERE id = $1", &[&id.0]).await?.map(|r| r.get(0));
     let rows = client
         .query(
-            "SELECT seq, role, text, created_at, client_msg_id, external_id FROM messages
-             WHERE session_id = $1 AND seq > $2 ORDER BY seq",
+            &format!(
+                "SELECT seq, role, text, created_at, {MESSAGE_AUTHOR}, client_msg_id, external_id FROM messages
+                 WHERE session_id = $1 AND seq > $2 ORDER BY seq"
+            ),
             &[&id.0, &after],
         )
         .await?
         .iter()
-        .map(|r| WrittenRow { view: message_from_row(r, 0), client_msg_id: r.get(4), external_id: r.get(5) })
+        .map(|r| WrittenRow { view: message_from_row(r, 0), client_msg_id: r.get(5), external_id: r.get(6) })
         .collect();
     let taken_elsewhere = if external_ids.is_empty() {
         HashSet::new()

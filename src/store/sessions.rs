@@ -179,20 +179,25 @@ pub async fn messages(db: &Db, id: Uuid, after: Seq, limit: i64) -> Result<Vec<M
         .get()
         .await?
         .query(
-            "SELECT seq, role, text, created_at FROM messages WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &format!("SELECT seq, role, text, created_at, {MESSAGE_AUTHOR} FROM messages WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"),
             &[&id, &after, &limit],
         )
         .await?;
     Ok(rows.iter().map(|r| message_from_row(r, 0)).collect())
 }
 
-/// A message from a row whose columns `seq, role, text, created_at` start at `first`.
+/// The display name of a message's staff author, as a column of a query over `messages`.
+pub(super) const MESSAGE_AUTHOR: &str = "(SELECT COALESCE(u.display_name, u.username) FROM users u WHERE u.id = messages.author_id)";
+
+/// A message from a row whose columns `seq, role, text, created_at` and
+/// `MESSAGE_AUTHOR` start at `first`.
 pub(super) fn message_from_row(row: &tokio_postgres::Row, first: usize) -> MessageView {
     MessageView {
         seq: row.get(first),
         role: MessageRole::parse(row.get(first + 1)).unwrap_or(MessageRole::System),
         text: row.get(first + 2),
         created_at: row.get(first + 3),
+        author: row.get(first + 4),
     }
 }
 
@@ -262,7 +267,7 @@ impl TranscriptReader {
         let rows = self
             .0
             .query(
-                "SELECT session_id, seq, role, text, created_at FROM messages WHERE session_id = ANY($1) ORDER BY session_id, seq",
+                &format!("SELECT session_id, seq, role, text, created_at, {MESSAGE_AUTHOR} FROM messages WHERE session_id = ANY($1) ORDER BY session_id, seq"),
                 &[&ids],
             )
             .await?;

@@ -35,6 +35,7 @@ pub async fn insert(db: &Db, login: NewLoginRow<'_>) -> Result<(), StoreError> {
 pub struct LoginRow {
     pub user_id: Uuid,
     pub username: String,
+    pub display_name: String,
     pub role: String,
     pub csrf_token: String,
     pub last_seen_at: DateTime<Utc>,
@@ -47,14 +48,21 @@ pub async fn find_valid(db: &Db, token_hash: &[u8], idle_secs: f64) -> Result<Op
         .get()
         .await?
         .query_opt(
-            "SELECT u.id, u.username, u.role, s.csrf_token, s.last_seen_at
+            "SELECT u.id, u.username, u.role, s.csrf_token, s.last_seen_at, COALESCE(u.display_name, u.username)
              FROM staff_sessions s JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = $1 AND NOT u.disabled AND s.expires_at > now()
                AND s.last_seen_at > now() - make_interval(secs => $2)",
             &[&token_hash, &idle_secs],
         )
         .await?;
-    Ok(row.map(|r| LoginRow { user_id: r.get(0), username: r.get(1), role: r.get(2), csrf_token: r.get(3), last_seen_at: r.get(4) }))
+    Ok(row.map(|r| LoginRow {
+        user_id: r.get(0),
+        username: r.get(1),
+        role: r.get(2),
+        csrf_token: r.get(3),
+        last_seen_at: r.get(4),
+        display_name: r.get(5),
+    }))
 }
 
 /// The login was used now (keeps it from idling out).

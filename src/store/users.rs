@@ -16,6 +16,8 @@ use crate::protocol::{rfc3339, rfc3339_opt};
 pub struct UserRow {
     pub id: Uuid,
     pub username: String,
+    /// The name staff messages carry (the username unless set).
+    pub display_name: String,
     pub role: String,
     pub disabled: bool,
     #[serde(with = "rfc3339")]
@@ -24,7 +26,7 @@ pub struct UserRow {
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
-const USER_COLUMNS: &str = "id, username, role, disabled, created_at, last_login_at";
+const USER_COLUMNS: &str = "id, username, role, disabled, created_at, last_login_at, COALESCE(display_name, username)";
 
 impl UserRow {
     fn from_row(row: &tokio_postgres::Row) -> Self {
@@ -35,6 +37,7 @@ impl UserRow {
             disabled: row.get(3),
             created_at: row.get(4),
             last_login_at: row.get(5),
+            display_name: row.get(6),
         }
     }
 }
@@ -103,6 +106,8 @@ pub struct UserChange {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
     pub password_hash: Option<String>,
+    /// A new display name (`Some("")`: back to the username).
+    pub display_name: Option<String>,
 }
 
 /// Applies `change`, refusing (`Conflict`) to demote or disable the last
@@ -131,10 +136,12 @@ pub async fn update(db: &Db, id: Uuid, change: UserChange) -> Result<UserRow, St
         .query_one(
             &format!(
                 "UPDATE users SET role = COALESCE($2, role), disabled = COALESCE($3, disabled),
-                    password_hash = COALESCE($4, password_hash), updated_at = now()
+                    password_hash = COALESCE($4, password_hash),
+                    display_name = CASE WHEN $5::text IS NULL THEN display_name ELSE NULLIF($5, '') END,
+                    updated_at = now()
                  WHERE id = $1 RETURNING {USER_COLUMNS}"
             ),
-            &[&id, &change.role.map(|r| r.as_str()), &change.disabled, &change.password_hash],
+            &[&id, &change.role.map(|r| r.as_str()), &change.disabled, &change.password_hash, &change.display_name],
         )
         .await?;
     tx.commit().await?;

@@ -187,7 +187,7 @@ impl Dashboard {
                 };
                 match self.hub.session(session_id).await {
                     Ok(Some(session)) => {
-                        if session.staff_say(self.user.user_id, id, text, self.outbound.clone()).is_err() {
+                        if session.staff_say(self.user.author(), id, text, self.outbound.clone()).is_err() {
                             let message = "the conversation is busy; resend";
                             self.error(Some(session_id), error_code::RETRY, message, Some(&client_msg_id)).await;
                         }

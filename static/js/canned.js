@@ -15,7 +15,7 @@ async function responses() {
 function expand(text) {
   var s = state.session || { customer: {} };
   var values = { "customer.name": s.customer.name || "", "customer.email": s.customer.email || "",
-    "agent.name": state.me ? state.me.username : "", booking_url: loaded.variables.booking_url };
+    "agent.name": state.me ? state.me.display_name : "", booking_url: loaded.variables.booking_url };
   return text.replace(/\{\{\s*([a-z_.]+)\s*\}\}/g, function (whole, name) { return name in values ? values[name] : whole; });
 }
 function close() {

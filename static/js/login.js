@@ -1,5 +1,5 @@
 /* Signing in and out. */
-import { $, api, applyRoles, state } from "./core.js";
+import { $, api, applyRoles, state, toast } from "./core.js";
 import { connectSocket } from "./socket.js";
 import { route } from "./router.js";
 
@@ -26,10 +26,21 @@ $("logout").addEventListener("click", async function () {
   try { await api("POST", "/api/auth/logout"); } catch (e) { /* signed out anyway */ }
   showLogin();
 });
+function showWhoami() {
+  var me = state.me;
+  $("whoami").textContent = me.display_name + (me.display_name !== me.username ? " · " + me.username : "") + " (" + me.role + ")";
+}
+// Anyone on staff names themselves: visitors see it on their messages.
+$("whoami").addEventListener("click", async function () {
+  var name = prompt("Your name as visitors see it on your messages (empty: your username)", state.me.display_name);
+  if (name === null) return;
+  try { state.me = (await api("PUT", "/api/auth/me", { display_name: name })).user; showWhoami(); toast("Name saved", "success"); }
+  catch (err) { toast(err.message, "danger"); }
+});
 export function signedIn(data) {
   state.me = data.user;
   state.csrf = data.csrf_token;
-  $("whoami").textContent = data.user.username + " (" + data.user.role + ")";
+  showWhoami();
   $("login-view").classList.add("d-none");
   $("app-view").classList.remove("d-none");
   applyRoles();

@@ -37,7 +37,7 @@ export function appendMessage(m) {
   if (m.seq <= state.lastSeq) return;
   state.lastSeq = m.seq;
   var li = el("li", { class: m.role, "data-seq": m.seq, "data-time": m.created_at },
-    el("span", { class: "meta", text: (ROLE_LABEL[m.role] || m.role) + " · " + new Date(m.created_at).toLocaleTimeString() }),
+    el("span", { class: "meta", text: (ROLE_LABEL[m.role] || m.role) + (m.author ? " " + m.author : "") + " · " + new Date(m.created_at).toLocaleTimeString() }),
     window.chathubLinkify(m.text));
   $("transcript").appendChild(li);
   $("transcript").scrollTop = $("transcript").scrollHeight;

@@ -15,7 +15,9 @@ export async function loadUsers() {
       var password = prompt("New password for " + u.username + " (8+ characters)");
       if (password) api("PUT", "/api/users/" + u.id, { password: password }).then(function () { toast("Password changed", "success"); }).catch(function (e) { toast(e.message, "danger"); });
     });
-    return el("tr", {}, el("td", { text: u.username }), el("td", {}, role), el("td", { class: "small", text: when(u.last_login_at) }),
+    var shown = el("input", { class: "form-control form-control-sm", value: u.display_name, maxlength: "80", "aria-label": "Display name of " + u.username });
+    shown.addEventListener("change", function () { api("PUT", "/api/users/" + u.id, { display_name: shown.value }).then(function () { toast("Display name saved", "success"); }).catch(function (e) { toast(e.message, "danger"); loadUsers(); }); });
+    return el("tr", {}, el("td", { text: u.username }), el("td", {}, shown), el("td", {}, role), el("td", { class: "small", text: when(u.last_login_at) }),
       el("td", {}, el("div", { class: "form-check form-switch" }, active)), el("td", {}, reset));
   }));
   var keys = await api("GET", "/api/api-keys");

@@ -135,3 +135,39 @@ async fn private_notes_are_for_staff_and_go_nowhere_else() {
     let reply = visitor.next_message().await;
     assert!(!reply["text"].as_str().unwrap().contains("returning patient"));
 }
+
+#[tokio::test]
+async fn staff_messages_carry_the_authors_display_name_which_they_and_admins_may_change() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let agnes = app.staff("agnes", "agent").await;
+    let mut visitor = Visitor::connect(app.port).await;
+    visitor.hello().await;
+    visitor.say("1", "hello").await;
+    visitor.next_message().await;
+    let session = visitor.session_id.clone().unwrap();
+
+    // By default the username; the user names herself; bad names are refused.
+    assert_eq!(agnes.get("/api/auth/me").await.1["user"]["display_name"], "agnes");
+    let (status, me) = agnes.call("PUT", "/api/auth/me", Some(json!({"display_name": "  Agnes Smith "}))).await;
+    assert_eq!((status, me["user"]["display_name"].as_str()), (200, Some("Agnes Smith")));
+    assert_eq!(agnes.call("PUT", "/api/auth/me", Some(json!({"display_name": "x".repeat(81)}))).await.0, 400);
+    assert_eq!(agnes.call("PUT", "/api/auth/me", Some(json!({"display_name": "a\nb"}))).await.0, 400);
+
+    agnes.call("POST", &format!("/api/sessions/{session}/reply"), Some(json!({"client_msg_id": "r1", "text": "Hi there"}))).await;
+    let live = visitor.next_message().await;
+    assert_eq!((live["role"].as_str(), live["author"].as_str()), (Some("agent"), Some("Agnes Smith")));
+    // Stored messages name their author too, with the current name.
+    let agnes_id = agnes.user["id"].as_str().unwrap();
+    let (status, _) = admin.call("PUT", &format!("/api/users/{agnes_id}"), Some(json!({"display_name": "Agnes S."}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(agnes.get("/api/auth/me").await.0, 200, "a new display name does not end her login");
+    let (_, detail) = admin.get(&format!("/api/sessions/{session}")).await;
+    let messages = detail["messages"].as_array().unwrap();
+    let staff: Vec<&Value> = messages.iter().filter(|m| m["role"] == "agent").collect();
+    assert_eq!(staff[0]["author"], "Agnes S.");
+    assert!(messages.iter().filter(|m| m["role"] != "agent").all(|m| m.get("author").is_none()), "only staff messages carry one");
+    // Empty: back to the username.
+    let (_, row) = admin.call("PUT", &format!("/api/users/{agnes_id}"), Some(json!({"display_name": ""}))).await;
+    assert_eq!(row["display_name"], "agnes");
+}

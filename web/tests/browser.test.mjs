@@ -248,8 +248,12 @@ test('an agent takes over and the visitor sees the staff reply in the widget', a
   const [, chat] = await openWidget();
   await say(chat, 'Can I change my booking?');
   await waitForReply(chat, 1);
+  // She signs her messages with her display name.
+  const agnes = await apiLogin('agnes', 'agnes-password');
+  assert.equal((await apiCall(agnes, 'PUT', '/api/auth/me', { display_name: 'Agnes Smith' })).status, 200);
   const agent = await newPage();
   await signIn(agent, 'agnes', 'agnes-password');
+  assert.match(await agent.locator('#whoami').textContent(), /^Agnes Smith · agnes/);
   const row = await findSessionRow(agent, 'Can I change my booking?');
   await row.locator('a').click();
   await agent.waitForSelector('#transcript li.visitor');
@@ -258,7 +262,8 @@ test('an agent takes over and the visitor sees the staff reply in the widget', a
   await agent.fill('#s-reply-text', 'Hi, Agnes here. Of course!');
   await agent.press('#s-reply-text', 'Enter');
   await chat.waitForSelector('.msg.agent:text("Agnes here")');
-  await agent.waitForSelector('#transcript li.agent');
+  assert.equal(await chat.locator('.msg.agent .who').last().textContent(), 'Agnes Smith', 'not a generic "Team"');
+  await agent.waitForSelector('#transcript li.agent .meta:text("Agnes Smith")');
 });
 
 test('an admin adds a canned response; /shortcut inserts it expanded; a private note stays with staff', async () => {

@@ -105,7 +105,7 @@ impl Handler<VisitorTyping> for ChatSession {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StaffSay {
-    pub author_id: Uuid,
+    pub author: crate::domain::Author,
     pub client_msg_id: ClientMsgId,
     pub text: ChatText,
     /// The dashboard socket to ack, or `None` with `waiter` for HTTP.
@@ -122,7 +122,7 @@ impl Handler<StaffSay> for ChatSession {
             (None, Some(waiter)) => AckTo::Waiter(waiter),
             (None, None) => return,
         };
-        self.enqueue_keyed(writes::MessageKey::Client(msg.client_msg_id.into_string()), MessageRole::Agent, Origin::Staff, Some(msg.author_id), msg.text, ack, ctx);
+        self.enqueue_keyed(writes::MessageKey::Client(msg.client_msg_id.into_string()), MessageRole::Agent, Origin::Staff, Some(msg.author), msg.text, ack, ctx);
     }
 }
 

@@ -108,7 +108,7 @@ struct Pending {
     client_msg_id: Option<String>,
     origin: Origin,
     /// The staff member who wrote an `agent` message.
-    author_id: Option<Uuid>,
+    author: Option<crate::domain::Author>,
     /// The channel's id for this message (dedupe of webhook retries).
     external_id: Option<String>,
     /// Whom to tell once stored (a resend from a reconnected socket adds one).

@@ -18,7 +18,7 @@ impl ChatSession {
             self.check_completion(&text, &mut patch, &mut outbox);
         }
         outbox.extend(self.outgoing(&text));
-        self.queued.push_back(Pending { role, text, client_msg_id: None, origin, author_id: None, external_id: None, ack_to: Vec::new(), patch, outbox });
+        self.queued.push_back(Pending { role, text, client_msg_id: None, origin, author: None, external_id: None, ack_to: Vec::new(), patch, outbox });
         self.write(ctx);
     }
 
@@ -43,7 +43,7 @@ impl ChatSession {
                 text: pending.text.clone(),
                 client_msg_id: pending.client_msg_id.clone(),
                 external_id: pending.external_id.clone(),
-                author_id: pending.author_id,
+                author_id: pending.author.as_ref().map(|a| a.id),
                 latency_ms: match pending.origin {
                     Origin::Agent { latency_ms } => Some(latency_ms),
                     _ => None,
@@ -53,7 +53,14 @@ impl ChatSession {
         }
         let views: Vec<MessageView> = messages
             .iter()
-            .map(|m| MessageView { seq: m.seq, role: m.role, text: m.text.clone(), created_at: m.created_at })
+            .zip(&self.in_flight)
+            .map(|(m, p)| MessageView {
+                seq: m.seq,
+                role: m.role,
+                text: m.text.clone(),
+                created_at: m.created_at,
+                author: p.author.as_ref().map(|a| a.name.clone()),
+            })
             .collect();
         let write = SessionWrite {
             session_id: self.id,
@@ -331,7 +338,7 @@ impl ChatSession {
     /// Completion rules run on AI and staff messages, so a completing reply
     /// commits with its `lead.completed` row; staff replies also go out to
     /// Messenger/WhatsApp.
-    pub(super) fn enqueue_keyed(&mut self, key: MessageKey, role: MessageRole, origin: Origin, author_id: Option<Uuid>, text: ChatText, ack: AckTo, ctx: &mut Context<Self>) {
+    pub(super) fn enqueue_keyed(&mut self, key: MessageKey, role: MessageRole, origin: Origin, author: Option<crate::domain::Author>, text: ChatText, ack: AckTo, ctx: &mut Context<Self>) {
         let Some(ack) = self.dedupe(&key, ack) else { return };
         let text = text.into_string();
         let mut patch = SessionPatch::default();
@@ -342,7 +349,7 @@ impl ChatSession {
         if origin == Origin::Staff && key.is_client() {
             outbox.extend(self.outgoing(&text));
             // The replier takes an escalation nobody has taken (SPEC §11).
-            patch.assign_if_unassigned = author_id;
+            patch.assign_if_unassigned = author.as_ref().map(|a| a.id);
         }
         // A visitor who writes again in a resolved conversation reopens it.
         if origin == Origin::Visitor && self.status == SessionStatus::Resolved {
@@ -353,7 +360,7 @@ impl ChatSession {
             MessageKey::Client(id) => (Some(id), None),
             MessageKey::External(id) => (None, Some(id)),
         };
-        self.queued.push_back(Pending { role, text, client_msg_id, origin, author_id, external_id, ack_to: vec![ack], patch, outbox });
+        self.queued.push_back(Pending { role, text, client_msg_id, origin, author, external_id, ack_to: vec![ack], patch, outbox });
         self.write(ctx);
     }
 }

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytestring::ByteString;
-use uuid::Uuid;
 
 use super::super::chat_session::{AttachError, Attached};
 use super::super::handles::Busy;
@@ -20,7 +19,7 @@ use super::super::persistence::PersistError;
 use super::wire::{Command, Reply};
 use super::{Cluster, RemoteSocket};
 use crate::bus::{BusError, subject};
-use crate::domain::{ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, SeenUpTo, Seq, SessionId};
+use crate::domain::{Author, ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, SeenUpTo, Seq, SessionId};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{MessageView, StaffFrame, close, error_code};
 
@@ -109,11 +108,11 @@ impl RemoteSession {
     }
 
     /// A dashboard's reply: answered on `outbound` once the owner stored it.
-    pub fn staff_say(&self, author_id: Uuid, client_msg_id: ClientMsgId, text: ChatText, outbound: Outbound) {
+    pub fn staff_say(&self, author: Author, client_msg_id: ClientMsgId, text: ChatText, outbound: Outbound) {
         let this = self.clone();
         tokio::spawn(async move {
             let id = client_msg_id.as_str().to_owned();
-            let frame = match this.staff_say_stored(author_id, client_msg_id, text).await {
+            let frame = match this.staff_say_stored(author, client_msg_id, text).await {
                 Ok(seq) => StaffFrame::Ack { session_id: this.id, client_msg_id: &id, seq }.encode(),
                 Err(_) => StaffFrame::error(this.id, error_code::RETRY, "not stored; resend this message", Some(&id)),
             };
@@ -121,8 +120,8 @@ impl RemoteSession {
         });
     }
 
-    pub async fn staff_say_stored(&self, author_id: Uuid, client_msg_id: ClientMsgId, text: ChatText) -> Result<Seq, PersistError> {
-        let command = Command::StaffSay { session: self.id, author_id, client_msg_id: client_msg_id.into_string(), text: text.into_string() };
+    pub async fn staff_say_stored(&self, author: Author, client_msg_id: ClientMsgId, text: ChatText) -> Result<Seq, PersistError> {
+        let command = Command::StaffSay { session: self.id, author, client_msg_id: client_msg_id.into_string(), text: text.into_string() };
         self.stored(self.ask(&command, STORE_TIMEOUT).await)
     }
 

@@ -159,11 +159,11 @@ async fn answer(hub: &Arc<Hub>, cluster: &Arc<Cluster>, command: Command) -> Opt
                 Err(_) => Reply::Busy,
             }
         }
-        Command::StaffSay { author_id, client_msg_id, text, .. } => {
+        Command::StaffSay { author, client_msg_id, text, .. } => {
             let (Ok(client_msg_id), Ok(text)) = (ClientMsgId::parse(&client_msg_id), ChatText::parse(&text, max_chars)) else {
                 return Some(Reply::Busy);
             };
-            stored(session.staff_say_stored(author_id, client_msg_id, text).await)
+            stored(session.staff_say_stored(author, client_msg_id, text).await)
         }
         Command::Takeover { on, .. } => match session.takeover(on).await {
             Ok(handler) => Reply::Handler { handler },
@@ -429,7 +429,7 @@ mod tests {
     use crate::protocol::MessageView;
 
     fn message(seq: i64, chars: usize) -> MessageView {
-        MessageView { seq, role: MessageRole::Visitor, text: "x".repeat(chars), created_at: chrono::Utc::now() }
+        MessageView { seq, role: MessageRole::Visitor, text: "x".repeat(chars), created_at: chrono::Utc::now(), author: None }
     }
 
     /// A backlog too big for one bus message keeps its newest messages and

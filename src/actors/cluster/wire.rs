@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::super::persistence::PersistError;
 use super::super::supervisor::SessionEvent;
@@ -25,7 +24,7 @@ pub enum Command {
     VisitorMessage { session: SessionId, node: String, conn: ConnId, client_msg_id: String, text: String },
     VisitorTyping { session: SessionId, on: bool },
     /// A staff reply; answered once stored.
-    StaffSay { session: SessionId, author_id: Uuid, client_msg_id: String, text: String },
+    StaffSay { session: SessionId, author: crate::domain::Author, client_msg_id: String, text: String },
     Takeover { session: SessionId, on: bool },
     StaffTyping { session: SessionId, on: bool },
     TranscriptAfter { session: SessionId, after: Seq },
