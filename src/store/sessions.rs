@@ -51,6 +51,9 @@ pub struct SessionSummary {
     #[serde(with = "rfc3339_opt")]
     pub last_message_at: Option<DateTime<Utc>>,
     pub last_message_preview: Option<String>,
+    /// Who wrote the last message (the dashboard alerts staff when a
+    /// visitor writes in a conversation assigned to them).
+    pub last_message_role: Option<String>,
     pub metadata: serde_json::Value,
     #[serde(with = "rfc3339")]
     pub created_at: DateTime<Utc>,
@@ -66,13 +69,13 @@ const SUMMARY_SELECT: &str = "
            s.status, s.handler, s.priority, s.assignee_id, ua.username, s.escalated_at,
            s.completed_at, s.completion_rule, s.qa_status, s.qa_notes, uq.username, s.qa_at,
            s.dev_feedback, ud.username, s.dev_feedback_at, s.last_seq, s.last_message_at,
-           lm.text, s.metadata, s.created_at, s.updated_at
+           lm.text, s.metadata, s.created_at, s.updated_at, lm.role
     FROM sessions s
     LEFT JOIN sites st ON st.id = s.site_id
     LEFT JOIN users ua ON ua.id = s.assignee_id
     LEFT JOIN users uq ON uq.id = s.qa_by
     LEFT JOIN users ud ON ud.id = s.dev_feedback_by
-    LEFT JOIN LATERAL (SELECT text FROM messages m WHERE m.session_id = s.id ORDER BY seq DESC LIMIT 1) lm ON true";
+    LEFT JOIN LATERAL (SELECT text, role FROM messages m WHERE m.session_id = s.id ORDER BY seq DESC LIMIT 1) lm ON true";
 
 impl SessionSummary {
     fn from_row(row: &tokio_postgres::Row, inactive_after_hours: u32) -> Self {
@@ -105,6 +108,7 @@ impl SessionSummary {
             message_count: row.get(22),
             last_message_at,
             last_message_preview: preview.map(|p| p.chars().take(PREVIEW_CHARS).collect()),
+            last_message_role: row.get(28),
             metadata: row.get(25),
             created_at,
             updated_at: row.get(27),

@@ -8,6 +8,7 @@
  *   socket    the dashboard socket;  theme  light/dark
  *   sessions  the list;  stats  cards and charts;  session  one session
  *   notes     private notes;  canned  canned responses (reply box, settings)
+ *   alerts    tab title count, sound and desktop notifications
  *   queues    escalations, errors, deliveries;  users;  settings;  testai */
 import { hooks } from "./core.js";
 import "./theme.js";

@@ -6,6 +6,7 @@ import { openSession, unwatch } from "./session.js";
 import { loadDeliveries, loadErrors, loadEscalations } from "./queues.js";
 import { loadUsers } from "./users.js";
 import { loadSettings } from "./settings.js";
+import { screenShown } from "./alerts.js";
 
 export function show(view) {
   document.querySelectorAll(".view").forEach(function (v) { v.classList.add("d-none"); });
@@ -19,6 +20,7 @@ export function show(view) {
 export function route() {
   if (!state.me) return;
   var r = parseHash();
+  screenShown("#" + r.path);
   var m = r.path.match(/^\/sessions\/([0-9a-f-]{36})$/);
   if (state.watching && (!m || m[1] !== state.watching)) unwatch();
   if (m) { show("session"); openSession(m[1]); return; }

@@ -3,6 +3,7 @@
  * Reconnects with backoff; 4401 means signed out. */
 import { $, hooks, state, toast } from "./core.js";
 import { onSessionFrame, removeRows } from "./sessions.js";
+import { onSummary } from "./alerts.js";
 import { appendMessage, showTyping } from "./session.js";
 
 export function connectSocket() {
@@ -16,7 +17,7 @@ export function connectSocket() {
   };
   socket.onmessage = function (event) {
     var frame = JSON.parse(event.data);
-    if (frame.type === "session") onSessionFrame(frame.session);
+    if (frame.type === "session") { onSummary(frame.session); onSessionFrame(frame.session); }
     else if (frame.type === "session_deleted") removeRows([frame.session_id], false);
     else if (frame.type === "message" && frame.session_id === state.watching) appendMessage(frame.message);
     else if (frame.type === "typing" && frame.session_id === state.watching) showTyping(frame.role, frame.on);

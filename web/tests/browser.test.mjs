@@ -244,6 +244,33 @@ test('QA flags an issue, a developer gives feedback and marks it fixed', async (
   assert.deepEqual(detail.body.qa_history.map((h) => [h.to_status, h.by]), [['issue', 'quinn'], ['fixed', 'devi']]);
 });
 
+test('alerts: a new escalation and a visitor message in my conversation count in the tab title until seen', async () => {
+  const agent = await newPage();
+  await signIn(agent, 'agnes', 'agnes-password');
+  await agent.click('#alert-sound');
+  assert.equal(await agent.getAttribute('#alert-sound', 'aria-pressed'), 'true', 'the sound is opt-in, by a click');
+  const [, chat] = await openWidget();
+  await say(chat, 'I need a human about my invoice');
+  await waitForReply(chat, 1);
+  await agent.waitForFunction(() => document.title.startsWith('(1) '), null, { timeout: 10000 });
+
+  // She takes it by replying; then the visitor writes: a second alert, for her.
+  const agnes = await apiLogin('agnes', 'agnes-password');
+  const found = await apiCall(agnes, 'GET', '/api/sessions?q=' + encodeURIComponent('invoice') + '&status=escalated');
+  const id = found.body.sessions[0].id;
+  assert.equal((await apiCall(agnes, 'POST', `/api/sessions/${id}/reply`, { client_msg_id: 'alert-1', text: 'On it' })).status, 201);
+  await chat.waitForSelector('.msg.agent:text("On it")');
+  await say(chat, 'Thank you, are you there?');
+  await agent.waitForFunction(() => document.title.startsWith('(2) '), null, { timeout: 10000 });
+
+  // Seeing the screens clears them.
+  await agent.click('a[data-nav=escalations]');
+  await agent.waitForFunction(() => document.title.startsWith('(1) '));
+  await agent.goto(`${base}/#/sessions/${id}`);
+  await agent.waitForSelector('#transcript li.visitor');
+  await agent.waitForFunction(() => !/^\(\d+\) /.test(document.title));
+});
+
 test('an agent takes over and the visitor sees the staff reply in the widget', async () => {
   const [, chat] = await openWidget();
   await say(chat, 'Can I change my booking?');
