@@ -41,11 +41,30 @@ export function appendMessage(m) {
     window.chathubLinkify(m.text));
   $("transcript").appendChild(li);
   $("transcript").scrollTop = $("transcript").scrollHeight;
-  if (m.role !== "visitor") $("s-typing").hidden = true;
+  // Whoever was typing has said it.
+  if (m.role === typingRole || (typingRole !== "visitor" && m.role !== "visitor")) $("s-typing").hidden = true;
 }
+var typingRole = null;
 export function showTyping(role, on) {
+  typingRole = on ? role : null;
   $("s-typing-who").textContent = (ROLE_LABEL[role] || role) + " is typing…";
   $("s-typing").hidden = !on;
+}
+// While staff type a reply the visitor sees "Team is typing" (off after 2 s
+// without a key, or when the reply is sent).
+var typingOff = null;
+function staffTyping(on) {
+  if (state.socket && state.socket.readyState === 1 && state.watching) {
+    state.socket.send(JSON.stringify({ type: "typing", session_id: state.watching, on: on }));
+  }
+}
+$("s-reply-text").addEventListener("input", function () {
+  if (!typingOff) staffTyping(true);
+  clearTimeout(typingOff);
+  typingOff = setTimeout(function () { typingOff = null; staffTyping(false); }, 2000);
+});
+function stopTyping() {
+  if (typingOff) { clearTimeout(typingOff); typingOff = null; staffTyping(false); }
 }
 export function renderSessionPanels(s) {
   if (s.id === state.watching) state.session = s;
@@ -98,6 +117,7 @@ $("s-reply").addEventListener("submit", function (e) {
   var text = $("s-reply-text").value.trim();
   if (!text) return;
   var id = "staff-" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
+  stopTyping();
   state.socket.send(JSON.stringify({ type: "say", session_id: state.watching, client_msg_id: id, text: text }));
   $("s-reply-text").value = "";
 });

@@ -286,7 +286,11 @@ test('an agent takes over and the visitor sees the staff reply in the widget', a
   await agent.waitForSelector('#transcript li.visitor');
   await agent.check('#s-takeover');
   await chat.waitForSelector('.msg.system:text("member of our team")');
-  await agent.fill('#s-reply-text', 'Hi, Agnes here. Of course!');
+  // Her typing shows in the widget while she writes.
+  await agent.type('#s-reply-text', 'Hi, Agnes here.');
+  await chat.waitForSelector('#typing:not([hidden])');
+  assert.match(await chat.locator('#typing').textContent(), /Team is typing/);
+  await agent.type('#s-reply-text', ' Of course!');
   await agent.press('#s-reply-text', 'Enter');
   await chat.waitForSelector('.msg.agent:text("Agnes here")');
   assert.equal(await chat.locator('.msg.agent .who').last().textContent(), 'Agnes Smith', 'not a generic "Team"');
