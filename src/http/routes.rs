@@ -78,6 +78,7 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/api/auth/logout", Staff(ANY_STAFF), "Sign out; ends the session", auth::logout),
         route!(GET "/api/auth/me", Staff(ANY_STAFF), "The signed-in user and the CSRF token", auth::me),
         route!(PUT "/api/auth/me", Staff(ANY_STAFF), "Set your own display name", auth::update_me),
+        route!(GET "/api/staff", Staff(HANDLERS), "Who a conversation may be assigned to", users::assignable),
         // Sessions.
         route!(GET "/api/sessions", StaffOrMachine(ANY_STAFF), "List sessions with filters and pagination", alias, sessions::list),
         route!(POST "/api/sessions", StaffOrMachine(ADMINS), "Relay: create a session with messages, or append by external id", alias, relay::create),

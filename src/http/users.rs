@@ -89,6 +89,14 @@ pub async fn update(id: web::Path<Uuid>, body: web::Json<UserUpdate>, state: web
     Ok(HttpResponse::Ok().json(user))
 }
 
+/// `GET /api/staff`: whom a conversation may be assigned to (for the picker).
+pub async fn assignable(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let users = store::users::assignable(&state.db).await?;
+    let staff: Vec<serde_json::Value> =
+        users.iter().map(|u| serde_json::json!({ "id": u.id, "username": u.username, "display_name": u.display_name })).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "staff": staff })))
+}
+
 pub async fn list_keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(json!({ "api_keys": store::users::list_api_keys(&state.db).await? })))
 }

@@ -53,6 +53,17 @@ pub async fn find(db: &Db, id: Uuid) -> Result<UserRow, StoreError> {
     row.as_ref().map(UserRow::from_row).ok_or(StoreError::NotFound("user"))
 }
 
+/// The active users who may take conversations over (admins, developers,
+/// agents): whom a conversation can be assigned to.
+pub async fn assignable(db: &Db) -> Result<Vec<UserRow>, StoreError> {
+    let rows = db
+        .get()
+        .await?
+        .query(&format!("SELECT {USER_COLUMNS} FROM users WHERE NOT disabled AND role IN ('admin', 'developer', 'agent') ORDER BY username"), &[])
+        .await?;
+    Ok(rows.iter().map(UserRow::from_row).collect())
+}
+
 /// Stores a new account; `false` if the username is taken.
 pub async fn insert(db: &Db, id: Uuid, username: &str, password_hash: &str, role: Role) -> Result<bool, StoreError> {
     let inserted = db

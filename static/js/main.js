@@ -9,6 +9,7 @@
  *   sessions  the list;  stats  cards and charts;  session  one session
  *   notes     private notes;  canned  canned responses (reply box, settings)
  *   alerts    tab title count, sound and desktop notifications
+ *   workflow  resolve/reopen, priority and assignee of one session
  *   queues    escalations, errors, deliveries;  users;  settings;  testai */
 import { hooks } from "./core.js";
 import "./theme.js";

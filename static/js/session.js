@@ -2,6 +2,7 @@
  * developer feedback, takeover, staff replies, archive, delete, export. */
 import { $, BADGE, api, applyRoles, confirmAction, customerName, el, state, toast, when } from "./core.js";
 import { showNotes } from "./notes.js";
+import { renderWorkflow } from "./workflow.js";
 import "./canned.js";
 
 var ROLE_LABEL = { visitor: "Visitor", ai: "AI", agent: "Staff", system: "System" };
@@ -68,6 +69,7 @@ function stopTyping() {
 }
 export function renderSessionPanels(s) {
   if (s.id === state.watching) state.session = s;
+  renderWorkflow(s);
   if (!state.shown[s.id] || state.shown[s.id] < s.updated_at) state.shown[s.id] = s.updated_at;
   $("s-title").textContent = customerName(s);
   var c = $("s-completion"); c.className = "badge text-bg-" + (BADGE[s.completion] || "secondary"); c.textContent = s.completion.replace("_", " ");

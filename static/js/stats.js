@@ -17,7 +17,8 @@ export async function loadStats() {
     ["Complete", stats.by_completion.complete, "complete"], ["In progress", stats.by_completion.in_progress, ""],
     ["Incomplete", stats.by_completion.incomplete, ""], ["QA unchecked", stats.by_qa_status.unchecked, ""],
     ["QA passed", stats.by_qa_status.passed, ""], ["QA issue", stats.by_qa_status.issue, "issue"],
-    ["QA fixed", stats.by_qa_status.fixed, ""], ["Open escalations", stats.open_escalations, "escalations"]];
+    ["QA fixed", stats.by_qa_status.fixed, ""],
+    ["Open escalations", stats.escalations.unassigned + " unassigned • " + stats.escalations.in_progress + " in progress", "escalations"]];
   $("stat-cards").replaceChildren.apply($("stat-cards"), cards.map(function (c) {
     return el("div", { class: "col-6 col-md-3 col-xl" }, el("div", { class: "card card-body py-2 stat " + c[2], "data-stat": c[0] },
       el("div", { class: "small text-body-secondary", text: c[0] }), el("div", { class: "value", text: c[1] })));

@@ -171,3 +171,15 @@ async fn staff_messages_carry_the_authors_display_name_which_they_and_admins_may
     let (_, row) = admin.call("PUT", &format!("/api/users/{agnes_id}"), Some(json!({"display_name": ""}))).await;
     assert_eq!(row["display_name"], "agnes");
 }
+
+#[tokio::test]
+async fn the_assignee_picker_lists_the_active_staff_who_may_take_over() {
+    let app = TestApp::spawn().await;
+    let agnes = app.staff("agnes", "agent").await;
+    let quinn = app.staff("quinn", "qa").await;
+    let (status, body) = agnes.get("/api/staff").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = body["staff"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+    assert_eq!(names, ["admin", "agnes"], "no QA user, no disabled user");
+    assert_eq!(quinn.get("/api/staff").await.0, 403);
+}

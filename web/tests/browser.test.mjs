@@ -269,6 +269,16 @@ test('alerts: a new escalation and a visitor message in my conversation count in
   await agent.goto(`${base}/#/sessions/${id}`);
   await agent.waitForSelector('#transcript li.visitor');
   await agent.waitForFunction(() => !/^\(\d+\) /.test(document.title));
+  // In the session view she sets the priority and resolves it.
+  await agent.waitForSelector('#s-assignee option:text("admin")', { state: 'attached' });
+  const me = (await apiCall(agnes, 'GET', '/api/auth/me')).body.user;
+  assert.equal(await agent.inputValue('#s-assignee'), me.id, 'her reply made her the assignee');
+  await agent.selectOption('#s-priority', 'urgent');
+  await agent.waitForFunction(() => document.querySelector('#s-customer').textContent.includes('urgent'));
+  await agent.click('#s-resolve');
+  await agent.waitForSelector('#s-resolve:text("Reopen")');
+  const after = (await apiCall(agnes, 'GET', `/api/sessions/${id}`)).body.session;
+  assert.deepEqual([after.status, after.priority, after.handler], ['resolved', 'urgent', 'ai']);
 });
 
 test('an agent takes over and the visitor sees the staff reply in the widget', async () => {
