@@ -137,7 +137,9 @@ async fn respond_with_summary(state: &AppState, id: Uuid) -> Result<HttpResponse
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QaUpdate {
-    qa_status: String,
+    /// Without it (or the current status), only the notes are saved.
+    #[serde(default)]
+    qa_status: Option<String>,
     #[serde(default)]
     qa_notes: Option<String>,
 }
@@ -145,14 +147,19 @@ pub struct QaUpdate {
 /// Sets the QA status (history, the `qa.issue` email: see the store).
 pub async fn qa(id: web::Path<Uuid>, body: web::Json<QaUpdate>, user: StaffUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let QaUpdate { qa_status, qa_notes } = body.into_inner();
-    let to = QaStatus::parse(&qa_status)
-        .ok_or_else(|| ApiError::invalid("invalid_qa_status", "qa_status must be unchecked, passed, issue or fixed"))?;
-    let notes = qa_notes.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-    if notes.as_ref().is_some_and(|n| n.chars().count() > MAX_NOTES_CHARS) {
+    let to = qa_status
+        .map(|s| QaStatus::parse(&s).ok_or_else(|| ApiError::invalid("invalid_qa_status", "qa_status must be unchecked, passed, issue or fixed")))
+        .transpose()?;
+    if to.is_none() && qa_notes.is_none() {
+        return Err(ApiError::invalid("nothing_to_change", "give qa_status or qa_notes"));
+    }
+    // Given but empty: cleared.
+    let notes: Option<Option<String>> = qa_notes.map(|n| Some(n.trim().to_owned()).filter(|n| !n.is_empty()));
+    if notes.as_ref().and_then(|n| n.as_ref()).is_some_and(|n| n.chars().count() > MAX_NOTES_CHARS) {
         return Err(ApiError::invalid("notes_too_long", format!("qa_notes is longer than {MAX_NOTES_CHARS} characters")));
     }
     let reviewer = Reviewer { user_id: user.user_id, username: &user.username };
-    let flagged = store::session_edits::set_qa(&state.db, *id, to, notes.as_deref(), reviewer).await?;
+    let flagged = store::session_edits::set_qa(&state.db, *id, to, notes.as_ref().map(|n| n.as_deref()), reviewer).await?;
     state.hub.session_changed(SessionId(*id));
     if flagged {
         state.hub.notifier.wake();

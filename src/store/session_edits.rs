@@ -61,7 +61,10 @@ pub struct Reviewer<'a> {
 /// `issue` writes a `qa.issue` outbox row in the same transaction (the QA
 /// email). `fixed` is only reachable from `issue` (else a conflict).
 /// Returns whether an outbox row was written.
-pub async fn set_qa(db: &Db, id: Uuid, to: QaStatus, notes: Option<&str>, by: Reviewer<'_>) -> Result<bool, StoreError> {
+/// `to: None`, or the status it already has, saves the notes alone (no
+/// history entry, no email). `notes`: `None` leaves them, `Some(None)`
+/// clears them (a status change keeps them then).
+pub async fn set_qa(db: &Db, id: Uuid, to: Option<QaStatus>, notes: Option<Option<&str>>, by: Reviewer<'_>) -> Result<bool, StoreError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
     let row = tx
@@ -72,9 +75,17 @@ pub async fn set_qa(db: &Db, id: Uuid, to: QaStatus, notes: Option<&str>, by: Re
         .await?
         .ok_or(StoreError::NotFound("session"))?;
     let from: String = row.get(0);
+    let Some(to) = to.filter(|to| to.as_str() != from) else {
+        if let Some(notes) = notes {
+            tx.execute("UPDATE sessions SET qa_notes = $2, updated_at = now() WHERE id = $1", &[&id, &notes]).await?;
+        }
+        tx.commit().await?;
+        return Ok(false);
+    };
     if to == QaStatus::Fixed && from != QaStatus::Issue.as_str() {
         return Err(StoreError::Conflict(format!("only a session with a QA issue can be marked fixed (it is {from})")));
     }
+    let notes = notes.flatten();
     tx.execute(
         "UPDATE sessions SET qa_status = $2, qa_notes = COALESCE($3, qa_notes), qa_by = $4, qa_at = now(), updated_at = now()
          WHERE id = $1",

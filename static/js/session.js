@@ -84,8 +84,11 @@ export function renderSessionPanels(s) {
     return acc;
   }, []));
   document.querySelectorAll("#qa-buttons [data-qa]").forEach(function (b) {
-    b.classList.toggle("active", b.getAttribute("data-qa") === s.qa_status);
-    b.setAttribute("aria-pressed", String(b.getAttribute("data-qa") === s.qa_status));
+    var status = b.getAttribute("data-qa"), current = status === s.qa_status;
+    b.classList.toggle("active", current);
+    b.setAttribute("aria-pressed", String(current));
+    // Only the moves QA can make: not to where it is, and "fixed" only from an issue.
+    b.disabled = current || (status === "fixed" && s.qa_status !== "issue");
   });
   $("dev-by").textContent = s.dev_feedback_by ? "by " + s.dev_feedback_by + ", " + when(s.dev_feedback_at) : "";
 }
@@ -104,6 +107,12 @@ document.querySelectorAll("#qa-buttons [data-qa]").forEach(function (button) {
       toast("QA status: " + s.qa_status, "success");
     } catch (err) { toast(err.message, "danger"); }
   });
+});
+$("qa-save-notes").addEventListener("click", async function () {
+  try {
+    var s = await api("PUT", "/api/sessions/" + state.watching + "/qa", { qa_notes: $("qa-notes").value });
+    renderSessionPanels(s); toast("Notes saved", "success");
+  } catch (err) { toast(err.message, "danger"); }
 });
 $("dev-save").addEventListener("click", async function () {
   try {

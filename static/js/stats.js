@@ -18,6 +18,8 @@ export async function loadStats() {
     ["Incomplete", stats.by_completion.incomplete, ""], ["QA unchecked", stats.by_qa_status.unchecked, ""],
     ["QA passed", stats.by_qa_status.passed, ""], ["QA issue", stats.by_qa_status.issue, "issue"],
     ["QA fixed", stats.by_qa_status.fixed, ""],
+    ["Completion rate", Math.round(stats.completion_rate * 100) + " %", ""],
+    ["Messages / session", stats.messages_per_session.toFixed(1), ""],
     ["Open escalations", stats.escalations.unassigned + " unassigned • " + stats.escalations.in_progress + " in progress", "escalations"]];
   $("stat-cards").replaceChildren.apply($("stat-cards"), cards.map(function (c) {
     return el("div", { class: "col-6 col-md-3 col-xl" }, el("div", { class: "card card-body py-2 stat " + c[2], "data-stat": c[0] },
@@ -37,5 +39,7 @@ export async function loadStats() {
 function chart(name, canvas, type, data) {
   if (state.charts[name]) { state.charts[name].data = data; state.charts[name].update(); return; }
   state.charts[name] = new Chart($(canvas), { type: type, data: data,
-    options: { animation: false, plugins: { legend: { display: type !== "bar" } }, maintainAspectRatio: false } });
+    // Counts and times start at zero, or 31 of 32 looks like nothing.
+    options: { animation: false, plugins: { legend: { display: type !== "bar" } }, maintainAspectRatio: false,
+      scales: type === "doughnut" ? {} : { y: { beginAtZero: true } } } });
 }

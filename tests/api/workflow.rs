@@ -183,3 +183,27 @@ async fn the_assignee_picker_lists_the_active_staff_who_may_take_over() {
     assert_eq!(names, ["admin", "agnes"], "no QA user, no disabled user");
     assert_eq!(quinn.get("/api/staff").await.0, 403);
 }
+
+#[tokio::test]
+async fn qa_notes_save_on_their_own_and_the_current_status_is_not_logged_again() {
+    let app = TestApp::spawn().await;
+    let quinn = app.staff("quinn", "qa").await;
+    let mut visitor = Visitor::connect(app.port).await;
+    visitor.hello().await;
+    visitor.say("1", "hello").await;
+    let session = visitor.session_id.clone().unwrap();
+    let path = format!("/api/sessions/{session}/qa");
+    let (status, summary) = quinn.call("PUT", &path, Some(json!({"qa_notes": "first look"}))).await;
+    assert_eq!((status, summary["qa_notes"].as_str(), summary["qa_status"].as_str()), (200, Some("first look"), Some("unchecked")), "{summary}");
+    quinn.call("PUT", &path, Some(json!({"qa_status": "passed"}))).await;
+    // The status it already has, with new notes: the notes, no history entry.
+    let (_, summary) = quinn.call("PUT", &path, Some(json!({"qa_status": "passed", "qa_notes": "still fine"}))).await;
+    assert_eq!(summary["qa_notes"], "still fine");
+    let (_, detail) = quinn.get(&format!("/api/sessions/{session}")).await;
+    let history: Vec<(&str, &str)> = detail["qa_history"].as_array().unwrap().iter().map(|h| (h["from_status"].as_str().unwrap(), h["to_status"].as_str().unwrap())).collect();
+    assert_eq!(history, [("unchecked", "passed")], "no passed → passed");
+    // Empty notes clear them; nothing at all is refused.
+    let (_, summary) = quinn.call("PUT", &path, Some(json!({"qa_notes": ""}))).await;
+    assert!(summary["qa_notes"].is_null());
+    assert_eq!(quinn.call("PUT", &path, Some(json!({}))).await.0, 400);
+}

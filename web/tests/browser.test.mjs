@@ -174,6 +174,10 @@ test('a visitor on /demo chats to completion while the dashboard shows it live',
   await row.waitFor();
   await staff.waitForFunction(() => [...document.querySelectorAll('#sessions-body tr')].some((tr) => tr.textContent.includes('Ada Lovelace') && tr.textContent.includes('complete')));
   sessionId = await row.getAttribute('data-id');
+  // The numbers the stats compute are shown, and charts count from zero.
+  await staff.waitForSelector('[data-stat="Completion rate"]');
+  assert.match(await staff.locator('[data-stat="Messages / session"] .value').textContent(), /^\d+\.\d$/);
+  assert.equal(await staff.evaluate(() => Chart.getChart('chart-days').scales.y.min), 0);
   await staff.screenshot({ path: `${ARTIFACTS}/dashboard-sessions.png` });
   await visitorPage.screenshot({ path: `${ARTIFACTS}/widget.png` });
   if (DOCS) {
@@ -219,6 +223,13 @@ test('QA flags an issue, a developer gives feedback and marks it fixed', async (
   await qa.waitForSelector('#transcript li[data-seq="7"]');
   assert.equal(await qa.locator('#dev-panel').isHidden(), true, 'QA sees no developer panel');
   assert.equal(await qa.locator('#s-delete').isHidden(), true, 'QA cannot delete');
+  assert.equal(await qa.locator('#qa-buttons [data-qa=fixed]').isDisabled(), true, '"fixed" is offered only for an issue');
+  assert.equal(await qa.locator('#qa-buttons [data-qa=unchecked]').isDisabled(), true, 'not the status it already has');
+  // Notes are saved on their own, with no status change in the history.
+  await qa.fill('#qa-notes', 'First look: fine so far');
+  const [saved] = await Promise.all([qa.waitForResponse((r) => r.url().endsWith('/qa') && r.request().method() === 'PUT'), qa.click('#qa-save-notes')]);
+  assert.equal(saved.status(), 200, await saved.text());
+  assert.equal(await qa.locator('#qa-history li').count(), 0);
   await qa.fill('#qa-notes', 'The AI should confirm the time zone');
   await qa.click('#qa-buttons [data-qa=issue]');
   await qa.waitForSelector('#qa-buttons [data-qa=issue].active');
