@@ -27,6 +27,14 @@
     } catch (e) { /* private mode: the chat still works, it just won't resume */ }
   }
   function setState(s) { stateEl.textContent = s; }
+  // What the header says once connected: who the visitor is talking to.
+  var online = false, status = "active", joined = null;
+  function renderState() {
+    if (!online) return;
+    if (joined) setState("Chatting with " + joined);
+    else if (status === "escalated") setState("Waiting for a person");
+    else setState("Online");
+  }
   function scroll() { log.scrollTop = log.scrollHeight; }
   function newId() {
     var a = new Uint8Array(12); crypto.getRandomValues(a);
@@ -34,7 +42,15 @@
   }
   var labels = { ai: "Assistant", agent: "Team", system: "", visitor: "You" };
 
-  function bubble(role, body, author) {
+  function clock(iso) {
+    var t = iso ? new Date(iso) : new Date();
+    var at = document.createElement("time");
+    at.className = "at";
+    at.dateTime = t.toISOString();
+    at.textContent = t.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return at;
+  }
+  function bubble(role, body, author, createdAt) {
     var li = document.createElement("li");
     li.className = "msg " + role;
     if (labels[role]) {
@@ -45,6 +61,7 @@
       li.appendChild(who);
     }
     li.appendChild(window.chathubLinkify(body));
+    if (role !== "greeting") li.appendChild(clock(createdAt));
     log.appendChild(li);
     scroll();
     return li;
@@ -53,7 +70,8 @@
     if (seen[m.seq]) return;
     seen[m.seq] = true;
     if (m.seq > pageSeq) pageSeq = m.seq;
-    bubble(m.role, m.text, m.author);
+    bubble(m.role, m.text, m.author, m.created_at);
+    if (m.role === "agent" && m.author) { joined = m.author; renderState(); }
     if (m.seq > (saved.lastSeq || 0)) { saved.lastSeq = m.seq; persist(); }
   }
   function markSent(li, state) {
@@ -81,7 +99,8 @@
       if (f.type === "welcome") {
         welcomed = true; attempt = 0;
         saved.token = f.token; persist();
-        setState("Online");
+        online = true;
+        renderState();
         f.messages.forEach(showMessage);
         // Anything not acknowledged before the break goes again (same id: stored once).
         outbox.forEach(function (m) { ws.send(JSON.stringify({ type: "message", client_msg_id: m.id, text: m.text })); });
@@ -98,6 +117,10 @@
       } else if (f.type === "message") {
         typing.hidden = true;
         showMessage(f.message);
+      } else if (f.type === "status") {
+        status = f.status;
+        if (status !== "escalated") joined = null;
+        renderState();
       } else if (f.type === "typing") {
         $("typing-who").textContent = (f.role === "agent" ? "Team" : "Assistant") + " is typing";
         typing.hidden = !f.on;
@@ -114,7 +137,7 @@
       }
     };
     ws.onclose = function (event) {
-      welcomed = false;
+      welcomed = false; online = false;
       if (event.code === 4004) { saved.token = null; saved.lastSeq = 0; persist(); }
       attempt += 1;
       var delay = Math.min(30000, 500 * Math.pow(2, attempt)) * (0.8 + Math.random() * 0.4);
@@ -137,11 +160,26 @@
     var body = text.value.trim();
     if (!body) return;
     text.value = "";
+    renderCount(false);
     send(body);
   });
   text.addEventListener("keydown", function (e) {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("compose").requestSubmit(); }
   });
+  // Near the limit a counter shows; a paste past it says it was cut.
+  var MAX = Number(text.getAttribute("maxlength"));
+  function renderCount(cut) {
+    var count = $("count");
+    count.hidden = !cut && text.value.length < MAX * 0.9;
+    count.textContent = text.value.length + " / " + MAX + (cut ? " — cut to fit" : "");
+    count.classList.toggle("cut", !!cut);
+  }
+  text.addEventListener("paste", function (e) {
+    var pasted = (e.clipboardData && e.clipboardData.getData("text")) || "";
+    var room = MAX - (text.value.length - (text.selectionEnd - text.selectionStart));
+    if (pasted.length > room) setTimeout(function () { renderCount(true); }, 0);
+  });
+  text.addEventListener("input", function () { renderCount(false); });
   var typingTimer = null;
   text.addEventListener("input", function () {
     if (!ws || !welcomed) return;

@@ -199,7 +199,9 @@ test('hostile chat text shows as text in the widget and the dashboard and runs n
   const [, chat] = await openWidget();
   await say(chat, payload);
   await waitForReply(chat, 1);
-  assert.equal(await chat.locator('.msg.visitor').last().textContent(), 'You' + payload + '✓✓');
+  const withoutTime = (li) => { const copy = li.cloneNode(true); copy.querySelector('time')?.remove(); return copy.textContent; };
+  assert.equal(await chat.locator('.msg.visitor').last().evaluate(withoutTime), 'You' + payload + '✓✓');
+  assert.match(await chat.locator('.msg.visitor').last().locator('time').textContent(), /\d{1,2}:\d{2}/, 'every message shows its time');
   assert.equal(await chat.locator('.log img, .log script').count(), 0);
   // Only the https URL is a link (its full stop is the sentence's).
   assert.deepEqual(await chat.locator('.msg.visitor').last().locator('a').evaluateAll((as) => as.map((a) => a.href)), ['https://safe.example/path']);
@@ -264,6 +266,7 @@ test('alerts: a new escalation and a visitor message in my conversation count in
   await say(chat, 'I need a human about my invoice');
   await waitForReply(chat, 1);
   await agent.waitForFunction(() => document.title.startsWith('(1) '), null, { timeout: 10000 });
+  await chat.waitForSelector('#state:text("Waiting for a person")');
 
   // She takes it by replying; then the visitor writes: a second alert, for her.
   const agnes = await apiLogin('agnes', 'agnes-password');
@@ -271,6 +274,7 @@ test('alerts: a new escalation and a visitor message in my conversation count in
   const id = found.body.sessions[0].id;
   assert.equal((await apiCall(agnes, 'POST', `/api/sessions/${id}/reply`, { client_msg_id: 'alert-1', text: 'On it' })).status, 201);
   await chat.waitForSelector('.msg.agent:text("On it")');
+  await chat.waitForSelector('#state:text("Chatting with agnes")');
   await say(chat, 'Thank you, are you there?');
   await agent.waitForFunction(() => document.title.startsWith('(2) '), null, { timeout: 10000 });
 
@@ -435,6 +439,16 @@ test('Test AI opens a draggable chat whose session is channel test', async () =>
   await page.click('#test-ai-open');
   const frame = await waitForFrame(page);
   await frame.waitForSelector('#state:text("Online")');
+  // Near the limit a counter shows; a paste past it says it was cut.
+  await frame.fill('#text', 'x'.repeat(3700));
+  assert.equal(await frame.locator('#count').textContent(), '3700 / 4000');
+  await frame.fill('#text', 'x'.repeat(3990));
+  await frame.evaluate(() => {
+    const data = new DataTransfer(); data.setData('text/plain', 'y'.repeat(50));
+    document.getElementById('text').dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true }));
+  });
+  await frame.waitForSelector('#count.cut:text("cut to fit")');
+  await frame.fill('#text', '');
   await say(frame, 'Testing the agent');
   await waitForReply(frame, 1);
   const head = await page.locator('#test-ai-head').boundingBox();
