@@ -39,7 +39,25 @@
   bubble.type = "button";
   bubble.setAttribute("aria-label", "Open chat");
   bubble.setAttribute("aria-expanded", "false");
-  bubble.textContent = "\uD83D\uDCAC";
+  // Inline SVG icons: they render in a shadow root on any page, with no
+  // icon font or emoji font to load.
+  var SVG = "http://www.w3.org/2000/svg";
+  var ICONS = {
+    chat: "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z",
+    close: "M6 6l12 12M18 6L6 18"
+  };
+  function icon(name) {
+    var svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24"); svg.setAttribute("width", "26"); svg.setAttribute("height", "26");
+    svg.setAttribute("aria-hidden", "true"); svg.setAttribute("data-icon", name);
+    var path = document.createElementNS(SVG, "path");
+    path.setAttribute("d", ICONS[name]);
+    if (name === "close") { path.setAttribute("stroke", "currentColor"); path.setAttribute("stroke-width", "2.5"); path.setAttribute("fill", "none"); path.setAttribute("stroke-linecap", "round"); }
+    else path.setAttribute("fill", "currentColor");
+    svg.appendChild(path);
+    return svg;
+  }
+  bubble.replaceChildren(icon("chat"));
   var frame = document.createElement("iframe");
   frame.title = "Chat";
   frame.src = hub + "/widget/frame.html?site=" + encodeURIComponent(site);
@@ -50,7 +68,7 @@
     frame.classList.toggle("open", open);
     bubble.setAttribute("aria-expanded", String(open));
     bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
-    bubble.textContent = open ? "\u2715" : "\uD83D\uDCAC";
+    bubble.replaceChildren(icon(open ? "close" : "chat"));
     if (open && frame.contentWindow) frame.contentWindow.postMessage({ type: "chathub:opened" }, hub);
   }
   bubble.addEventListener("click", function () { toggle(!frame.classList.contains("open")); });
