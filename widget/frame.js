@@ -70,7 +70,9 @@
     if (seen[m.seq]) return;
     seen[m.seq] = true;
     if (m.seq > pageSeq) pageSeq = m.seq;
-    bubble(m.role, m.text, m.author, m.created_at);
+    var li = bubble(m.role, m.text, m.author, m.created_at);
+    // A visitor's stored message is delivered, also after a reload.
+    if (m.role === "visitor") markSent(li, "delivered");
     if (m.role === "agent" && m.author) { joined = m.author; renderState(); }
     if (m.seq > (saved.lastSeq || 0)) { saved.lastSeq = m.seq; persist(); }
   }
@@ -188,6 +190,10 @@
     typingTimer = setTimeout(function () { typingTimer = null; if (ws && welcomed) ws.send(JSON.stringify({ type: "typing", on: false })); }, 2000);
   });
   $("close").addEventListener("click", function () { parent.postMessage({ type: "chathub:close" }, "*"); });
+  // Escape closes the chat (focus goes back to the bubble).
+  document.addEventListener("keydown", function (e) {
+    if (e.key === "Escape") parent.postMessage({ type: "chathub:close" }, "*");
+  });
   window.addEventListener("message", function (e) { if (e.data && e.data.type === "chathub:opened") text.focus(); });
 
   $("prechat").addEventListener("submit", function (e) {

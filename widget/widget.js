@@ -64,17 +64,28 @@
   root.appendChild(frame);
   root.appendChild(bubble);
 
-  function toggle(open) {
+  // Open or closed as the visitor left it, across reloads of this tab.
+  var OPEN_KEY = "chathub.open." + site;
+  function remember(open) {
+    try { sessionStorage.setItem(OPEN_KEY, open ? "1" : "0"); } catch (e) { /* storage off: forget */ }
+  }
+  function toggle(open, byKeyboardOrClick) {
     frame.classList.toggle("open", open);
+    if (byKeyboardOrClick !== false) remember(open);
     bubble.setAttribute("aria-expanded", String(open));
     bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
     bubble.replaceChildren(icon(open ? "close" : "chat"));
     if (open && frame.contentWindow) frame.contentWindow.postMessage({ type: "chathub:opened" }, hub);
   }
   bubble.addEventListener("click", function () { toggle(!frame.classList.contains("open")); });
+  frame.addEventListener("load", function () {
+    var wasOpen = false;
+    try { wasOpen = sessionStorage.getItem(OPEN_KEY) === "1"; } catch (e) { /* storage off */ }
+    if (wasOpen) toggle(true, false);
+  });
   window.addEventListener("message", function (event) {
     if (event.origin !== hub || !event.data || typeof event.data !== "object") return;
-    if (event.data.type === "chathub:close") toggle(false);
+    if (event.data.type === "chathub:close") { toggle(false); bubble.focus(); }
     if (event.data.type === "chathub:settings") {
       var color = String(event.data.color || "");
       if (/^#[0-9a-fA-F]{3,8}$/.test(color)) bubble.style.background = color;

@@ -104,7 +104,10 @@ async fn store_inbound(state: &AppState, channel: Channel, inbound: Inbound, max
         return Ok(());
     }
     let name = inbound.name.filter(|n| !n.contains('\0'));
-    let customer = Customer { name, ..Default::default() };
+    // A WhatsApp sender is a phone number (wa_id: digits, no +).
+    let phone = (channel == Channel::Whatsapp && !inbound.sender.is_empty() && inbound.sender.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("+{}", inbound.sender));
+    let customer = Customer { name, phone, ..Default::default() };
     let session = state
         .hub
         .external_session(channel, &inbound.sender, &customer, serde_json::json!({}))

@@ -492,8 +492,9 @@ async fn a_signed_whatsapp_message_is_answered_through_the_cloud_api() {
     // A retry of the same webhook stores nothing new.
     assert_eq!(post_webhook(&app, "/webhooks/whatsapp", body.clone(), Some(chathub::channels::sign(APP_SECRET, &body))).await, 200);
     let db = app.db().await;
-    let row = db.query_one("SELECT channel, external_id, customer_name FROM sessions", &[]).await.unwrap();
+    let row = db.query_one("SELECT channel, external_id, customer_name, customer_phone FROM sessions", &[]).await.unwrap();
     assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, Option<String>>(2)), ("whatsapp".into(), "447700900000".into(), Some("Grace".into())));
+    assert_eq!(row.get::<_, Option<String>>(3).as_deref(), Some("+447700900000"), "the contact's number is the session's phone");
     assert!(eventually(Duration::from_secs(10), async || !graph.received_requests().await.unwrap().is_empty()).await);
     let sent: Value = serde_json::from_slice(&graph.received_requests().await.unwrap()[0].body).unwrap();
     assert_eq!(sent["messaging_product"], "whatsapp");

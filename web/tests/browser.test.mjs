@@ -388,6 +388,25 @@ test('the widget survives a server restart mid-chat without losing or duplicatin
   await again.waitForSelector('.msg.visitor:text("Before the restart")', { state: 'attached' });
 });
 
+test('the widget reopens as the visitor left it, keeps its ticks after a reload, and Escape closes it', async () => {
+  const [page, chat] = await openWidget();
+  await say(chat, 'Remember me');
+  await waitForReply(chat, 1);
+  await chat.waitForSelector('.msg.visitor[data-state=delivered]');
+  await page.reload();
+  const again = await waitForFrame(page);
+  // Open again without a click, with the earlier message still ticked.
+  await again.waitForSelector('#text:visible');
+  await again.waitForSelector('.msg.visitor[data-state=delivered]:text("Remember me")');
+  await again.press('#text', 'Escape');
+  await again.waitForSelector('#text', { state: 'hidden' });
+  await page.reload();
+  const closed = await waitForFrame(page);
+  await closed.waitForSelector('#state:text("Online")', { state: 'attached' });
+  await page.waitForTimeout(300);
+  assert.equal(await closed.locator('#text').isVisible(), false, 'closed, as she left it');
+});
+
 test('roles: a QA user sees no admin screens and the API refuses them anyway', async () => {
   const qa = await newPage();
   await signIn(qa, 'quinn', 'quinn-password');
