@@ -274,6 +274,7 @@ mod tests {
             role: MessageRole::Ai,
             text: "hi".into(),
             created_at: DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z").unwrap().with_timezone(&Utc),
+            author: None,
         };
         let json: serde_json::Value = serde_json::from_str(&ServerFrame::Message { message: &message }.encode()).unwrap();
         assert_eq!(
