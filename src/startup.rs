@@ -238,8 +238,12 @@ impl ClusterNode {
     fn serve(cluster: Arc<Cluster>, hub: Arc<Hub>, state: web::Data<AppState>) -> Self {
         let on_settings: serve::OnSettings = Arc::new(move |change| match change {
             SettingsChange::Rules => {
-                let state = state.clone();
-                tokio::spawn(async move { reload_rules(&state).await });
+                let hub = state.hub.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = hub.reload_rules().await {
+                        tracing::warn!(error = %e, "could not reload the completion rules");
+                    }
+                });
             }
             SettingsChange::Site(key) => state.sites.forget(&key),
         });
@@ -250,13 +254,6 @@ impl ClusterNode {
     async fn leave(self) {
         self.cluster.release_all().await;
         self.serving.stop();
-    }
-}
-
-async fn reload_rules(state: &AppState) {
-    match RuleSet::load(&state.db, &state.config.booking_url).await {
-        Ok(rules) => state.hub.rules.replace(rules),
-        Err(e) => tracing::warn!(error = %e, "could not reload the completion rules"),
     }
 }
 

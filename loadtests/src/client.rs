@@ -23,48 +23,35 @@ pub async fn connect(server: SocketAddr, path: &str, source: Option<IpAddr>) -> 
     Ok(ws)
 }
 
-/// Says hello and waits for the welcome; returns the socket.
-pub async fn visitor(server: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<Socket> {
+/// Opens a visitor socket to `server` and says hello (`token`: resume that
+/// conversation); returns the socket and its welcome frame.
+pub async fn hello(server: SocketAddr, source: Option<IpAddr>, token: Option<&str>) -> anyhow::Result<(Socket, Value)> {
     let mut ws = connect(server, "/ws/chat", source).await?;
-    ws.send(Message::text(json!({"type": "hello", "token": null, "last_seq": 0}).to_string())).await?;
+    ws.send(Message::text(json!({"type": "hello", "token": token, "last_seq": 0}).to_string())).await?;
     while let Some(frame) = ws.next().await {
         if let Message::Text(text) = frame? {
-            let value: Value = serde_json::from_str(&text)?;
-            if value["type"] == "welcome" {
-                return Ok(ws);
-            }
-            anyhow::bail!("expected welcome, got {value}");
+            let welcome: Value = serde_json::from_str(&text)?;
+            anyhow::ensure!(welcome["type"] == "welcome", "expected welcome, got {welcome}");
+            return Ok((ws, welcome));
         }
     }
     anyhow::bail!("closed before welcome")
+}
+
+/// Says hello and waits for the welcome; returns the socket.
+pub async fn visitor(server: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<Socket> {
+    Ok(hello(server, source, None).await?.0)
 }
 
 /// A visitor whose conversation starts on `home` (hello and one message
 /// there), resumed from `away`: its messages then travel to the node that
 /// runs the conversation.
 pub async fn visitor_elsewhere(home: SocketAddr, away: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<Socket> {
-    let mut first = connect(home, "/ws/chat", source).await?;
-    first.send(Message::text(json!({"type": "hello", "token": null, "last_seq": 0}).to_string())).await?;
-    let token = loop {
-        let Some(frame) = first.next().await else { anyhow::bail!("closed before welcome") };
-        if let Message::Text(text) = frame? {
-            let welcome: Value = serde_json::from_str(&text)?;
-            anyhow::ensure!(welcome["type"] == "welcome", "expected welcome, got {welcome}");
-            break welcome["token"].as_str().unwrap_or_default().to_owned();
-        }
-    };
+    let (first, welcome) = hello(home, source, None).await?;
+    let token = welcome["token"].as_str().unwrap_or_default().to_owned();
     let mut first = say_once(first, "home").await?;
     first.close(None).await?;
-    let mut ws = connect(away, "/ws/chat", source).await?;
-    ws.send(Message::text(json!({"type": "hello", "token": token, "last_seq": 0}).to_string())).await?;
-    while let Some(frame) = ws.next().await {
-        if let Message::Text(text) = frame? {
-            let value: Value = serde_json::from_str(&text)?;
-            anyhow::ensure!(value["type"] == "welcome", "expected welcome on resume, got {value}");
-            return Ok(ws);
-        }
-    }
-    anyhow::bail!("closed before welcome")
+    Ok(hello(away, source, Some(&token)).await?.0)
 }
 
 /// Sends one chat message and waits for its ack (other frames are skipped).

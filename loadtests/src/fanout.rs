@@ -143,13 +143,7 @@ async fn open_visitors(servers: &[std::net::SocketAddr], count: usize) -> anyhow
     let mut visitors = Vec::with_capacity(count);
     let mut sessions = Vec::with_capacity(count);
     for i in 0..count {
-        let mut ws = client::connect(servers[i % servers.len()], "/ws/chat", None).await?;
-        ws.send(Message::text(json!({"type": "hello", "token": null, "last_seq": 0}).to_string())).await?;
-        let welcome = loop {
-            if let Some(Message::Text(text)) = ws.next().await.transpose()? {
-                break serde_json::from_str::<Value>(&text)?;
-            }
-        };
+        let (ws, welcome) = client::hello(servers[i % servers.len()], None, None).await?;
         sessions.push(welcome["session_id"].as_str().unwrap_or_default().to_owned());
         // One message first, so the conversation is stored: a dashboard on
         // another node of a cluster can only watch a stored conversation.

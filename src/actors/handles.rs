@@ -70,8 +70,8 @@ impl SessionHandle {
         Self { id, at: Where::Here(addr) }
     }
 
-    pub(crate) fn remote(id: SessionId, remote: RemoteSession) -> Self {
-        Self { id, at: Where::There(remote) }
+    pub(crate) fn remote(remote: RemoteSession) -> Self {
+        Self { id: remote.id(), at: Where::There(remote) }
     }
 
     pub fn id(&self) -> SessionId {

@@ -105,7 +105,7 @@ impl Hub {
         }
         let cluster = self.cluster.as_ref()?;
         let node = cluster.running_elsewhere(id).await?;
-        Some(SessionHandle::remote(id, RemoteSession::new(id, node, cluster.clone())))
+        Some(SessionHandle::remote(RemoteSession::new(id, node, cluster.clone())))
     }
 
     /// Several nodes: the cluster (`None` on a single node).
@@ -185,7 +185,7 @@ impl Hub {
             },
             None => match cluster.locate(id).await? {
                 Owner::Here(fence) => self.start_claimed(&cluster, id, fence).await,
-                Owner::There(node) => Ok(Some(SessionHandle::remote(id, RemoteSession::new(id, node, cluster.clone())))),
+                Owner::There(node) => Ok(Some(SessionHandle::remote(RemoteSession::new(id, node, cluster.clone())))),
             },
         };
         self.starting.remove_if(&id, |_, l| Arc::strong_count(l) <= 2);
@@ -258,6 +258,12 @@ impl Hub {
         if let Some(session) = self.live(id) {
             session.lease_lost();
         }
+    }
+
+    /// Re-reads the enabled completion rules into the live set.
+    pub async fn reload_rules(&self) -> anyhow::Result<()> {
+        self.rules.replace(crate::completion::RuleSet::load(&self.db, &self.config.booking_url).await?);
+        Ok(())
     }
 
     /// Settings changed here (stored): the other nodes reload theirs.

@@ -14,7 +14,7 @@ use super::ApiError;
 use crate::auth::access::Principal;
 use crate::auth::staff_sessions::StaffUser;
 use crate::domain::listing::{Cursor, ListQuery, MAX_PER_PAGE, PageRequest, SessionFilter};
-use crate::domain::role::{DEVELOPERS, HANDLERS};
+use crate::domain::role::DEVELOPERS;
 use crate::domain::{ChatText, ClientMsgId, Priority, QaStatus, SeenUpTo, SessionId, SessionStatus};
 use crate::state::AppState;
 use crate::store;
@@ -112,12 +112,7 @@ pub async fn update(id: web::Path<Uuid>, body: web::Json<Update>, state: web::Da
     }
     if let Some(Some(assignee)) = change.assignee_id {
         // Only someone who may take the conversation over can be assigned it.
-        let may_handle = match store::users::find(&state.db, assignee).await {
-            Ok(user) => !user.disabled && user.role.parse::<crate::domain::Role>().is_ok_and(|r| HANDLERS.contains(&r)),
-            Err(store::StoreError::NotFound(_)) => false,
-            Err(e) => return Err(e.into()),
-        };
-        if !may_handle {
+        if !store::users::is_assignable(&state.db, assignee).await? {
             return Err(ApiError::invalid("invalid_assignee", "assignee_id is not an active user who may take over (admin, developer or agent)"));
         }
     }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::ApiError;
 use crate::actors::cluster::SettingsChange;
-use crate::completion::{Rule, RuleSet};
+use crate::completion::Rule;
 use crate::sites::DEFAULT_SITE;
 use crate::state::AppState;
 use crate::store;
@@ -128,7 +128,7 @@ pub struct RuleBody {
 
 /// Reloads the live rule set after a change.
 async fn reload(state: &AppState) -> Result<(), ApiError> {
-    state.hub.rules.replace(RuleSet::load(&state.db, &state.config.booking_url).await?);
+    state.hub.reload_rules().await?;
     state.hub.settings_changed(SettingsChange::Rules);
     Ok(())
 }

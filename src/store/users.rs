@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::domain::Role;
+use crate::domain::role::HANDLERS;
 use crate::postgres::Db;
 use crate::protocol::{rfc3339, rfc3339_opt};
 
@@ -53,15 +54,28 @@ pub async fn find(db: &Db, id: Uuid) -> Result<UserRow, StoreError> {
     row.as_ref().map(UserRow::from_row).ok_or(StoreError::NotFound("user"))
 }
 
-/// The active users who may take conversations over (admins, developers,
-/// agents): whom a conversation can be assigned to.
+/// Who a conversation can be assigned to: active users of a role that may
+/// take conversations over (`HANDLERS`), with `$1` those roles.
+const ASSIGNABLE: &str = "NOT disabled AND role = ANY($1)";
+
+fn handler_roles() -> Vec<&'static str> {
+    HANDLERS.iter().map(|r| r.as_str()).collect()
+}
+
+/// Everyone a conversation can be assigned to, by username.
 pub async fn assignable(db: &Db) -> Result<Vec<UserRow>, StoreError> {
     let rows = db
         .get()
         .await?
-        .query(&format!("SELECT {USER_COLUMNS} FROM users WHERE NOT disabled AND role IN ('admin', 'developer', 'agent') ORDER BY username"), &[])
+        .query(&format!("SELECT {USER_COLUMNS} FROM users WHERE {ASSIGNABLE} ORDER BY username"), &[&handler_roles()])
         .await?;
     Ok(rows.iter().map(UserRow::from_row).collect())
+}
+
+/// Whether a conversation can be assigned to `id`.
+pub async fn is_assignable(db: &Db, id: Uuid) -> Result<bool, StoreError> {
+    let row = db.get().await?.query_opt(&format!("SELECT 1 FROM users WHERE id = $2 AND {ASSIGNABLE}"), &[&handler_roles(), &id]).await?;
+    Ok(row.is_some())
 }
 
 /// Stores a new account; `false` if the username is taken.
@@ -229,9 +243,4 @@ pub async fn revoke_api_key(db: &Db, id: Uuid) -> Result<(), StoreError> {
         return Err(StoreError::NotFound("API key"));
     }
     Ok(())
-}
-
-/// Whether `id` is an account that may be given work (exists, not disabled).
-pub async fn is_active(db: &Db, id: Uuid) -> Result<bool, StoreError> {
-    Ok(db.get().await?.query_opt("SELECT 1 FROM users WHERE id = $1 AND NOT disabled", &[&id]).await?.is_some())
 }

@@ -42,6 +42,10 @@ impl RemoteSession {
         Self { id, owner, cluster }
     }
 
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
     async fn ask(&self, command: &Command, timeout: Duration) -> Result<Reply, BusError> {
         let payload = serde_json::to_vec(command).expect("commands encode");
         let answer = self.cluster.bus.request(subject::commands(&self.owner), payload.into(), timeout).await;

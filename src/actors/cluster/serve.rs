@@ -199,8 +199,9 @@ fn within_reply_size(
     gap: Option<(crate::domain::Seq, crate::domain::Seq)>,
     after: crate::domain::Seq,
 ) -> (Vec<crate::protocol::MessageView>, Option<(crate::domain::Seq, crate::domain::Seq)>) {
-    let mut cut = 0;
-    while text_bytes(&messages[cut..]) > MAX_REPLY_TEXT {
+    let (mut cut, mut size) = (0, text_bytes(&messages));
+    while size > MAX_REPLY_TEXT {
+        size -= text_bytes(&messages[cut..=cut]);
         cut += 1;
     }
     if cut == 0 {
@@ -373,18 +374,25 @@ async fn renew_leases(hub: Arc<Hub>, cluster: Arc<Cluster>) {
 fn resync(hub: &Hub, cluster: &Cluster) {
     tracing::warn!("live traffic between nodes may have been lost; dashboards and remote sockets here resume");
     hub.supervisor.reload_dashboards();
-    let sockets: Vec<ConnId> = cluster.remote_sockets.iter().map(|s| *s.key()).collect();
-    for conn in sockets {
-        if let Some((_, socket)) = cluster.remote_sockets.remove(&conn) {
-            socket.outbound.close(close::MOVED, close_reason(close::MOVED));
-        }
-    }
+    move_remote_sockets(cluster, |_| true);
     // Closed while still registered: `forward` sends the close on and forgets them.
     let proxies: Vec<(SessionId, crate::outbound::Outbound)> = cluster.proxies.iter().map(|p| p.value().clone()).collect();
     for (session, proxy) in proxies {
         proxy.close(close::MOVED, close_reason(close::MOVED));
         hub.live(session).inspect(|s| s.detach_visitor(proxy.id));
     }
+}
+
+/// Closes (1012) and forgets this node's remote sockets whose owner `gone`
+/// names: their clients resume on whichever node runs the conversation now.
+fn move_remote_sockets(cluster: &Cluster, gone: impl Fn(&str) -> bool) {
+    cluster.remote_sockets.retain(|_, socket| {
+        let moved = gone(&socket.owner);
+        if moved {
+            socket.outbound.close(close::MOVED, close_reason(close::MOVED));
+        }
+        !moved
+    });
 }
 
 async fn watch_peers(hub: Arc<Hub>, cluster: Arc<Cluster>) {
@@ -402,12 +410,7 @@ async fn watch_peers(hub: Arc<Hub>, cluster: Arc<Cluster>) {
         let owners: HashSet<String> = cluster.remote_sockets.iter().map(|s| s.owner.clone()).collect();
         for owner in owners {
             if !matches!(cluster.answers(&owner).await, Ok(true)) {
-                let gone: Vec<ConnId> = cluster.remote_sockets.iter().filter(|s| s.owner == owner).map(|s| *s.key()).collect();
-                for conn in gone {
-                    if let Some((_, socket)) = cluster.remote_sockets.remove(&conn) {
-                        socket.outbound.close(close::MOVED, close_reason(close::MOVED));
-                    }
-                }
+                move_remote_sockets(&cluster, |node| node == owner);
             }
         }
         let nodes: HashSet<String> = cluster.proxies.iter().map(|p| p.key().0.clone()).collect();
