@@ -104,7 +104,7 @@ pub struct Config {
     #[arg(long, env = "N8N_WEBHOOK_SECRET", hide_env_values = true)]
     pub n8n_webhook_secret: Option<String>,
 
-    /// Resend API key for QA alert emails.
+    /// Resend API key for QA alert emails and emails to leads.
     #[arg(long, env = "RESEND_API_KEY", hide_env_values = true)]
     pub resend_api_key: Option<String>,
 
@@ -112,11 +112,17 @@ pub struct Config {
     #[arg(long, env = "RESEND_API_URL", default_value = "https://api.resend.com")]
     pub resend_api_url: String,
 
+    /// Signing secret (`whsec_…`) of the Resend webhook that reports opens,
+    /// clicks and bounces to `POST /webhooks/resend`.
+    #[arg(long, env = "RESEND_WEBHOOK_SECRET", hide_env_values = true)]
+    pub resend_webhook_secret: Option<String>,
+
     /// Comma-separated recipients of QA alert emails.
     #[arg(long, env = "QA_ALERT_EMAILS")]
     pub qa_alert_emails: Option<String>,
 
-    /// Sender of QA alert emails.
+    /// Sender of QA alert emails, and of emails to leads unless their site
+    /// sets its own.
     #[arg(long, env = "EMAIL_FROM", default_value = "chathub <alerts@example.com>")]
     pub email_from: String,
 

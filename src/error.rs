@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 401: wrong username or password (the same answer for both).
     #[error("wrong username or password")]
     InvalidCredentials,
+    /// 401: a webhook whose signature does not verify (or is stale).
+    #[error("{0}")]
+    BadSignature(String),
     /// 403: authenticated, but this role may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -67,6 +70,7 @@ impl ApiError {
             Self::Invalid { code, .. } | Self::Unprocessable { code, .. } => code,
             Self::Unauthenticated => "unauthenticated",
             Self::InvalidCredentials => "invalid_credentials",
+            Self::BadSignature(_) => "invalid_signature",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -86,7 +90,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthenticated | Self::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated | Self::InvalidCredentials | Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -9,6 +9,7 @@
 //!  relay API ───────┘   (one per conversation) ├──> AI agent (demo | webhook | openai)
 //!                                │             └──> persistence actor ──> PostgreSQL
 //!                                └─ outbox rows ──> notifier actor ──> n8n, Resend, Meta
+//!  Resend webhook ──> email tracking (store) ──> supervisor ──> dashboards
 //! ```
 //!
 //! The floors: a module may use what stands below it, never what stands
@@ -20,7 +21,7 @@
 //!  http  ws  state              transports: parse at the edge, call handles and the data layer
 //!  actors (handles)             conversations, supervisor, persistence, notifier; only handles leave
 //!  agents delivery channels     outside services: AI agents, n8n/Resend/Meta, Meta's webhooks
-//!  sites completion             the websites a widget may sit on, completion rules
+//!  sites completion email       the websites a widget may sit on, completion rules, email templates
 //!  auth client_ip limits        passwords, logins, API keys; who the client is; per-IP limits
 //!  store                        every SQL statement, one file per table group
 //!  domain protocol error        validated types, frames and codes, the one error shape
@@ -40,6 +41,8 @@
 //! - [`channels`]: Messenger and WhatsApp webhooks (signatures, payloads).
 //! - [`sites`]: the websites a widget may sit on.
 //! - [`completion`]: completion rules.
+//! - [`email`]: email templates (variables, HTML and text) and the
+//!   Standard Webhooks signatures of Resend's webhook and our n8n deliveries.
 //! - [`auth`]: passwords, staff logins, API keys, users, access rules.
 //! - [`store`]: every SQL statement, one file per table group; returns plain
 //!   rows and its own `StoreError`.
@@ -64,6 +67,7 @@ pub mod completion;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod email;
 pub mod error;
 pub mod http;
 pub mod limits;

@@ -117,6 +117,41 @@ pub struct MessageView {
     pub author: Option<String>,
 }
 
+/// An email sent to a lead and what Resend reported about it (SPEC §13):
+/// the items of a session detail's `emails`, and the `email` frame's.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EmailView {
+    pub id: uuid::Uuid,
+    pub template_id: Option<uuid::Uuid>,
+    pub subject: String,
+    pub to: String,
+    /// `queued`, `failed`, `sent`, `delivered`, `opened`, `clicked`,
+    /// `bounced` or `complained`.
+    pub status: String,
+    /// Resend's id for it.
+    pub provider_id: Option<String>,
+    pub sent_by: Option<String>,
+    /// Why it failed, for `failed`.
+    pub error: Option<String>,
+    #[serde(with = "rfc3339")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "rfc3339_opt")]
+    pub sent_at: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339_opt")]
+    pub delivered_at: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339_opt")]
+    pub opened_at: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339_opt")]
+    pub clicked_at: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339_opt")]
+    pub bounced_at: Option<DateTime<Utc>>,
+    #[serde(with = "rfc3339_opt")]
+    pub complained_at: Option<DateTime<Utc>>,
+    pub open_count: i32,
+    pub click_count: i32,
+    pub clicked_links: Vec<String>,
+}
+
 /// A frame from the server. Serialised once per event and shared by all
 /// recipients (see `encode`).
 #[derive(Debug, Serialize)]
@@ -180,6 +215,8 @@ pub const DASHBOARD_FRAME_TYPES: &[&str] = &["watch", "unwatch", "say", "takeove
 pub enum StaffFrame<'a> {
     SessionDeleted { session_id: SessionId },
     Message { session_id: SessionId, message: &'a MessageView },
+    /// An email of the session was queued or its tracking moved.
+    Email { session_id: SessionId, email: &'a EmailView },
     Typing { session_id: SessionId, role: crate::domain::MessageRole, on: bool },
     Ack { session_id: SessionId, client_msg_id: &'a str, seq: Seq },
     Takeover { session_id: SessionId, handler: crate::domain::Handler },
@@ -251,6 +288,12 @@ pub mod rfc3339_opt {
             Some(t) => s.serialize_str(&rfc3339::format(t)),
             None => s.serialize_none(),
         }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| DateTime::parse_from_rfc3339(&s).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

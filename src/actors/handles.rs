@@ -362,12 +362,12 @@ impl HubActors {
     pub fn start(db: &Db, config: &Arc<Config>, cluster: Option<Arc<Cluster>>) -> anyhow::Result<Self> {
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
-        let notifier = NotifierHandle::start(&handle, Notifier::new(db.clone(), config.clone())?);
+        let supervisor = SupervisorHandle::start(&handle, Supervisor::new(db.clone(), config.inactive_after_hours), cluster);
+        let notifier = NotifierHandle::start(&handle, Notifier::new(db.clone(), config.clone(), supervisor.clone())?);
         let limits = &config.limits;
         let persistence = Persistence::new(db.clone(), limits.persist_queue, limits.persist_batch, Some(notifier.recipient()))
             .with_in_flight(limits.persist_in_flight);
         let persistence = PersistenceHandle::start(&handle, persistence);
-        let supervisor = SupervisorHandle::start(&handle, Supervisor::new(db.clone(), config.inactive_after_hours), cluster);
         Ok(Self { arbiter, persistence, supervisor, notifier })
     }
 

@@ -281,6 +281,12 @@ impl Hub {
         self.supervisor.event(SessionEvent::SessionChanged { session_id: id });
     }
 
+    /// An email of a session was queued or tracked (stored): the session's
+    /// watchers on every node see it.
+    pub fn email_changed(&self, id: SessionId, email: crate::protocol::EmailView) {
+        self.supervisor.event(SessionEvent::EmailChanged { session_id: id, email: Arc::new(email) });
+    }
+
     /// Staff changed a session's status (already stored): a live actor
     /// updates its visitors.
     pub fn status_changed(&self, id: SessionId, status: SessionStatus) {

@@ -18,8 +18,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use rand::Rng;
 
+use super::handles::SupervisorHandle;
+use super::supervisor::SessionEvent;
 use crate::config::Config;
 use crate::delivery::{self, Job, Outcome};
+use crate::domain::SessionId;
 use crate::postgres::Db;
 use crate::store::deliveries::{self as store, AttemptResult};
 use std::sync::Arc;
@@ -36,6 +39,8 @@ pub struct Wake;
 
 pub struct Notifier {
     db: Db,
+    /// Told when an email's status moves (the session's watchers see it).
+    supervisor: SupervisorHandle,
     config: Arc<Config>,
     http: reqwest::Client,
     in_flight: usize,
@@ -44,13 +49,13 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(db: Db, config: Arc<Config>) -> anyhow::Result<Self> {
+    pub fn new(db: Db, config: Arc<Config>, supervisor: SupervisorHandle) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(config.notifier_timeout())
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { db, config, http, in_flight: 0, claiming: false })
+        Ok(Self { db, supervisor, config, http, in_flight: 0, claiming: false })
     }
 
     fn claim(&mut self, ctx: &mut Context<Self>) {
@@ -84,10 +89,10 @@ impl Notifier {
 
     fn start(&mut self, job: Job, ctx: &mut Context<Self>) {
         self.in_flight += 1;
-        let (http, config, db) = (self.http.clone(), self.config.clone(), self.db.clone());
+        let (http, config, db, supervisor) = (self.http.clone(), self.config.clone(), self.db.clone(), self.supervisor.clone());
         async move {
             let outcome = delivery::deliver(&http, &config, &db, &job).await;
-            if let Err(e) = record(&db, &config, &job, &outcome).await {
+            if let Err(e) = record(&db, &config, &job, &outcome, &supervisor).await {
                 // The lease runs out and the row is tried again.
                 tracing::warn!(error = %e, id = job.id, "could not record a delivery outcome");
             }
@@ -110,6 +115,9 @@ impl Actor for Notifier {
             tracing::warn!("N8N_WEBHOOK_URL is not set: completed leads are kept as skipped deliveries");
         } else if c.n8n_webhook_secret.is_none() {
             tracing::warn!("N8N_WEBHOOK_SECRET is not set: lead webhooks are sent unsigned");
+        }
+        if c.resend_api_key.is_none() {
+            tracing::warn!("RESEND_API_KEY is not set: staff cannot email leads");
         }
         if c.resend_api_key.is_none() || c.qa_alert_emails.is_none() {
             tracing::warn!("RESEND_API_KEY or QA_ALERT_EMAILS is not set: QA alerts are kept as skipped deliveries");
@@ -142,9 +150,11 @@ pub fn backoff(base: Duration, attempts: i32, retry_after: Option<Duration>) -> 
     exponential.mul_f64(jitter)
 }
 
-async fn record(db: &Db, config: &Config, job: &Job, outcome: &Outcome) -> anyhow::Result<()> {
+/// Stores the attempt's outcome, then what it changed beyond the outbox
+/// (an email's status), which the dashboards watching its session hear.
+async fn record(db: &Db, config: &Config, job: &Job, outcome: &Outcome, supervisor: &SupervisorHandle) -> anyhow::Result<()> {
     let (result, label) = match outcome {
-        Outcome::Delivered { status } => (AttemptResult::Delivered { status: *status }, "delivered"),
+        Outcome::Delivered { status, .. } => (AttemptResult::Delivered { status: *status }, "delivered"),
         Outcome::Retry { status, error, retry_after } if job.attempts < config.notifier_max_attempts => {
             let delay = backoff(config.notifier_retry_base(), job.attempts, *retry_after);
             tracing::info!(id = job.id, event = %job.event_type, attempt = job.attempts, retry_in = ?delay, %error, "delivery failed; will retry");
@@ -158,6 +168,9 @@ async fn record(db: &Db, config: &Config, job: &Job, outcome: &Outcome) -> anyho
     };
     store::record_attempt(db, job.id, result).await?;
     metrics::counter!("chathub_deliveries_total", "outcome" => label).increment(1);
+    if let Some((session_id, email)) = delivery::settle(db, job, outcome, label == "dead").await? {
+        supervisor.event(SessionEvent::EmailChanged { session_id: SessionId(session_id), email: Arc::new(email) });
+    }
     Ok(())
 }
 

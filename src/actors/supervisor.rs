@@ -12,7 +12,7 @@
 //!   a busy one updates once a second (its messages still stream live to its
 //!   watchers). A summary is ~1 KB to every dashboard, so this bounds the
 //!   list's traffic by the number of sessions, not the number of messages.
-//! - Watchers of a conversation get its `message` and `typing` frames. A
+//! - Watchers of a conversation get its `message`, `email` and `typing` frames. A
 //!   `typing on` is held for `TYPING_HOLD`; an `off` within that time
 //!   cancels both (an agent that answers at once never flickers, and 100
 //!   dashboards are spared two frames per reply).
@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::domain::{MessageRole, Seq, SessionId};
 use crate::postgres::Db;
 use crate::outbound::{ConnId, Outbound};
-use crate::protocol::{MessageView, StaffFrame};
+use crate::protocol::{EmailView, MessageView, StaffFrame};
 
 /// How often changed sessions are re-read and broadcast.
 const COALESCE_INTERVAL: Duration = Duration::from_millis(100);
@@ -48,6 +48,8 @@ const TYPING_HOLD: Duration = Duration::from_millis(50);
 #[rtype(result = "()")]
 pub enum SessionEvent {
     MessageStored { session_id: SessionId, message: Arc<MessageView> },
+    /// An email to the session's lead was queued or its tracking moved.
+    EmailChanged { session_id: SessionId, email: Arc<EmailView> },
     SessionChanged { session_id: SessionId },
     SessionDeleted { session_id: SessionId },
     Typing { session_id: SessionId, role: MessageRole, on: bool },
@@ -234,6 +236,10 @@ impl Handler<SessionEvent> for Supervisor {
             SessionEvent::MessageStored { session_id, message } => {
                 let frame = StaffFrame::Message { session_id, message: &message }.encode();
                 self.to_watchers(session_id, &frame, Some(message.seq));
+            }
+            SessionEvent::EmailChanged { session_id, email } => {
+                let frame = StaffFrame::Email { session_id, email: &email }.encode();
+                self.to_watchers(session_id, &frame, None);
             }
             SessionEvent::SessionChanged { session_id } => {
                 self.dirty.insert(session_id.0);

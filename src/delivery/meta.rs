@@ -20,7 +20,7 @@ fn chunks(text: &str, max: usize) -> Vec<String> {
 }
 
 async fn post_all(http: &reqwest::Client, url: &str, token: &str, bodies: Vec<Value>) -> Outcome {
-    let mut last = Outcome::Delivered { status: 200 };
+    let mut last = Outcome::Delivered { status: 200, receipt: None };
     for body in bodies {
         last = match http.post(url).bearer_auth(token).json(&body).send().await {
             Ok(response) => classify(response).await,

@@ -1,5 +1,5 @@
 //! Where outbox rows go. Each event type has one target: `lead.completed` →
-//! n8n (Standard Webhooks signed), `qa.issue` → Resend email,
+//! n8n (Standard Webhooks signed), `qa.issue` and `email.send` → Resend,
 //! `messenger.send` / `whatsapp.send` → Meta's send APIs. `deliver` makes
 //! one attempt and classifies the outcome; the notifier actor decides about
 //! retries, backoff and dead-lettering.
@@ -14,6 +14,8 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::postgres::Db;
+use crate::protocol::EmailView;
+use crate::store::emails;
 
 /// A claimed outbox row (see `store::deliveries::claim`).
 pub use crate::store::deliveries::ClaimedDelivery as Job;
@@ -21,7 +23,8 @@ pub use crate::store::deliveries::ClaimedDelivery as Job;
 /// What one attempt achieved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Delivered { status: u16 },
+    /// `receipt`: the target's id for what it accepted (Resend's email id).
+    Delivered { status: u16, receipt: Option<String> },
     /// Worth trying again (5xx, 408, 429, timeouts, connection errors).
     Retry { status: Option<u16>, error: String, retry_after: Option<Duration> },
     /// Will never succeed as it is (other 4xx, a malformed event).
@@ -40,7 +43,7 @@ pub async fn classify(response: reqwest::Response) -> Outcome {
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     if response.status().is_success() {
-        return Outcome::Delivered { status };
+        return Outcome::Delivered { status, receipt: None };
     }
     let body: String = response.text().await.unwrap_or_default().chars().take(500).collect();
     let error = format!("HTTP {status}: {body}");
@@ -59,10 +62,31 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
     match job.event_type.as_str() {
         "lead.completed" => n8n::deliver(http, config, db, job).await,
         "qa.issue" => resend::deliver(http, config, db, job).await,
+        "email.send" => resend::send_lead_email(http, config, db, job).await,
         "messenger.send" => meta::send_messenger(http, config, job).await,
         "whatsapp.send" => meta::send_whatsapp(http, config, job).await,
         _ => Outcome::Permanent { status: None, error: format!("no target for event type {}", job.event_type) },
     }
+}
+
+/// What an attempt changed besides its outbox row: an `email.send` moves
+/// its email to `sent` (with Resend's id) when delivered, or to `failed`
+/// when dead-lettered or skipped. Returns the session and the email as it
+/// now is, for the dashboards.
+pub async fn settle(db: &Db, job: &Job, outcome: &Outcome, dead: bool) -> anyhow::Result<Option<(Uuid, EmailView)>> {
+    if job.event_type != "email.send" {
+        return Ok(None);
+    }
+    let Some(id) = job.payload.get("email_id").and_then(|v| v.as_str()).and_then(|v| v.parse::<Uuid>().ok()) else {
+        return Ok(None);
+    };
+    let changed = match outcome {
+        Outcome::Delivered { receipt, .. } => emails::mark_sent(db, id, receipt.as_deref()).await?,
+        Outcome::Skipped { reason } => emails::mark_failed(db, id, reason).await?,
+        Outcome::Retry { error, .. } | Outcome::Permanent { error, .. } if dead => emails::mark_failed(db, id, error).await?,
+        _ => None,
+    };
+    Ok(changed)
 }
 
 /// The transcript of a session, for payloads that carry it.

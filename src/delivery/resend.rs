@@ -1,31 +1,21 @@
-//! `qa.issue` → Resend `POST {RESEND_API_URL}/emails` to `QA_ALERT_EMAILS`,
-//! with an HTML and a plain-text body and an `Idempotency-Key` derived from
-//! the event, so a retry never sends a second email. Every value from a
-//! conversation is HTML-escaped: chat text is hostile.
+//! Resend `POST {RESEND_API_URL}/emails`, with an HTML and a plain-text
+//! body and an `Idempotency-Key` derived from the event, so a retry never
+//! sends a second email:
+//! - `qa.issue` → `QA_ALERT_EMAILS`; every value from a conversation is
+//!   HTML-escaped (chat text is hostile).
+//! - `email.send` → the lead: the email as rendered when it was queued
+//!   (`email::render`), tagged `chathub_email_id` so Resend's webhook events
+//!   find it again; Resend's id for it comes back as the receipt.
 
 use serde_json::{Value, json};
 
 use super::{Job, Outcome, classify, transport_error};
 use crate::config::Config;
+use crate::email::render::escape_html;
 use crate::postgres::Db;
 
 /// Messages quoted at the end of the email.
 const QUOTED_MESSAGES: usize = 10;
-
-pub fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The subject, HTML and text bodies of a QA alert.
 pub fn render(payload: &Value, session_link: &str, last_messages: &[(String, String)]) -> (String, String, String) {
@@ -95,15 +85,47 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
     );
     let (subject, html, text) = render(&job.payload, &link, &last);
     let email = json!({ "from": config.email_from, "to": recipients, "subject": subject, "html": html, "text": text });
+    post(http, config, key, job, &email).await
+}
+
+pub async fn send_lead_email(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
+    let Some(key) = &config.resend_api_key else { return Outcome::Skipped { reason: "RESEND_API_KEY is not set" } };
+    let Some(id) = job.payload.get("email_id").and_then(Value::as_str).and_then(|v| v.parse::<uuid::Uuid>().ok()) else {
+        return Outcome::Permanent { status: None, error: "the event names no email".into() };
+    };
+    let outgoing = match crate::store::emails::outgoing(db, id).await {
+        Ok(Some(outgoing)) => outgoing,
+        Ok(None) => return Outcome::Permanent { status: None, error: "the email was deleted with its session".into() },
+        Err(e) => return Outcome::Retry { status: None, error: format!("reading the email: {e}"), retry_after: None },
+    };
+    let email = json!({
+        "from": outgoing.from,
+        "to": [outgoing.to],
+        "subject": outgoing.subject,
+        "html": outgoing.html,
+        "text": outgoing.text,
+        "tags": [{ "name": crate::email::EMAIL_ID_TAG, "value": id.to_string() }],
+    });
+    post(http, config, key, job, &email).await
+}
+
+/// One `POST /emails`; a success's `id` is the receipt.
+async fn post(http: &reqwest::Client, config: &Config, key: &str, job: &Job, email: &Value) -> Outcome {
     let request = http
         .post(format!("{}/emails", config.resend_api_url.trim_end_matches('/')))
         .bearer_auth(key)
         .header("Idempotency-Key", &job.idempotency_key)
-        .json(&email);
-    match request.send().await {
-        Ok(response) => classify(response).await,
-        Err(e) => transport_error(e),
+        .json(email);
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(e) => return transport_error(e),
+    };
+    if !response.status().is_success() {
+        return classify(response).await;
     }
+    let status = response.status().as_u16();
+    let receipt = response.json::<Value>().await.ok().and_then(|body| body.get("id").and_then(Value::as_str).map(str::to_owned));
+    Outcome::Delivered { status, receipt }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! bare string.
 
 mod chat;
+pub mod email;
 pub mod listing;
 pub mod role;
 

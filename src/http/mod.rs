@@ -5,6 +5,7 @@ pub mod assets;
 pub mod auth;
 pub mod canned;
 pub mod deliveries;
+pub mod emails;
 pub mod errors;
 pub mod export;
 pub mod health;

@@ -14,7 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use actix_web::{Route, web};
 
-use super::{assets, auth, canned, deliveries, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
+use super::{assets, auth, canned, deliveries, emails, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
 use crate::auth::access::{ANY_STAFF, Access, Principal, authenticate, check_csrf};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -73,6 +73,7 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/webhooks/messenger", Public, "Messenger webhook events (X-Hub-Signature-256)", webhooks::messenger_event),
         route!(GET "/webhooks/whatsapp", Public, "WhatsApp webhook verification (hub.challenge)", webhooks::whatsapp_verify),
         route!(POST "/webhooks/whatsapp", Public, "WhatsApp webhook events (X-Hub-Signature-256)", webhooks::whatsapp_event),
+        route!(POST "/webhooks/resend", Public, "Resend email events: sent, delivered, opened, clicked, bounced (Svix-signed)", webhooks::resend_event),
         // Staff login.
         route!(POST "/api/auth/login", Public, "Sign in; sets the session cookie", auth::login),
         route!(POST "/api/auth/logout", Staff(ANY_STAFF), "Sign out; ends the session", auth::logout),
@@ -94,6 +95,7 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/api/sessions/{id}/takeover", Staff(HANDLERS), "Pause (on) or resume (off) the AI for a session", alias, sessions::takeover),
         route!(POST "/api/sessions/{id}/reply", Staff(HANDLERS), "Answer the visitor as a staff member", alias, sessions::reply),
         route!(POST "/api/sessions/{id}/notes", Staff(ANY_STAFF), "Add a private note (staff only, never sent)", alias, sessions::add_note),
+        route!(POST "/api/sessions/{id}/emails", Staff(HANDLERS), "Email the lead from a template or a subject and body", alias, emails::send),
         route!(POST "/api/sessions/{id}/messages", StaffOrMachine(ADMINS), "Relay: append one message (with its own id)", alias, relay::append),
         route!(GET "/api/escalations", Staff(ANY_STAFF), "Open escalations, most urgent first", sessions::escalations),
         // Errors.
@@ -115,6 +117,11 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/api/canned-responses", Staff(ADMINS), "Add a canned response", canned::create),
         route!(PUT "/api/canned-responses/{id}", Staff(ADMINS), "Change a canned response", canned::update),
         route!(DELETE "/api/canned-responses/{id}", Staff(ADMINS), "Delete a canned response", canned::delete),
+        route!(GET "/api/email-templates", Staff(ANY_STAFF), "Email templates with their variables, usage and open/click/bounce rates", emails::list),
+        route!(POST "/api/email-templates", Staff(HANDLERS), "Add an email template", emails::create),
+        route!(POST "/api/email-templates/preview", Staff(HANDLERS), "Render an email against a session or sample values", emails::preview),
+        route!(PUT "/api/email-templates/{id}", Staff(HANDLERS), "Change an email template (its author or an admin)", emails::update),
+        route!(DELETE "/api/email-templates/{id}", Staff(HANDLERS), "Delete an email template (its author or an admin)", emails::delete),
         route!(GET "/api/completion-rules", Staff(ADMINS), "List completion rules with how often each fired", settings::list_rules),
         route!(POST "/api/completion-rules", Staff(ADMINS), "Add a completion rule", settings::create_rule),
         route!(POST "/api/completion-rules/test", Staff(ADMINS), "Which rule fires for a text?", settings::test_rules),

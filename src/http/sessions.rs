@@ -57,12 +57,19 @@ pub async fn detail(
     let next_after_seq = (messages.len() as i64 == limit).then(|| messages.last().map(|m| m.seq)).flatten();
     let qa_history = store::sessions::qa_history(&state.db, *id).await?;
     let notes = store::notes::list(&state.db, *id).await?;
+    let emails = store::emails::for_session(&state.db, *id).await?;
+    let email_flag = match &session.customer.email {
+        Some(address) => store::emails::address_flag(&state.db, address).await?,
+        None => None,
+    };
     Ok(HttpResponse::Ok().json(json!({
         "session": session,
         "messages": messages,
         "next_after_seq": next_after_seq,
         "qa_history": qa_history,
         "notes": notes,
+        "emails": emails,
+        "email_flag": email_flag.map(|(reason, at)| json!({ "reason": reason, "at": crate::protocol::rfc3339::format(&at) })),
     })))
 }
 

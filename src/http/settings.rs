@@ -29,6 +29,8 @@ pub struct SiteBody {
     color: Option<String>,
     position: Option<String>,
     prechat_form: Option<bool>,
+    #[serde(default, with = "super::nullable")]
+    email_from: Option<Option<String>>,
 }
 
 /// Checks the fields that are present.
@@ -55,6 +57,9 @@ fn validate_site(body: &SiteBody) -> Result<(), ApiError> {
             }
         }
     }
+    if body.email_from.as_ref().and_then(|f| f.as_deref()).map(str::trim).is_some_and(|f| !f.is_empty() && !crate::email::valid_sender(f)) {
+        return bad("invalid_email_from", "email_from must be an address, or a name and <address>");
+    }
     if body.greeting.as_ref().and_then(|g| g.as_ref()).is_some_and(|g| g.chars().count() > MAX_TEXT_CHARS) {
         return bad("invalid_greeting", "greeting is too long");
     }
@@ -79,6 +84,7 @@ fn site_fields(body: SiteBody) -> store::sites::SiteFields {
         color: body.color,
         position: body.position,
         prechat_form: body.prechat_form,
+        email_from: body.email_from.map(|from| from.map(|f| f.trim().to_owned()).filter(|f| !f.is_empty())),
     }
 }
 

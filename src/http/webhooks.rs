@@ -1,4 +1,5 @@
-//! Meta webhooks: `GET/POST /webhooks/messenger` and `/webhooks/whatsapp`.
+//! Meta webhooks: `GET/POST /webhooks/messenger` and `/webhooks/whatsapp`;
+//! and Resend's email tracking, `POST /webhooks/resend` (below).
 //! The POST is verified against `X-Hub-Signature-256` over the raw body
 //! before anything is parsed; a bad or missing signature (or no app secret
 //! configured) is a 403 and nothing is stored. Each message goes to the
@@ -120,5 +121,66 @@ async fn store_inbound(state: &AppState, channel: Channel, inbound: Inbound, max
             Ok(())
         }
         Err(e) => Err(ApiError::Unavailable(anyhow::anyhow!("a webhook message could not be stored: {e}"))),
+    }
+}
+
+/// `POST /webhooks/resend`: Resend's (Svix-signed) email events. The
+/// signature is checked over the raw body before anything is parsed (401 and
+/// nothing changes if it is missing, wrong, or more than 5 minutes old; also
+/// when `RESEND_WEBHOOK_SECRET` is not set). Each `svix-id` is applied once;
+/// events for emails we do not know, and event types we do not track, are
+/// answered 200 so Resend stops retrying them.
+pub async fn resend_event(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    use crate::domain::email::Tracking;
+    use crate::email::signature;
+    use crate::store::emails::{Applied, EmailRef};
+
+    if body.len() > channels::MAX_WEBHOOK_BYTES {
+        return Err(ApiError::PayloadTooLarge(channels::MAX_WEBHOOK_BYTES));
+    }
+    let Some(secret) = state.config.resend_webhook_secret.as_deref() else {
+        tracing::warn!("a Resend webhook arrived but RESEND_WEBHOOK_SECRET is not set; refused");
+        return Err(ApiError::BadSignature("the webhook secret is not configured".into()));
+    };
+    let header = |name: &str| req.headers().get(name).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let svix_id = header("svix-id");
+    signature::verify(secret, svix_id, header("svix-timestamp"), header("svix-signature"), &body, chrono::Utc::now().timestamp())
+        .map_err(|e| ApiError::BadSignature(e.to_string()))?;
+    let event: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("invalid_json", format!("not valid JSON: {e}")))?;
+    let kind = event.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    let Some(tracking) = Tracking::of_event(kind) else {
+        return Ok(HttpResponse::Ok().json(serde_json::json!({ "ignored": "event type not tracked" })));
+    };
+    let data = &event["data"];
+    let ours = email_tag(&data["tags"]).and_then(|id| id.parse().ok());
+    let provider_id = data.get("email_id").and_then(|v| v.as_str());
+    let link = data.pointer("/click/link").and_then(|v| v.as_str());
+    let at = event
+        .get("created_at")
+        .and_then(|v| v.as_str())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(chrono::Utc::now);
+    let applied = crate::store::emails::apply_event(&state.db, svix_id, EmailRef { ours, provider_id }, tracking, link, at).await?;
+    Ok(HttpResponse::Ok().json(match applied {
+        Applied::Changed(session, email) => {
+            let status = email.status.clone();
+            state.hub.email_changed(crate::domain::SessionId(session), email);
+            serde_json::json!({ "status": status })
+        }
+        Applied::Duplicate => serde_json::json!({ "ignored": "already applied" }),
+        Applied::UnknownEmail => serde_json::json!({ "ignored": "unknown email" }),
+    }))
+}
+
+/// Our email id from the event's tags: an object (`{"chathub_email_id": …}`,
+/// as Resend's events carry them) or a list of `{name, value}`.
+fn email_tag(tags: &serde_json::Value) -> Option<&str> {
+    const TAG: &str = crate::email::EMAIL_ID_TAG;
+    match tags {
+        serde_json::Value::Object(map) => map.get(TAG).and_then(|v| v.as_str()),
+        serde_json::Value::Array(list) => list.iter().find(|t| t["name"] == TAG).and_then(|t| t["value"].as_str()),
+        _ => None,
     }
 }

@@ -14,11 +14,14 @@
 //!   delivery log, sites, completion rules; `ping`: the health probe.
 //! - `leases`: which node runs a conversation (several nodes).
 //! - `notes`, `canned`: staff's private notes and canned responses.
+//! - `email_templates`, `emails`: email to leads, and its tracking.
 
 pub mod canned;
 pub mod conversation_writes;
 pub mod conversations;
 pub mod deliveries;
+pub mod email_templates;
+pub mod emails;
 pub mod errors;
 pub mod leases;
 pub mod notes;

@@ -19,11 +19,13 @@ pub struct SiteRow {
     pub color: String,
     pub position: String,
     pub prechat_form: bool,
+    /// Sender of emails to this site's leads (`EMAIL_FROM` when unset).
+    pub email_from: Option<String>,
     #[serde(with = "rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
-const SITE_COLUMNS: &str = "id, key, name, allowed_origins, greeting, color, position, prechat_form, created_at";
+const SITE_COLUMNS: &str = "id, key, name, allowed_origins, greeting, color, position, prechat_form, created_at, email_from";
 
 impl SiteRow {
     fn from_row(r: &tokio_postgres::Row) -> Self {
@@ -37,6 +39,7 @@ impl SiteRow {
             position: r.get(6),
             prechat_form: r.get(7),
             created_at: r.get(8),
+            email_from: r.get(9),
         }
     }
 }
@@ -54,7 +57,8 @@ pub async fn find(db: &Db, key: &str) -> Result<Option<SiteRow>, StoreError> {
 }
 
 /// A site's fields; `None` keeps the current value (or the default on
-/// insert). `greeting: Some(None)` clears the greeting.
+/// insert). `greeting: Some(None)` clears the greeting, and likewise
+/// `email_from`.
 #[derive(Debug, Default)]
 pub struct SiteFields {
     pub name: Option<String>,
@@ -63,6 +67,7 @@ pub struct SiteFields {
     pub color: Option<String>,
     pub position: Option<String>,
     pub prechat_form: Option<bool>,
+    pub email_from: Option<Option<String>>,
 }
 
 /// Stores a new site; `Conflict` if the key is taken.
@@ -72,8 +77,8 @@ pub async fn insert(db: &Db, key: &str, name: &str, fields: &SiteFields) -> Resu
         .await?
         .query_opt(
             &format!(
-                "INSERT INTO sites (id, key, name, allowed_origins, greeting, color, position, prechat_form)
-                 VALUES ($1, $2, $3, $4, $5, COALESCE($6, '#0d6efd'), COALESCE($7, 'right'), COALESCE($8, false))
+                "INSERT INTO sites (id, key, name, allowed_origins, greeting, color, position, prechat_form, email_from)
+                 VALUES ($1, $2, $3, $4, $5, COALESCE($6, '#0d6efd'), COALESCE($7, 'right'), COALESCE($8, false), $9)
                  ON CONFLICT (key) DO NOTHING RETURNING {SITE_COLUMNS}"
             ),
             &[
@@ -85,6 +90,7 @@ pub async fn insert(db: &Db, key: &str, name: &str, fields: &SiteFields) -> Resu
                 &fields.color,
                 &fields.position,
                 &fields.prechat_form,
+                &fields.email_from.clone().flatten(),
             ],
         )
         .await?;
@@ -100,7 +106,8 @@ pub async fn update(db: &Db, key: &str, fields: &SiteFields) -> Result<SiteRow, 
             &format!(
                 "UPDATE sites SET name = COALESCE($2, name), allowed_origins = COALESCE($3, allowed_origins),
                     greeting = CASE WHEN $4 THEN $5 ELSE greeting END, color = COALESCE($6, color),
-                    position = COALESCE($7, position), prechat_form = COALESCE($8, prechat_form), updated_at = now()
+                    position = COALESCE($7, position), prechat_form = COALESCE($8, prechat_form),
+                    email_from = CASE WHEN $9 THEN $10 ELSE email_from END, updated_at = now()
                  WHERE key = $1 RETURNING {SITE_COLUMNS}"
             ),
             &[
@@ -112,6 +119,8 @@ pub async fn update(db: &Db, key: &str, fields: &SiteFields) -> Result<SiteRow, 
                 &fields.color,
                 &fields.position,
                 &fields.prechat_form,
+                &fields.email_from.is_some(),
+                &fields.email_from.clone().flatten(),
             ],
         )
         .await?;

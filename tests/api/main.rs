@@ -11,6 +11,7 @@ mod chat;
 mod cluster;
 mod dashboard;
 mod durability;
+mod email;
 mod faults;
 mod foundation;
 mod integrations;

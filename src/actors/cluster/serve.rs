@@ -326,7 +326,7 @@ async fn events(hub: Arc<Hub>, cluster: Arc<Cluster>, on_settings: OnSettings) {
             }
             Event::RulesChanged => on_settings(SettingsChange::Rules),
             Event::SiteChanged { key } => on_settings(SettingsChange::Site(key)),
-            Event::MessageStored { .. } | Event::SessionChanged { .. } | Event::Typing { .. } => {}
+            Event::MessageStored { .. } | Event::EmailChanged { .. } | Event::SessionChanged { .. } | Event::Typing { .. } => {}
         }
     }
 }

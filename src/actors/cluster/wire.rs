@@ -11,7 +11,7 @@ use super::super::persistence::PersistError;
 use super::super::supervisor::SessionEvent;
 use crate::domain::{Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
 use crate::outbound::ConnId;
-use crate::protocol::MessageView;
+use crate::protocol::{EmailView, MessageView};
 
 /// A command for a conversation, sent to the node that runs it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -74,6 +74,7 @@ pub enum Reply {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     MessageStored { session: SessionId, message: MessageView },
+    EmailChanged { session: SessionId, email: EmailView },
     SessionChanged { session: SessionId },
     SessionDeleted { session: SessionId },
     Typing { session: SessionId, role: MessageRole, on: bool },
@@ -91,6 +92,7 @@ impl Event {
             SessionEvent::MessageStored { session_id, message } => {
                 Event::MessageStored { session: *session_id, message: MessageView::clone(message) }
             }
+            SessionEvent::EmailChanged { session_id, email } => Event::EmailChanged { session: *session_id, email: EmailView::clone(email) },
             SessionEvent::SessionChanged { session_id } => Event::SessionChanged { session: *session_id },
             SessionEvent::SessionDeleted { session_id } => Event::SessionDeleted { session: *session_id },
             SessionEvent::Typing { session_id, role, on } => Event::Typing { session: *session_id, role: *role, on: *on },
@@ -103,6 +105,7 @@ impl Event {
             Event::MessageStored { session, message } => {
                 SessionEvent::MessageStored { session_id: *session, message: Arc::new(message.clone()) }
             }
+            Event::EmailChanged { session, email } => SessionEvent::EmailChanged { session_id: *session, email: Arc::new(email.clone()) },
             Event::SessionChanged { session } => SessionEvent::SessionChanged { session_id: *session },
             Event::SessionDeleted { session } => SessionEvent::SessionDeleted { session_id: *session },
             Event::Typing { session, role, on } => SessionEvent::Typing { session_id: *session, role: *role, on: *on },
