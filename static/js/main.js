@@ -8,6 +8,7 @@
  *   socket    the dashboard socket;  theme  light/dark
  *   sessions  the list;  stats  cards and charts;  session  one session
  *   notes     private notes;  canned  canned responses (reply box, settings)
+ *   emails    a session's emails and "Email the lead";  templates  email templates
  *   alerts    tab title count, sound and desktop notifications
  *   workflow  resolve/reopen, priority and assignee of one session
  *   queues    escalations, errors, deliveries;  users;  settings;  testai */

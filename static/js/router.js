@@ -6,6 +6,7 @@ import { openSession, unwatch } from "./session.js";
 import { loadDeliveries, loadErrors, loadEscalations } from "./queues.js";
 import { loadUsers } from "./users.js";
 import { loadSettings } from "./settings.js";
+import { loadTemplates } from "./templates.js";
 import { screenShown } from "./alerts.js";
 
 export function show(view) {
@@ -27,6 +28,7 @@ export function route() {
   if (r.path === "/escalations") { show("escalations"); loadEscalations(); return; }
   if (r.path === "/errors") { show("errors"); loadErrors(); return; }
   if (r.path === "/deliveries") { show("deliveries"); loadDeliveries(); return; }
+  if (r.path === "/email-templates") { show("templates"); loadTemplates(); return; }
   if (r.path === "/users" && can("admin")) { show("users"); loadUsers(); return; }
   if (r.path === "/settings" && can("admin")) { show("settings"); loadSettings(); return; }
   show("sessions");

@@ -1,7 +1,8 @@
-/* One session: transcript (live while watched), customer panel, QA,
+/* One session: transcript (live while watched), customer panel, emails (emails.js), QA,
  * developer feedback, takeover, staff replies, archive, delete, export. */
 import { $, BADGE, api, applyRoles, confirmAction, customerName, el, state, toast, when } from "./core.js";
 import { showNotes } from "./notes.js";
+import { showEmails } from "./emails.js";
 import { renderWorkflow } from "./workflow.js";
 import "./canned.js";
 
@@ -21,6 +22,7 @@ export async function openSession(id) {
   showNotes(data.notes);
   state.session = data.session;
   renderSessionPanels(data.session);
+  showEmails(data.emails, data.email_flag);
   renderHistory(data.qa_history);
   $("qa-notes").value = data.session.qa_notes || "";
   $("dev-feedback").value = data.session.dev_feedback || "";

@@ -45,7 +45,7 @@ export async function loadSettings() {
     });
     return el("tr", {}, el("td", {}, el("code", { text: site.key })), el("td", {}, field("name", site.name, "Name")),
       el("td", {}, field("allowed_origins", site.allowed_origins.join(", "), "Origins")), el("td", {}, field("greeting", site.greeting, "Greeting")),
-      el("td", {}, field("color", site.color, "Colour")), el("td", {}, position), el("td", {}, prechat), el("td", {}, remove));
+      el("td", {}, field("color", site.color, "Colour")), el("td", {}, field("email_from", site.email_from, "Email sender")), el("td", {}, position), el("td", {}, prechat), el("td", {}, remove));
   }));
 }
 $("rule-form").addEventListener("submit", function (e) {

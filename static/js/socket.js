@@ -5,6 +5,7 @@ import { $, hooks, state, toast } from "./core.js";
 import { onSessionFrame, removeRows } from "./sessions.js";
 import { onSummary } from "./alerts.js";
 import { appendMessage, showTyping } from "./session.js";
+import { onEmail } from "./emails.js";
 
 export function connectSocket() {
   var proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -20,6 +21,7 @@ export function connectSocket() {
     if (frame.type === "session") { onSummary(frame.session); onSessionFrame(frame.session); }
     else if (frame.type === "session_deleted") removeRows([frame.session_id], false);
     else if (frame.type === "message" && frame.session_id === state.watching) appendMessage(frame.message);
+    else if (frame.type === "email" && frame.session_id === state.watching) onEmail(frame.email);
     else if (frame.type === "typing" && frame.session_id === state.watching) showTyping(frame.role, frame.on);
     else if (frame.type === "takeover" && frame.session_id === state.watching) $("s-takeover").checked = frame.handler === "human";
     else if (frame.type === "error") toast(frame.message, "danger");

@@ -230,7 +230,13 @@ async fn an_email_to_the_lead_is_rendered_escaped_and_sent_once_through_resend()
     let (frame, _) = dashboard.recv_until("email").await;
     assert_eq!(frame["email"]["status"], "sent");
 
-    // A one-off email (no template) to another address; the same outbox path.
+    // A one-off email (no template) to another address; the same outbox
+    // path, from the sender the session's site sets.
+    let admin = app.admin().await;
+    let (status, site) = admin.call("PUT", "/api/sites/default", Some(json!({"email_from": "Ana at Brightsmile <ana@brightsmile.example>"}))).await;
+    assert_eq!((status, site["email_from"].as_str()), (200, Some("Ana at Brightsmile <ana@brightsmile.example>")));
+    let (status, refused) = admin.call("PUT", "/api/sites/default", Some(json!({"email_from": "a@b.example\r\nBcc: all@x.org"}))).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (400, Some("invalid_email_from")));
     let (status, sent) = agent
         .call("POST", &format!("/api/sessions/{session}/emails"), Some(json!({"subject": "Quick note", "body": "Thanks, {{customer_name}}!", "to": "ops@example.com"})))
         .await;
@@ -239,6 +245,7 @@ async fn an_email_to_the_lead_is_rendered_escaped_and_sent_once_through_resend()
     assert!(eventually(Duration::from_secs(20), async || resend.received_requests().await.unwrap().len() == 2).await);
     let one_off: Value = serde_json::from_slice(&resend.received_requests().await.unwrap()[1].body).unwrap();
     assert_eq!(one_off["to"], json!(["ops@example.com"]));
+    assert_eq!(one_off["from"], "Ana at Brightsmile <ana@brightsmile.example>");
     assert_eq!(count(&db, "emails").await, 2);
 }
 

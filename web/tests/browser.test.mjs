@@ -6,6 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, copyFileSync } from 'node:fs';
+import { createHmac } from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 import { chromium } from 'playwright-core';
 
@@ -15,6 +17,10 @@ const DOCS = process.env.DOCS_DIR; // set to refresh docs/ screenshots
 mkdirSync(ARTIFACTS, { recursive: true });
 
 let server, port, base, browser;
+// A local stand-in for Resend's API: records each email and answers with an id.
+const RESEND_WEBHOOK_SECRET = 'whsec_' + Buffer.from('browser-test-webhook-secret').toString('base64');
+const resendEmails = [];
+let resendUrl;
 const dialogs = [];
 // Console errors that mean a page is broken whatever it shows: a script or
 // style the Content-Security-Policy refused, or a module that failed to load.
@@ -29,7 +35,8 @@ async function freePort() {
 async function startServer() {
   server = spawn(process.env.CHATHUB_BIN, [], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: process.env.DATABASE_URL, ADMIN_PASSWORD,
-           CHATHUB_BIND: `127.0.0.1:${port}`, CHATHUB_WORKERS: '2', RUST_LOG: 'warn' },
+           CHATHUB_BIND: `127.0.0.1:${port}`, CHATHUB_WORKERS: '2', RUST_LOG: process.env.CHATHUB_LOG || 'warn',
+           RESEND_API_URL: resendUrl, RESEND_API_KEY: 're_browser_test', RESEND_WEBHOOK_SECRET },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   for (let i = 0; i < 200; i++) {
@@ -119,7 +126,31 @@ async function waitForReply(frame, count) {
   await frame.waitForFunction((n) => document.querySelectorAll('.msg.ai, .msg.agent, .msg.system:not(.greeting)').length >= n, count, { timeout: 15000 });
 }
 
+/** Posts a Resend event to chathub signed as Svix signs it. */
+async function resendEvent(type, emailId, extra = {}) {
+  const id = 'msg_' + Math.random().toString(36).slice(2);
+  const timestamp = Math.floor(Date.now() / 1000);
+  const body = JSON.stringify({ type, created_at: new Date().toISOString(), data: { email_id: emailId, ...extra } });
+  const key = Buffer.from(RESEND_WEBHOOK_SECRET.slice('whsec_'.length), 'base64');
+  const signature = createHmac('sha256', key).update(`${id}.${timestamp}.${body}`).digest('base64');
+  const r = await fetch(base + '/webhooks/resend', { method: 'POST', body,
+    headers: { 'content-type': 'application/json', 'svix-id': id, 'svix-timestamp': String(timestamp), 'svix-signature': `v1,${signature}` } });
+  assert.equal(r.status, 200, `${type}: ${await r.text()}`);
+}
+
 before(async () => {
+  const resend = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      resendEmails.push({ path: req.url, key: req.headers['idempotency-key'], body: JSON.parse(body) });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id: `re-browser-${resendEmails.length}` }));
+    });
+  });
+  await new Promise((resolve) => resend.listen(0, '127.0.0.1', resolve));
+  resend.unref(); // never what keeps the test process alive
+  resendUrl = `http://127.0.0.1:${resend.address().port}`;
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
   await startServer();
@@ -320,6 +351,58 @@ test('an agent takes over and the visitor sees the staff reply in the widget', a
   await chat.waitForSelector('.msg.agent:text("Agnes here")');
   assert.equal(await chat.locator('.msg.agent .who').last().textContent(), 'Agnes Smith', 'not a generic "Team"');
   await agent.waitForSelector('#transcript li.agent .meta:text("Agnes Smith")');
+});
+
+test('an agent emails the lead from the session and sees it opened and clicked as Resend reports it', async () => {
+  const agent = await newPage();
+  await signIn(agent, 'agnes', 'agnes-password');
+  await agent.goto(`${base}/#/sessions/${sessionId}`);
+  await agent.waitForSelector('#s-emails-none:not([hidden])');
+  await agent.click('#s-email');
+  await agent.waitForSelector('#compose.show');
+  await agent.selectOption('#compose-template', { label: 'Appointment reminder (reminder)' });
+  // What the server knows is filled in; the appointment time is asked for.
+  await agent.waitForSelector('#compose-var-appointment_time.is-invalid');
+  assert.equal(await agent.inputValue('#compose-var-customer_name'), 'Ada Lovelace');
+  assert.equal(await agent.inputValue('#compose-to'), 'ada@example.com');
+  await agent.fill('#compose-var-appointment_time', 'Friday at 10:00');
+  await agent.waitForSelector('#compose-subject:text("Reminder: your appointment on Friday at 10:00")');
+  assert.match(await agent.locator('#compose-text').textContent(), /^Hi Ada Lovelace,/);
+  await agent.click('#compose-send');
+  await agent.waitForSelector('#compose', { state: 'hidden' });
+  await agent.waitForSelector('#s-emails li[data-status=sent]');
+  assert.equal(resendEmails.length, 1);
+  const sent = resendEmails[0];
+  assert.equal(sent.path, '/emails');
+  assert.deepEqual(sent.body.to, ['ada@example.com']);
+  assert.equal(sent.body.subject, 'Reminder: your appointment on Friday at 10:00');
+  assert.match(sent.key, /^email\.send\//);
+
+  // Resend's webhook reports it delivered, opened and clicked: the view follows live.
+  await resendEvent('email.delivered', 're-browser-1');
+  await agent.waitForSelector('#s-emails li[data-status=delivered]');
+  await resendEvent('email.opened', 're-browser-1');
+  await agent.waitForSelector('#s-emails li[data-status=opened]');
+  await resendEvent('email.clicked', 're-browser-1', { click: { link: 'https://cal.example.com/book' } });
+  await agent.waitForSelector('#s-emails li[data-status=clicked]');
+  assert.equal(await agent.locator('#s-emails .email-counts').textContent(), 'opened 1 · clicked 1');
+  assert.equal(await agent.locator('#s-emails li li').textContent(), 'https://cal.example.com/book');
+  await agent.screenshot({ path: `${ARTIFACTS}/dashboard-email.png` });
+
+  // The template's numbers, and a new template with its variables shown as they are typed.
+  await agent.click('[data-nav=templates]');
+  const reminder = agent.locator('#templates-body tr[data-template="Appointment reminder"]');
+  await reminder.waitFor();
+  assert.equal(await reminder.locator('.open-rate').textContent(), '100 %');
+  assert.equal(await reminder.locator('.click-rate').textContent(), '100 %');
+  await agent.fill('#t-name', 'Price list');
+  await agent.selectOption('#t-category', 'promotion');
+  await agent.fill('#t-subject', 'Prices for {{customer_name}}');
+  await agent.fill('#t-body', 'Hi {{customer_name}}, our prices: {{price_url}}');
+  await agent.waitForSelector('#t-variables .variable-chip:text("{{price_url}}")');
+  assert.equal(await agent.locator('#t-preview-subject').textContent(), 'Prices for Jane Sample');
+  await agent.click('#t-save');
+  await agent.waitForSelector('#templates-body tr[data-template="Price list"]');
 });
 
 test('an admin adds a canned response; /shortcut inserts it expanded; a private note stays with staff', async () => {
