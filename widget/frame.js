@@ -27,6 +27,18 @@
     } catch (e) { /* private mode: the chat still works, it just won't resume */ }
   }
   function setState(s) { stateEl.textContent = s; }
+  // White or black, whichever reads better on the site's colour (WCAG
+  // relative luminance; white wins down to the 4.5:1 of Bootstrap's blue).
+  function textOn(hex) {
+    var h = hex.slice(1);
+    if (h.length < 6) h = h.split("").map(function (c) { return c + c; }).join("");
+    var lum = [0, 2, 4].map(function (i) {
+      var c = parseInt(h.substr(i, 2), 16) / 255;
+      return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4);
+    });
+    var l = 0.2126 * lum[0] + 0.7152 * lum[1] + 0.0722 * lum[2];
+    return 1.05 / (l + 0.05) >= 4.5 ? "#fff" : "#000";
+  }
   // What the header says once connected: who the visitor is talking to.
   var online = false, status = "active", joined = null;
   function renderState() {
@@ -194,7 +206,18 @@
   document.addEventListener("keydown", function (e) {
     if (e.key === "Escape") parent.postMessage({ type: "chathub:close" }, "*");
   });
-  window.addEventListener("message", function (e) { if (e.data && e.data.type === "chathub:opened") text.focus(); });
+  // Inside the dashboard's Test AI window, which has its own close button
+  // and passes on the dashboard's light or dark theme.
+  function applyTheme(theme) { document.documentElement.setAttribute("data-theme", theme === "dark" ? "dark" : "light"); }
+  if (channel === "test") {
+    $("close").hidden = true;
+    applyTheme(params.get("theme"));
+  }
+  window.addEventListener("message", function (e) {
+    if (!e.data) return;
+    if (e.data.type === "chathub:opened" && e.data.focus !== false) text.focus();
+    if (e.data.type === "chathub:theme" && e.origin === location.origin && channel === "test") applyTheme(e.data.theme);
+  });
 
   $("prechat").addEventListener("submit", function (e) {
     e.preventDefault();
@@ -226,7 +249,10 @@
     .catch(function () { return {}; })
     .then(function (s) {
       settings = s || {};
-      if (/^#[0-9a-fA-F]{3,8}$/.test(settings.color || "")) document.documentElement.style.setProperty("--brand", settings.color);
+      if (/^#[0-9a-fA-F]{3,8}$/.test(settings.color || "")) {
+        document.documentElement.style.setProperty("--brand", settings.color);
+        document.documentElement.style.setProperty("--on-brand", textOn(settings.color));
+      }
       if (settings.name) $("title").textContent = settings.name;
       parent.postMessage({ type: "chathub:settings", color: settings.color, position: settings.position }, "*");
       start();

@@ -75,7 +75,10 @@
     bubble.setAttribute("aria-expanded", String(open));
     bubble.setAttribute("aria-label", open ? "Close chat" : "Open chat");
     bubble.replaceChildren(icon(open ? "close" : "chat"));
-    if (open && frame.contentWindow) frame.contentWindow.postMessage({ type: "chathub:opened" }, hub);
+    // Opened by the visitor: focus goes into the chat (the frame then puts
+    // it in the message box); a restore after a reload leaves focus alone.
+    if (open && byKeyboardOrClick !== false) frame.focus();
+    if (open && frame.contentWindow) frame.contentWindow.postMessage({ type: "chathub:opened", focus: byKeyboardOrClick !== false }, hub);
   }
   bubble.addEventListener("click", function () { toggle(!frame.classList.contains("open")); });
   frame.addEventListener("load", function () {

@@ -34,7 +34,7 @@ async fn post_all(http: &reqwest::Client, url: &str, token: &str, bodies: Vec<Va
 }
 
 pub async fn send_messenger(http: &reqwest::Client, config: &Config, job: &Job) -> Outcome {
-    let Some(token) = &config.messenger_page_token else { return Outcome::Skipped { reason: "MESSENGER_PAGE_TOKEN is not set" } };
+    let Some(token) = &config.messenger_page_token else { return super::skipped(config, job) };
     let (Some(psid), Some(text)) = (job.payload["recipient"].as_str(), job.payload["text"].as_str()) else {
         return Outcome::Permanent { status: None, error: "malformed messenger.send event".into() };
     };
@@ -47,7 +47,7 @@ pub async fn send_messenger(http: &reqwest::Client, config: &Config, job: &Job) 
 
 pub async fn send_whatsapp(http: &reqwest::Client, config: &Config, job: &Job) -> Outcome {
     let (Some(token), Some(phone_id)) = (&config.whatsapp_token, &config.whatsapp_phone_number_id) else {
-        return Outcome::Skipped { reason: "WHATSAPP_TOKEN or WHATSAPP_PHONE_NUMBER_ID is not set" };
+        return super::skipped(config, job);
     };
     let (Some(to), Some(text)) = (job.payload["recipient"].as_str(), job.payload["text"].as_str()) else {
         return Outcome::Permanent { status: None, error: "malformed whatsapp.send event".into() };

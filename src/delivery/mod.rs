@@ -57,8 +57,35 @@ pub fn transport_error(e: reqwest::Error) -> Outcome {
     Outcome::Retry { status: None, error: format!("request failed: {e}"), retry_after: None }
 }
 
+/// Why events of this type cannot be delivered with this configuration
+/// (the setting that is missing), or `None` if their target is set up.
+pub fn unconfigured(config: &Config, event_type: &str) -> Option<&'static str> {
+    let missing = |unset: bool, reason: &'static str| unset.then_some(reason);
+    match event_type {
+        "lead.completed" => missing(config.n8n_webhook_url.is_none(), "N8N_WEBHOOK_URL is not set"),
+        "qa.issue" => missing(config.resend_api_key.is_none(), "RESEND_API_KEY is not set").or_else(|| {
+            missing(config.qa_alert_emails.as_deref().is_none_or(|r| r.trim().is_empty()), "QA_ALERT_EMAILS is not set")
+        }),
+        "email.send" => missing(config.resend_api_key.is_none(), "RESEND_API_KEY is not set"),
+        "messenger.send" => missing(config.messenger_page_token.is_none(), "MESSENGER_PAGE_TOKEN is not set"),
+        "whatsapp.send" => missing(
+            config.whatsapp_token.is_none() || config.whatsapp_phone_number_id.is_none(),
+            "WHATSAPP_TOKEN or WHATSAPP_PHONE_NUMBER_ID is not set",
+        ),
+        _ => None,
+    }
+}
+
+/// The outcome for a job whose target is not configured.
+fn skipped(config: &Config, job: &Job) -> Outcome {
+    Outcome::Skipped { reason: unconfigured(config, &job.event_type).unwrap_or("its target is not configured") }
+}
+
 /// One attempt at delivering `job`.
 pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
+    if unconfigured(config, &job.event_type).is_some() {
+        return skipped(config, job);
+    }
     match job.event_type.as_str() {
         "lead.completed" => n8n::deliver(http, config, db, job).await,
         "qa.issue" => resend::deliver(http, config, db, job).await,

@@ -13,7 +13,7 @@ use crate::email::signature::sign;
 use crate::postgres::Db;
 
 pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
-    let Some(url) = &config.n8n_webhook_url else { return Outcome::Skipped { reason: "N8N_WEBHOOK_URL is not set" } };
+    let Some(url) = &config.n8n_webhook_url else { return super::skipped(config, job) };
     let transcript = match job.session_id {
         Some(id) => match super::transcript(db, id).await {
             Ok(t) => t,

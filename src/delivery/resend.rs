@@ -56,7 +56,7 @@ pub fn render(payload: &Value, session_link: &str, last_messages: &[(String, Str
 }
 
 pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
-    let Some(key) = &config.resend_api_key else { return Outcome::Skipped { reason: "RESEND_API_KEY is not set" } };
+    let Some(key) = &config.resend_api_key else { return super::skipped(config, job) };
     let recipients: Vec<String> = config
         .qa_alert_emails
         .as_deref()
@@ -66,7 +66,7 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
         .filter(|s| !s.is_empty())
         .collect();
     if recipients.is_empty() {
-        return Outcome::Skipped { reason: "QA_ALERT_EMAILS is not set" };
+        return super::skipped(config, job);
     }
     let mut last = Vec::new();
     if let Some(id) = job.session_id {
@@ -89,7 +89,7 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
 }
 
 pub async fn send_lead_email(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
-    let Some(key) = &config.resend_api_key else { return Outcome::Skipped { reason: "RESEND_API_KEY is not set" } };
+    let Some(key) = &config.resend_api_key else { return super::skipped(config, job) };
     let Some(id) = job.payload.get("email_id").and_then(Value::as_str).and_then(|v| v.parse::<uuid::Uuid>().ok()) else {
         return Outcome::Permanent { status: None, error: "the event names no email".into() };
     };

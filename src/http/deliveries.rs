@@ -33,8 +33,14 @@ pub async fn list(query: web::Query<DeliveriesQuery>, state: web::Data<AppState>
 
 /// Queues a dead, failed or skipped delivery again with a fresh attempt
 /// budget. Its idempotency key is unchanged, so a target that did get an
-/// earlier attempt ignores the repeat.
+/// earlier attempt ignores the repeat. A delivery whose target is still not
+/// configured is refused (409, naming the setting): queueing it would only
+/// skip it again.
 pub async fn retry(id: web::Path<i64>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let event_type = store::deliveries::event_type(&state.db, *id).await?;
+    if let Some(reason) = crate::delivery::unconfigured(&state.config, &event_type) {
+        return Err(ApiError::Conflict(format!("this delivery cannot be sent: {reason}; set it and restart, then retry")));
+    }
     store::deliveries::retry(&state.db, *id).await?;
     state.hub.notifier.wake();
     Ok(HttpResponse::Accepted().json(json!({ "id": *id, "status": "pending" })))

@@ -106,7 +106,8 @@ pub fn table() -> Vec<RouteSpec> {
         // Users and API keys.
         route!(GET "/api/users", Staff(ADMINS), "List staff users", users::list),
         route!(POST "/api/users", Staff(ADMINS), "Create a staff user", users::create),
-        route!(PUT "/api/users/{id}", Staff(ADMINS), "Change a user's role, disable them, or reset the password", users::update),
+        route!(PUT "/api/users/{id}", Staff(ADMINS), "Change a user's role, name or email, disable them, or reset the password", users::update),
+        route!(DELETE "/api/users/{id}", Staff(ADMINS), "Delete a user (their QA history and messages stay readable)", users::delete),
         route!(GET "/api/api-keys", Staff(ADMINS), "List API keys", users::list_keys),
         // Sites and completion rules.
         route!(GET "/api/sites", Staff(ADMINS), "List the sites the widget may run on", settings::list_sites),

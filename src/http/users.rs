@@ -29,17 +29,36 @@ pub struct NewUser {
     username: String,
     password: String,
     role: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    display_name: Option<String>,
+}
+
+/// An optional email: trimmed, empty means none.
+fn email(value: Option<&str>) -> Result<Option<String>, ApiError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(address) if crate::email::valid_address(address) => Ok(Some(address.to_owned())),
+        Some(_) => Err(ApiError::invalid("invalid_email", "email must be one address")),
+    }
 }
 
 pub async fn create(body: web::Json<NewUser>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let NewUser { username, password, role: role_name } = body.into_inner();
+    let NewUser { username, password, role: role_name, email: address, display_name: name } = body.into_inner();
     let role = role(&role_name)?;
+    let address = email(address.as_deref())?;
+    let name = name.as_deref().map(display_name).transpose()?;
     let id = users::create(&state.db, &username, password, role).await.map_err(|e| match e {
         CreateUserError::BadUsername => ApiError::invalid("invalid_username", e.to_string()),
         CreateUserError::Password(p) => p.into(),
         CreateUserError::Exists(_) => ApiError::Conflict(e.to_string()),
         CreateUserError::Db(e) => ApiError::Internal(e),
     })?;
+    if address.is_some() || name.is_some() {
+        let change = store::users::UserChange { role: None, disabled: None, password_hash: None, display_name: name, email: Some(address) };
+        return Ok(HttpResponse::Created().json(store::users::update(&state.db, id, change).await?));
+    }
     Ok(HttpResponse::Created().json(store::users::find(&state.db, id).await?))
 }
 
@@ -50,6 +69,8 @@ pub struct UserUpdate {
     disabled: Option<bool>,
     password: Option<String>,
     display_name: Option<String>,
+    #[serde(default, with = "super::nullable")]
+    email: Option<Option<String>>,
 }
 
 /// Longest display name.
@@ -68,18 +89,19 @@ pub fn display_name(value: &str) -> Result<String, ApiError> {
 /// open logins at once. The last active admin cannot be demoted or disabled
 /// (409, checked in the store).
 pub async fn update(id: web::Path<Uuid>, body: web::Json<UserUpdate>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let UserUpdate { role: role_name, disabled, password, display_name: name } = body.into_inner();
+    let UserUpdate { role: role_name, disabled, password, display_name: name, email: address } = body.into_inner();
     let new_role = role_name.as_deref().map(role).transpose()?;
     let name = name.as_deref().map(display_name).transpose()?;
-    if new_role.is_none() && disabled.is_none() && password.is_none() && name.is_none() {
-        return Err(ApiError::invalid("nothing_to_change", "give role, disabled, password or display_name"));
+    let address = address.map(|a| email(a.as_deref())).transpose()?;
+    if new_role.is_none() && disabled.is_none() && password.is_none() && name.is_none() && address.is_none() {
+        return Err(ApiError::invalid("nothing_to_change", "give role, disabled, password, display_name or email"));
     }
     let ends_logins = new_role.is_some() || disabled.is_some() || password.is_some();
     let hash = match password {
         Some(p) => Some(passwords::hash(p).await?),
         None => None,
     };
-    let change = store::users::UserChange { role: new_role, disabled, password_hash: hash, display_name: name };
+    let change = store::users::UserChange { role: new_role, disabled, password_hash: hash, display_name: name, email: address };
     let user = store::users::update(&state.db, *id, change).await?;
     // A changed role or password, or a disabled user, starts from a fresh login.
     // (Resetting your own password signs you out too, as it should.)
@@ -87,6 +109,13 @@ pub async fn update(id: web::Path<Uuid>, body: web::Json<UserUpdate>, state: web
         staff_sessions::end_all_for(&state.db, *id).await?;
     }
     Ok(HttpResponse::Ok().json(user))
+}
+
+/// `DELETE /api/users/{id}`: the account goes, what they did stays
+/// readable (see `store::users::delete`); not yourself, not the last admin.
+pub async fn delete(id: web::Path<Uuid>, me: StaffUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    store::users::delete(&state.db, *id, me.user_id).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /api/staff`: whom a conversation may be assigned to (for the picker).

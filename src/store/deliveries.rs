@@ -28,6 +28,8 @@ pub struct DeliveryRow {
     #[serde(with = "rfc3339_opt")]
     pub delivered_at: Option<DateTime<Utc>>,
     pub idempotency_key: String,
+    /// What is (or was) sent, as stored.
+    pub payload: serde_json::Value,
 }
 
 /// One page of deliveries, newest first, filtered by status and event type;
@@ -45,7 +47,7 @@ pub async fn page(
         .query(
             &format!(
                 "SELECT id, event_type, status, attempts, next_attempt_at, last_error, last_status_code, session_id,
-                        created_at, delivered_at, idempotency_key
+                        created_at, delivered_at, idempotency_key, payload
                  FROM outbox WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
             ),
             &[&status, &event_type, &page.per_page, &page.offset()],
@@ -65,9 +67,16 @@ pub async fn page(
             created_at: r.get(8),
             delivered_at: r.get(9),
             idempotency_key: r.get(10),
+            payload: r.get(11),
         })
         .collect();
     Ok((deliveries, total))
+}
+
+/// A delivery's event type; `NotFound` if there is none with this id.
+pub async fn event_type(db: &Db, id: i64) -> Result<String, StoreError> {
+    let row = db.get().await?.query_opt("SELECT event_type FROM outbox WHERE id = $1", &[&id]).await?;
+    row.map(|r| r.get(0)).ok_or(StoreError::NotFound("delivery"))
 }
 
 /// Queues a dead, failed or skipped delivery again with a fresh attempt

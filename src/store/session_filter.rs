@@ -27,7 +27,7 @@ impl Params {
 /// A message's words, as `messages_text_search_idx` indexes them (see
 /// `postgres/online_indexes.sql`): the `simple` configuration lowercases and
 /// splits, with no stemming and no stop words, so any language searches alike.
-const MESSAGE_WORDS: &str = "to_tsvector('simple', text)";
+pub(super) const MESSAGE_WORDS: &str = "to_tsvector('simple', text)";
 /// The customer fields searched by substring, as `sessions_customer_search_idx`
 /// indexes them (trigrams).
 const CUSTOMER_TEXT: &str =

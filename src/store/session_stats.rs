@@ -46,6 +46,8 @@ pub struct DayCount {
 pub struct Percentile {
     pub median: Option<f64>,
     pub p90: Option<f64>,
+    /// How many AI replies the figures are over.
+    pub replies: i64,
 }
 
 type Counts = serde_json::Map<String, serde_json::Value>;
@@ -104,12 +106,12 @@ impl Scoped<'_> {
         let (condition, params) = self.condition();
         let sql = format!(
             "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY m.latency_ms),
-                    percentile_cont(0.9) WITHIN GROUP (ORDER BY m.latency_ms)
+                    percentile_cont(0.9) WITHIN GROUP (ORDER BY m.latency_ms), count(*)
              FROM messages m JOIN sessions s ON s.id = m.session_id
              WHERE m.role = 'ai' AND m.latency_ms IS NOT NULL AND {condition}"
         );
         let row = self.client.query_one(&sql, &params.refs()).await?;
-        Ok(Percentile { median: row.get(0), p90: row.get(1) })
+        Ok(Percentile { median: row.get(0), p90: row.get(1), replies: row.get(2) })
     }
 
     /// How many sessions match, and their mean message count.
@@ -120,18 +122,22 @@ impl Scoped<'_> {
         Ok((row.get(0), row.get(1)))
     }
 
-    /// Open escalations overall (the filter does not narrow the queue):
+    /// Open escalations among the filtered sessions (the dashboard's card),
     /// unassigned and in progress.
     async fn escalations(&self) -> Result<Escalations, StoreError> {
-        let row = self
-            .client
-            .query_one(
-                "SELECT count(*) FILTER (WHERE assignee_id IS NULL), count(*) FILTER (WHERE assignee_id IS NOT NULL)
-                 FROM sessions WHERE status = 'escalated'",
-                &[],
-            )
-            .await?;
+        let (condition, params) = self.condition();
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE s.assignee_id IS NULL), count(*) FILTER (WHERE s.assignee_id IS NOT NULL)
+             FROM sessions s WHERE s.status = 'escalated' AND {condition}"
+        );
+        let row = self.client.query_one(&sql, &params.refs()).await?;
         Ok(Escalations { unassigned: row.get(0), in_progress: row.get(1) })
+    }
+
+    /// Open escalations overall: the queue, whatever the filter (the
+    /// navigation badge).
+    async fn open_escalations(&self) -> Result<i64, StoreError> {
+        Ok(self.client.query_one("SELECT count(*) FROM sessions WHERE status = 'escalated'", &[]).await?.get(0))
     }
 }
 
@@ -159,7 +165,7 @@ pub async fn stats(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours
         per_day: scoped.per_day(tz).await?,
         ai_response_ms: scoped.ai_response_ms().await?,
         messages_per_session,
-        open_escalations: escalations.unassigned + escalations.in_progress,
+        open_escalations: scoped.open_escalations().await?,
         escalations,
         timezone: tz.name().to_owned(),
     })

@@ -126,6 +126,17 @@ pub struct SessionPage {
     /// Where the next page starts (keyset paging); `None` on the last page
     /// and for the escalation queue.
     pub next_cursor: Option<String>,
+    /// With a search: per session of the page, its newest message whose
+    /// words match (sessions found by a customer field may have none).
+    pub matches: Vec<SearchMatch>,
+}
+
+/// A message a search found.
+#[derive(Debug, Serialize)]
+pub struct SearchMatch {
+    pub session_id: Uuid,
+    pub seq: Seq,
+    pub text: String,
 }
 
 /// A page of the list: by `cursor` (keyset: the rows after it in the
@@ -164,7 +175,27 @@ pub async fn list(
             Cursor::after(filter.order, at, last.id.0)
         })
         .map(|c| c.encode());
-    Ok(SessionPage { sessions, total, page: page.page, per_page: page.per_page, next_cursor })
+    let matches = match &filter.search {
+        Some(words) if !sessions.is_empty() => {
+            let ids: Vec<Uuid> = sessions.iter().map(|s| s.id.0).collect();
+            let words_sql = super::session_filter::MESSAGE_WORDS.replace("text", "m.text");
+            client
+                .query(
+                    &format!(
+                        "SELECT DISTINCT ON (m.session_id) m.session_id, m.seq, m.text FROM messages m
+                         WHERE m.session_id = ANY($1) AND {words_sql} @@ websearch_to_tsquery('simple', $2)
+                         ORDER BY m.session_id, m.seq DESC"
+                    ),
+                    &[&ids, words],
+                )
+                .await?
+                .iter()
+                .map(|r| SearchMatch { session_id: r.get(0), seq: r.get(1), text: r.get(2) })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    Ok(SessionPage { sessions, total, page: page.page, per_page: page.per_page, next_cursor, matches })
 }
 
 /// Summaries of the given sessions (those that exist).

@@ -25,9 +25,10 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
     #[serde(with = "rfc3339_opt")]
     pub last_login_at: Option<DateTime<Utc>>,
+    pub email: Option<String>,
 }
 
-const USER_COLUMNS: &str = "id, username, role, disabled, created_at, last_login_at, COALESCE(display_name, username)";
+const USER_COLUMNS: &str = "id, username, role, disabled, created_at, last_login_at, COALESCE(display_name, username), email";
 
 impl UserRow {
     fn from_row(row: &tokio_postgres::Row) -> Self {
@@ -39,6 +40,7 @@ impl UserRow {
             created_at: row.get(4),
             last_login_at: row.get(5),
             display_name: row.get(6),
+            email: row.get(7),
         }
     }
 }
@@ -133,6 +135,8 @@ pub struct UserChange {
     pub password_hash: Option<String>,
     /// A new display name (`Some("")`: back to the username).
     pub display_name: Option<String>,
+    /// A new email (`Some(None)`: none).
+    pub email: Option<Option<String>>,
 }
 
 /// Applies `change`, refusing (`Conflict`) to demote or disable the last
@@ -163,14 +167,49 @@ pub async fn update(db: &Db, id: Uuid, change: UserChange) -> Result<UserRow, St
                 "UPDATE users SET role = COALESCE($2, role), disabled = COALESCE($3, disabled),
                     password_hash = COALESCE($4, password_hash),
                     display_name = CASE WHEN $5::text IS NULL THEN display_name ELSE NULLIF($5, '') END,
+                    email = CASE WHEN $6 THEN $7 ELSE email END,
                     updated_at = now()
                  WHERE id = $1 RETURNING {USER_COLUMNS}"
             ),
-            &[&id, &change.role.map(|r| r.as_str()), &change.disabled, &change.password_hash, &change.display_name],
+            &[
+                &id,
+                &change.role.map(|r| r.as_str()),
+                &change.disabled,
+                &change.password_hash,
+                &change.display_name,
+                &change.email.is_some(),
+                &change.email.clone().flatten(),
+            ],
         )
         .await?;
     tx.commit().await?;
     Ok(UserRow::from_row(&row))
+}
+
+/// Deletes an account and its logins. What the user did stays readable:
+/// QA history keeps their username, their messages, notes and API keys lose
+/// only the link to the account, their conversations become unassigned.
+/// Refused (`Conflict`) for yourself and for the last active admin (two
+/// admins deleting each other at once: the table lock orders them, and the
+/// second finds itself the last).
+pub async fn delete(db: &Db, id: Uuid, by: Uuid) -> Result<(), StoreError> {
+    if id == by {
+        return Err(StoreError::Conflict("you cannot delete yourself".into()));
+    }
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    tx.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE", &[]).await?;
+    let row = tx.query_opt("SELECT role, disabled FROM users WHERE id = $1", &[&id]).await?.ok_or(StoreError::NotFound("user"))?;
+    let (role, disabled): (String, bool) = (row.get(0), row.get(1));
+    if role == "admin" && !disabled {
+        let others: i64 = tx.query_one("SELECT count(*) FROM users WHERE role = 'admin' AND NOT disabled AND id <> $1", &[&id]).await?.get(0);
+        if others == 0 {
+            return Err(StoreError::Conflict("this is the last active admin".into()));
+        }
+    }
+    tx.execute("DELETE FROM users WHERE id = $1", &[&id]).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// A machine key as admins see it (never the key itself).

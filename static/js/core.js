@@ -3,7 +3,7 @@
  * JSON API client and the confirm dialog. */
 
 export var $ = function (id) { return document.getElementById(id); };
-export var state = { me: null, csrf: null, socket: null, rows: [], total: 0, page: 1, perPage: 25, watching: null,
+export var state = { me: null, csrf: null, socket: null, rows: [], matches: {}, total: 0, page: 1, perPage: 25, watching: null,
               lastSeq: 0, selected: new Set(), charts: {}, statsTimer: null, reconnect: 0,
               shown: {} /* session id -> updated_at of the newest summary shown */ };
 
@@ -68,6 +68,33 @@ export function confirmAction(title, body) {
     $("confirm").addEventListener("hidden.bs.modal", onHide);
     modal.show();
   });
+}
+
+/** Paging under a list, the same for every list: "first–last of total"
+ * and Previous / Next, which call `go(page)`. */
+export function pager(nav, page, perPage, shown, total, go) {
+  var first = (page - 1) * perPage;
+  var prev = el("button", { class: "btn btn-sm btn-outline-secondary", type: "button", text: "Previous", disabled: page <= 1 ? "disabled" : null });
+  var next = el("button", { class: "btn btn-sm btn-outline-secondary", type: "button", text: "Next", disabled: first + shown >= total ? "disabled" : null });
+  prev.addEventListener("click", function () { go(page - 1); });
+  next.addEventListener("click", function () { go(page + 1); });
+  nav.replaceChildren(el("span", { class: "small text-body-secondary page-info", text: total ? (first + 1) + "–" + (first + shown) + " of " + total : "none" }),
+    el("div", { class: "btn-group" }, prev, next));
+}
+
+/** The snippet that puts site `key`'s widget on a page. */
+export function embedSnippet(key) {
+  return '<script src="' + location.origin + '/widget.js" data-site="' + key + '" async></script>';
+}
+
+/** A button that copies `text` to the clipboard and says so. */
+export function copyButton(text, label) {
+  var button = el("button", { class: "btn btn-sm btn-outline-secondary", type: "button", text: label || "Copy" });
+  button.addEventListener("click", async function () {
+    try { await navigator.clipboard.writeText(text); toast("Copied", "success"); }
+    catch (e) { toast("Could not copy: select the text and copy it by hand", "warning"); }
+  });
+  return button;
 }
 
 /** Set by main.js: what to do when the server says we are signed out. */

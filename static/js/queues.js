@@ -1,5 +1,5 @@
 /* Escalations (priority, claim), the errors log and the delivery log. */
-import { $, api, badge, can, customerName, el, toast, when } from "./core.js";
+import { $, api, badge, can, customerName, el, pager, toast, when } from "./core.js";
 
 export async function loadEscalations() {
   var data = await api("GET", "/api/escalations");
@@ -15,23 +15,38 @@ export async function loadEscalations() {
   }));
   if (!data.sessions.length) $("escalations-body").appendChild(el("tr", {}, el("td", { colspan: "5", class: "text-body-secondary", text: "Nothing escalated." })));
 }
-export async function loadErrors() {
-  var data = await api("GET", "/api/errors?per_page=100");
+var PER_PAGE = 50;
+var errorsPage = 1, deliveriesPage = 1;
+function sessionLink(id) { return id ? el("a", { href: "#/sessions/" + id, text: "open" }) : "—"; }
+export async function loadErrors(page) {
+  errorsPage = page || 1;
+  var data = await api("GET", "/api/errors?per_page=" + PER_PAGE + "&page=" + errorsPage);
   $("errors-body").replaceChildren.apply($("errors-body"), data.errors.map(function (e) {
     return el("tr", {}, el("td", { class: "small", text: when(e.created_at) }), el("td", { text: e.source }), el("td", { text: e.workflow || "" }),
-      el("td", { text: e.message }), el("td", {}, e.session_id ? el("a", { href: "#/sessions/" + e.session_id, text: "open" }) : null));
+      el("td", { text: e.message }), el("td", {}, sessionLink(e.session_id)));
   }));
+  if (!data.errors.length) $("errors-body").appendChild(el("tr", {}, el("td", { colspan: "5", class: "text-body-secondary", text: "No errors recorded." })));
+  pager($("errors-pager"), errorsPage, PER_PAGE, data.errors.length, data.total, loadErrors);
 }
-$("d-status").addEventListener("change", loadDeliveries);
-export async function loadDeliveries() {
+$("d-status").addEventListener("change", function () { loadDeliveries(1); });
+export async function loadDeliveries(page) {
+  deliveriesPage = page || 1;
   var status = $("d-status").value;
-  var data = await api("GET", "/api/deliveries?per_page=100" + (status ? "&status=" + status : ""));
+  var data = await api("GET", "/api/deliveries?per_page=" + PER_PAGE + "&page=" + deliveriesPage + (status ? "&status=" + status : ""));
   $("deliveries-body").replaceChildren.apply($("deliveries-body"), data.deliveries.map(function (d) {
     var retry = el("button", { class: "btn btn-sm btn-outline-primary", type: "button", text: "Retry" });
     retry.hidden = !can("admin,developer") || ["dead", "failed", "skipped"].indexOf(d.status) < 0;
-    retry.addEventListener("click", function () { api("POST", "/api/deliveries/" + d.id + "/retry").then(function () { toast("Queued again", "success"); loadDeliveries(); }).catch(function (e) { toast(e.message, "danger"); }); });
-    return el("tr", {}, el("td", { class: "small", text: when(d.created_at) }), el("td", { text: d.event_type }), el("td", {}, badge(d.status === "delivered" ? "passed" : d.status === "dead" ? "issue" : "unchecked")),
-      el("td", { text: d.attempts }), el("td", { class: "small", text: d.last_error || "" }), el("td", {}, retry));
+    retry.addEventListener("click", function () {
+      api("POST", "/api/deliveries/" + d.id + "/retry").then(function () { toast("Queued again", "success"); loadDeliveries(deliveriesPage); })
+        .catch(function (e) { toast(e.message, "danger"); });
+    });
+    var status = badge(d.status === "delivered" ? "passed" : d.status === "dead" ? "issue" : "unchecked");
+    status.textContent = d.status;
+    var payload = el("details", {}, el("summary", { class: "small", text: "show" }), el("pre", { class: "small mb-0 payload", text: JSON.stringify(d.payload, null, 2) }));
+    return el("tr", { "data-delivery": d.id }, el("td", { class: "small", text: when(d.created_at) }), el("td", { text: d.event_type }),
+      el("td", {}, sessionLink(d.session_id)), el("td", {}, status),
+      el("td", { text: d.attempts }), el("td", { class: "small", text: d.last_error || "" }), el("td", {}, payload), el("td", {}, retry));
   }));
-  $("deliveries-body").querySelectorAll(".badge").forEach(function (b, i) { b.textContent = data.deliveries[i].status; });
+  if (!data.deliveries.length) $("deliveries-body").appendChild(el("tr", {}, el("td", { colspan: "8", class: "text-body-secondary", text: "No deliveries." })));
+  pager($("deliveries-pager"), deliveriesPage, PER_PAGE, data.deliveries.length, data.total, loadDeliveries);
 }

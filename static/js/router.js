@@ -10,6 +10,7 @@ import { loadTemplates } from "./templates.js";
 import { screenShown } from "./alerts.js";
 
 export function show(view) {
+  if ($("view-" + view).classList.contains("d-none")) window.scrollTo({ top: 0, behavior: "instant" }); // another screen starts at its top
   document.querySelectorAll(".view").forEach(function (v) { v.classList.add("d-none"); });
   $("view-" + view).classList.remove("d-none");
   document.querySelectorAll("[data-nav]").forEach(function (a) {

@@ -27,6 +27,7 @@ export async function openSession(id) {
   $("qa-notes").value = data.session.qa_notes || "";
   $("dev-feedback").value = data.session.dev_feedback || "";
   applyRoles($("view-session"));
+  window.scrollTo({ top: 0, behavior: "instant" }); // a session opens at its top, wherever the list was scrolled
   state.watching = id;
   if (state.socket && state.socket.readyState === 1) {
     state.socket.send(JSON.stringify({ type: "watch", session_id: id, last_seq: state.lastSeq }));

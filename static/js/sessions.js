@@ -1,6 +1,6 @@
 /* The sessions list: filters, paging, export, live rows from the
  * dashboard socket, selection and bulk actions. */
-import { $, api, badge, confirmAction, customerName, el, state, toast, when } from "./core.js";
+import { $, api, badge, confirmAction, copyButton, customerName, el, embedSnippet, state, toast, when } from "./core.js";
 import { FILTERS, currentFilters, parseHash } from "./hash.js";
 import { loadStats, scheduleStats } from "./stats.js";
 import { renderSessionPanels } from "./session.js";
@@ -32,6 +32,8 @@ export async function loadSessions(query) {
   try {
     var page = await api("GET", "/api/sessions?" + q);
     state.rows = page.sessions; state.total = page.total;
+    state.matches = {};
+    (page.matches || []).forEach(function (m) { state.matches[m.session_id] = m; });
     renderRows();
   } catch (err) { toast("Could not load sessions: " + err.message, "danger"); }
   loadStats();
@@ -44,13 +46,50 @@ function rowFor(s) {
     el("td", {}, box),
     el("td", {}, el("a", { href: "#/sessions/" + s.id, text: customerName(s) }),
       s.customer.email && s.customer.name ? el("div", { class: "small text-body-secondary", text: s.customer.email }) : null),
-    el("td", {}, el("span", { class: "small", text: s.channel })),
-    el("td", {}, el("span", { class: "preview small", text: s.last_message_preview || "" })),
-    el("td", {}, badge(s.completion)),
-    el("td", {}, badge(s.qa_status)),
+    el("td", { class: "col-wide" }, el("span", { class: "small", text: s.channel })),
+    el("td", {}, preview(s)),
+    el("td", { class: "col-wide" }, badge(s.completion)),
+    el("td", { class: "col-wide" }, badge(s.qa_status)),
     el("td", {}, badge(s.status)),
-    el("td", { text: s.message_count }),
-    el("td", { class: "small", text: when(s.created_at) }));
+    el("td", { class: "col-wide", text: s.message_count }),
+    el("td", { class: "small col-wide", text: when(s.created_at) }));
+}
+/** What an empty dashboard shows: how to put the widget on a site. */
+function gettingStarted() {
+  var snippet = embedSnippet("default");
+  return el("div", { class: "text-center" },
+    el("p", { class: "fw-semibold mb-1", text: "No conversations yet." }),
+    el("p", { class: "small text-body-secondary mb-2", text: "Put the chat widget on your website: paste this before </body> on every page (Settings → Sites has one per site)." }),
+    el("div", { class: "d-inline-flex gap-2 align-items-center" }, el("code", { class: "user-select-all", id: "onboarding-snippet", text: snippet }), copyButton(snippet, "Copy snippet")),
+    el("p", { class: "small mt-2 mb-0" }, el("a", { href: "/demo", target: "_blank", rel: "noopener", text: "Try it on the demo page" })));
+}
+/** The searched words of `q` (web-search syntax: quotes, `-word`, `or`). */
+function searchedWords(q) {
+  return (q || "").replace(/"/g, " ").split(/\s+/).filter(function (w) { return w && w[0] !== "-" && w.toLowerCase() !== "or"; });
+}
+/** The last message, or with a search the newest matching one with the
+ * words marked (as DOM nodes: chat text is never HTML). */
+function preview(s) {
+  var match = state.matches && state.matches[s.id];
+  var span = el("span", { class: "preview small" });
+  if (!match) { span.textContent = s.last_message_preview || ""; return span; }
+  var words = searchedWords(parseHash().query.get("q")).map(function (w) { return w.toLowerCase(); });
+  var text = match.text, lower = text.toLowerCase();
+  var hits = [];
+  words.forEach(function (w) { for (var i = lower.indexOf(w); i >= 0; i = lower.indexOf(w, i + w.length)) hits.push([i, i + w.length]); });
+  hits.sort(function (a, b) { return a[0] - b[0]; });
+  // Start shortly before the first hit, so it shows in the cell.
+  var at = hits.length ? Math.max(0, hits[0][0] - 30) : 0;
+  if (at > 0) span.appendChild(document.createTextNode("…"));
+  hits.forEach(function (h) {
+    if (h[0] < at) return;
+    span.appendChild(document.createTextNode(text.slice(at, h[0])));
+    span.appendChild(el("mark", { text: text.slice(h[0], h[1]) }));
+    at = h[1];
+  });
+  span.appendChild(document.createTextNode(text.slice(at)));
+  span.setAttribute("title", "Message " + match.seq + " matches");
+  return span;
 }
 function renderRows(flashId) {
   var body = $("sessions-body");
@@ -59,15 +98,19 @@ function renderRows(flashId) {
     if (s.id === flashId) row.classList.add("flash");
     return row;
   }));
-  if (!state.rows.length) body.appendChild(el("tr", {}, el("td", { colspan: "9", class: "text-center text-body-secondary py-4", text: "No sessions match." })));
+  var filtered = Array.from(parseHash().query.keys()).some(function (k) { return k !== "page" && k !== "n"; });
+  if (!state.rows.length && !filtered) body.appendChild(el("tr", {}, el("td", { colspan: "9", class: "py-4", id: "onboarding" }, gettingStarted())));
+  else if (!state.rows.length) body.appendChild(el("tr", {}, el("td", { colspan: "9", class: "text-center text-body-secondary py-4", text: "No sessions match." })));
   var first = (state.page - 1) * state.perPage;
   $("page-info").textContent = state.total ? (first + 1) + "–" + (first + state.rows.length) + " of " + state.total : "0 sessions";
   $("page-prev").disabled = state.page <= 1;
   $("page-next").disabled = first + state.rows.length >= state.total;
   $("select-all").checked = false;
 }
-/** Does a live summary belong on the current page of the current filters? */
-function matches(s) {
+/** Does a summary pass the filters the page can check itself? The search
+ * (`q`) it cannot: rows the server found are updated in place, and new
+ * sessions wait for a reload. Dates are compared in the browser's time zone. */
+function passesFilters(s) {
   var q = parseHash().query;
   if (!s.message_count) return false;
   if (q.get("channel") && q.get("channel") !== s.channel) return false;
@@ -77,7 +120,9 @@ function matches(s) {
   var status = q.get("status");
   if (!status && s.status === "archived") return false;
   if (status && status !== "all" && status !== s.status) return false;
-  if (q.get("q") || q.get("from") || q.get("to")) return false; // server-side filters: wait for a reload
+  var created = new Date(s.created_at), day = created.getFullYear() + "-" + String(created.getMonth() + 1).padStart(2, "0") + "-" + String(created.getDate()).padStart(2, "0");
+  if (q.get("from") && day < q.get("from")) return false;
+  if (q.get("to") && day > q.get("to")) return false;
   return true;
 }
 export function onSessionFrame(s) {
@@ -89,9 +134,10 @@ export function onSessionFrame(s) {
   if (s.id === state.watching) renderSessionPanels(s);
   if ($("view-sessions").classList.contains("d-none")) { scheduleStats(); return; }
   var i = state.rows.findIndex(function (r) { return r.id === s.id; });
-  if (i >= 0 && !matches(s)) { state.rows.splice(i, 1); state.total -= 1; }
+  var searching = !!parseHash().query.get("q");
+  if (i >= 0 && !passesFilters(s)) { state.rows.splice(i, 1); state.total -= 1; }
   else if (i >= 0) state.rows[i] = s;
-  else if (state.page === 1 && matches(s)) { state.rows.unshift(s); state.total += 1; if (state.rows.length > state.perPage) state.rows.pop(); }
+  else if (state.page === 1 && !searching && passesFilters(s)) { state.rows.unshift(s); state.total += 1; if (state.rows.length > state.perPage) state.rows.pop(); }
   else { scheduleStats(); return; }
   var sort = parseHash().query.get("sort");
   state.rows.sort(function (a, b) {
@@ -123,6 +169,9 @@ document.querySelectorAll("[data-bulk]").forEach(function (button) {
       removeRows(ids, true);
       state.selected.clear(); updateBulkBar();
       toast(ids.length + " session(s): " + action + "d", "success");
+      // Refill the page from the server once the rows have faded: the count
+      // and the rows that move up from the next page.
+      setTimeout(function () { loadSessions(parseHash().query); }, 450);
     } catch (err) { toast(err.message, "danger"); }
   });
 });

@@ -1,6 +1,6 @@
 /* Settings (admin): completion rules with the rule tester, canned
  * responses (canned.js) and sites. */
-import { $, api, confirmAction, el, toast, when } from "./core.js";
+import { $, api, confirmAction, copyButton, el, embedSnippet, toast, when } from "./core.js";
 import { loadCannedSettings } from "./canned.js";
 
 export async function loadSettings() {
@@ -33,6 +33,12 @@ export async function loadSettings() {
       });
       return input;
     };
+    var colour = el("input", { class: "form-control form-control-sm form-control-color", type: "color", value: site.color, "aria-label": "Colour of " + site.key });
+    colour.addEventListener("change", function () {
+      api("PUT", "/api/sites/" + encodeURIComponent(site.key), { color: colour.value }).then(function () { toast("Site saved", "success"); }).catch(function (e) { toast(e.message, "danger"); loadSettings(); });
+    });
+    var snippet = embedSnippet(site.key);
+    var embed = el("div", { class: "d-flex gap-1 align-items-center" }, el("code", { class: "small user-select-all embed-snippet", text: snippet }), copyButton(snippet, "Copy"));
     var position = el("select", { class: "form-select form-select-sm", "aria-label": "Position of " + site.key });
     ["right", "left"].forEach(function (p) { var o = el("option", { text: p }); o.selected = p === site.position; position.appendChild(o); });
     position.addEventListener("change", function () { api("PUT", "/api/sites/" + encodeURIComponent(site.key), { position: position.value }).catch(function (e) { toast(e.message, "danger"); }); });
@@ -45,7 +51,7 @@ export async function loadSettings() {
     });
     return el("tr", {}, el("td", {}, el("code", { text: site.key })), el("td", {}, field("name", site.name, "Name")),
       el("td", {}, field("allowed_origins", site.allowed_origins.join(", "), "Origins")), el("td", {}, field("greeting", site.greeting, "Greeting")),
-      el("td", {}, field("color", site.color, "Colour")), el("td", {}, field("email_from", site.email_from, "Email sender")), el("td", {}, position), el("td", {}, prechat), el("td", {}, remove));
+      el("td", {}, colour), el("td", {}, field("email_from", site.email_from, "Email sender")), el("td", {}, position), el("td", {}, prechat), el("td", {}, embed), el("td", {}, remove));
   }));
 }
 $("rule-form").addEventListener("submit", function (e) {

@@ -33,8 +33,15 @@ export async function loadStats() {
   chart("qa", "chart-qa", "doughnut", { labels: ["unchecked", "passed", "issue", "fixed"], datasets: [
     { data: ["unchecked", "passed", "issue", "fixed"].map(function (k) { return stats.by_qa_status[k]; }),
       backgroundColor: ["#adb5bd", "#198754", "#dc3545", "#0d6efd"] }] });
+  var latency = stats.ai_response_ms;
   chart("latency", "chart-latency", "bar", { labels: ["median", "p90"], datasets: [
-    { label: "ms", data: [stats.ai_response_ms.median || 0, stats.ai_response_ms.p90 || 0], backgroundColor: "#6f42c1" }] });
+    { label: "ms", data: [latency.median || 0, latency.p90 || 0], backgroundColor: "#6f42c1" }] });
+  // The agent's own time per reply, in whole milliseconds: an agent that
+  // answers at once (the demo agent) reads 0, which the text says rather
+  // than leaving an empty-looking chart.
+  $("latency-summary").textContent = !latency.replies ? "No AI replies in this range."
+    : "Median " + latency.median + " ms, p90 " + latency.p90 + " ms over " + latency.replies + " replies" +
+      (latency.p90 < 1 ? " (under 1 ms: the agent answers at once)." : ".");
 }
 function chart(name, canvas, type, data) {
   if (state.charts[name]) { state.charts[name].data = data; state.charts[name].update(); return; }

@@ -1,10 +1,20 @@
-/* "Test AI": the widget's chat frame in a draggable window. */
+/* "Test AI": the widget's chat frame in a draggable window, in the
+ * dashboard's theme, with a button that starts a new conversation. */
 import { $ } from "./core.js";
 
+/** Where the frame keeps its conversation (see widget/frame.js). */
+var STORE_KEY = "chathub:default:test";
+function frameUrl() {
+  return "/widget/frame.html?site=default&channel=test&theme=" + (document.documentElement.getAttribute("data-bs-theme") || "light");
+}
 $("test-ai-open").addEventListener("click", function () {
   var frame = $("test-ai-frame");
-  if (!frame.src) frame.src = "/widget/frame.html?site=default&channel=test";
+  if (!frame.src) frame.src = frameUrl();
   $("test-ai").classList.remove("d-none");
+});
+$("test-ai-new").addEventListener("click", function () {
+  localStorage.removeItem(STORE_KEY);
+  $("test-ai-frame").src = frameUrl();
 });
 $("test-ai-close").addEventListener("click", function () { $("test-ai").classList.add("d-none"); });
 window.addEventListener("message", function (e) {
@@ -26,3 +36,5 @@ window.addEventListener("message", function (e) {
   });
   head.addEventListener("pointerup", function () { start = null; });
 })();
+// On a phone the opened menu comes first: Test AI closes rather than cover it.
+$("nav").addEventListener("show.bs.collapse", function () { $("test-ai").classList.add("d-none"); });

@@ -232,6 +232,16 @@ async fn without_a_target_configured_events_are_kept_as_skipped() {
     assert!(wait_for_status(&db, "skipped").await, "{:?}", outbox_statuses(&db).await);
     let error: String = db.query_one("SELECT last_error FROM outbox", &[]).await.unwrap().get(0);
     assert!(error.contains("N8N_WEBHOOK_URL"));
+    // The log shows what would be sent; a retry says why it cannot be sent
+    // rather than queueing it to be skipped again.
+    let developer = app.staff("devi", "developer").await;
+    let (_, list) = developer.get("/api/deliveries?status=skipped").await;
+    let delivery = &list["deliveries"][0];
+    assert_eq!(delivery["payload"]["rule"], "booking_link", "{delivery}");
+    let (status, refused) = developer.call("POST", &format!("/api/deliveries/{}/retry", delivery["id"]), None).await;
+    assert_eq!(status, 409);
+    assert!(refused["error"]["message"].as_str().unwrap().contains("N8N_WEBHOOK_URL is not set"), "{refused}");
+    assert_eq!(outbox_statuses(&db).await[0].1, "skipped", "nothing changed");
 }
 
 #[tokio::test]

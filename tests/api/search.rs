@@ -97,6 +97,20 @@ async fn search_finds_what_the_substring_scan_found_and_speaks_web_search_syntax
     let either = found(&admin, "whitening or voucher").await;
     let union: BTreeSet<String> = whitening.union(&found(&admin, "voucher").await).cloned().collect();
     assert_eq!(either, union);
+    // Each found session comes with its newest message that matched, for
+    // the list to show instead of the last one.
+    let (_, page) = admin.get("/api/sessions?per_page=200&q=whitening").await;
+    let matches = page["matches"].as_array().unwrap();
+    assert_eq!(matches.len(), whitening.len(), "one per session found by its words");
+    for m in matches {
+        let id: Uuid = m["session_id"].as_str().unwrap().parse().unwrap();
+        let newest: (i64, String) = db
+            .query_one("SELECT seq, text FROM messages WHERE session_id = $1 AND text LIKE '%whitening%' ORDER BY seq DESC LIMIT 1", &[&id])
+            .await
+            .map(|r| (r.get(0), r.get(1)))
+            .unwrap();
+        assert_eq!((m["seq"].as_i64().unwrap(), m["text"].as_str().unwrap()), (newest.0, newest.1.as_str()));
+    }
     // Hostile text is a search like any other.
     let (status, body) = admin.get("/api/sessions?q=%27%20%26%20%7C%20!%20%3A*%20(").await;
     assert_eq!((status, body["total"].as_i64()), (200, Some(0)), "{body}");

@@ -456,6 +456,7 @@ async fn stats_count_days_in_the_configured_zone_across_a_dst_change() {
     assert_eq!(stats["by_qa_status"]["passed"], 4);
     assert_eq!(stats["by_channel"]["web"], 4);
     assert_eq!(stats["ai_response_ms"]["median"], 200.0);
+    assert!(stats["ai_response_ms"]["replies"].as_i64().unwrap() > 0, "{stats}");
     assert_eq!(stats["messages_per_session"], 2.0);
     // The list's date filter uses the same day boundaries.
     assert_eq!(admin.get("/api/sessions?from=2026-04-05&to=2026-04-05").await.1["total"], 2);
@@ -592,6 +593,44 @@ async fn admins_manage_users_and_bad_input_changes_nothing() {
     assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "payload_too_large");
     let (_, users) = admin.get("/api/users").await;
     assert_eq!(users["users"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn users_have_an_optional_email_and_can_be_deleted_keeping_what_they_did() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let (status, user) = admin
+        .call("POST", "/api/users", Some(json!({"username": "quinn", "password": "quinn-password", "role": "qa", "email": "quinn@example.com"})))
+        .await;
+    assert_eq!(status, 201, "{user}");
+    assert_eq!(user["email"], "quinn@example.com");
+    let id = user["id"].as_str().unwrap().to_owned();
+    let bad = admin.call("POST", "/api/users", Some(json!({"username": "bo", "password": "bo-password", "role": "qa", "email": "not an email"}))).await;
+    assert_eq!((bad.0, bad.1["error"]["code"].as_str()), (400, Some("invalid_email")));
+    let (_, cleared) = admin.call("PUT", &format!("/api/users/{id}"), Some(json!({"email": null}))).await;
+    assert_eq!(cleared["email"], Value::Null);
+    assert_eq!(admin.call("PUT", &format!("/api/users/{id}"), Some(json!({"email": "q@example.com"}))).await.1["email"], "q@example.com");
+
+    // Quinn reviews a conversation, then leaves.
+    let session = Uuid::new_v4();
+    let db = app.db().await;
+    db.execute("INSERT INTO sessions (id, channel, last_seq) VALUES ($1, 'web', 0)", &[&session]).await.unwrap();
+    let quinn = app.login("quinn", "quinn-password").await;
+    assert_eq!(quinn.call("PUT", &format!("/api/sessions/{session}/qa"), Some(json!({"qa_status": "passed", "qa_notes": "fine"}))).await.0, 200);
+    assert_eq!(quinn.call("POST", &format!("/api/sessions/{session}/notes"), Some(json!({"text": "looked at it"}))).await.0, 201);
+    let me = admin.user["id"].as_str().unwrap().to_owned();
+    assert_eq!(admin.call("DELETE", &format!("/api/users/{me}"), None).await.0, 409, "not yourself");
+    assert_eq!(quinn.call("DELETE", &format!("/api/users/{me}"), None).await.0, 403);
+    assert_eq!(admin.call("DELETE", &format!("/api/users/{id}"), None).await.0, 204);
+    assert_eq!(admin.call("DELETE", &format!("/api/users/{id}"), None).await.0, 404);
+    assert_eq!(quinn.get("/api/auth/me").await.0, 401, "their sign-in ended");
+    let (status, detail) = admin.get(&format!("/api/sessions/{session}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["qa_history"][0]["by"], "quinn", "{detail}");
+    assert_eq!(detail["notes"][0]["text"], "looked at it");
+    assert_eq!(detail["notes"][0]["author"], Value::Null);
+    let (_, users) = admin.get("/api/users").await;
+    assert_eq!(users["users"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]

@@ -28,6 +28,9 @@ async fn an_escalation_is_taken_by_its_first_replier_resolved_back_to_the_ai_and
     assert_eq!(handover["role"], "ai");
     let session = visitor.session_id.clone().unwrap();
     assert_eq!(escalations(&admin).await, json!({"unassigned": 1, "in_progress": 0}));
+    // The card follows the filters; the queue's badge does not.
+    let (_, whatsapp) = admin.get("/api/sessions/stats?channel=whatsapp").await;
+    assert_eq!((whatsapp["escalations"].clone(), whatsapp["open_escalations"].clone()), (json!({"unassigned": 0, "in_progress": 0}), json!(1)));
 
     // Only someone who may take over can be assigned.
     let quinn_id = quinn.user["id"].as_str().unwrap();

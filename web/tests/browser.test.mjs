@@ -5,7 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, copyFileSync } from 'node:fs';
+import { mkdirSync, copyFileSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
@@ -25,6 +26,18 @@ const dialogs = [];
 // Console errors that mean a page is broken whatever it shows: a script or
 // style the Content-Security-Policy refused, or a module that failed to load.
 const brokenPage = [];
+
+// axe-core from node_modules, evaluated in the page through the debugging
+// protocol (the pages' Content-Security-Policy rightly refuses injected scripts).
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+/** No serious or critical accessibility violations on what `target` (a page or frame) shows. */
+async function assertAccessible(target, what) {
+  await target.evaluate(AXE_SOURCE);
+  const violations = await target.evaluate(async () => (await axe.run(document, { resultTypes: ['violations'] })).violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 4).map((n) => n.target.join(' ')).join(' | ')}`));
+  assert.deepEqual(violations, [], what);
+}
 
 async function freePort() {
   return new Promise((resolve) => {
@@ -177,6 +190,9 @@ test('a visitor on /demo chats to completion while the dashboard shows it live',
   const staff = await newPage();
   await signIn(staff, 'admin', ADMIN_PASSWORD);
   const rowsBefore = await staff.locator('#sessions-body tr[data-id]').count();
+  // An empty dashboard says how to put the widget on a site.
+  assert.equal(rowsBefore, 0);
+  assert.equal(await staff.locator('#onboarding-snippet').textContent(), `<script src="${base}/widget.js" data-site="default" async></script>`);
 
   const [visitorPage, chat] = await openWidget();
   // The greeting from the site's settings, then the scripted conversation.
@@ -471,6 +487,25 @@ test('the widget survives a server restart mid-chat without losing or duplicatin
   await again.waitForSelector('.msg.visitor:text("Before the restart")', { state: 'attached' });
 });
 
+test('the widget opens from the keyboard with focus in the message box, and Escape gives focus back to the bubble', async () => {
+  const page = await newPage();
+  await page.goto(base + '/demo');
+  const frame = await waitForFrame(page);
+  await frame.waitForSelector('#state:text("Online")', { state: 'attached' });
+  for (let i = 0; i < 15 && await page.evaluate(() => document.activeElement.tagName) !== 'CHATHUB-WIDGET'; i++) await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.tagName), 'CHATHUB-WIDGET', 'the bubble is reachable by Tab');
+  await page.keyboard.press('Enter');
+  await frame.waitForSelector('#text:visible');
+  await frame.waitForFunction(() => document.hasFocus() && document.activeElement.id === 'text');
+  await page.keyboard.type('typed without a click');
+  assert.equal(await frame.inputValue('#text'), 'typed without a click');
+  // The transcript scrolls by keyboard too.
+  assert.equal(await frame.getAttribute('#log', 'tabindex'), '0');
+  await page.keyboard.press('Escape');
+  await frame.waitForSelector('#text', { state: 'hidden' });
+  await page.waitForFunction(() => document.activeElement.tagName === 'CHATHUB-WIDGET' && document.hasFocus());
+});
+
 test('the widget reopens as the visitor left it, keeps its ticks after a reload, and Escape closes it', async () => {
   const [page, chat] = await openWidget();
   await say(chat, 'Remember me');
@@ -520,6 +555,28 @@ test('dark mode toggles and is remembered; admins manage users and keys; the pho
   await page.click('#key-form button[type=submit]');
   await page.waitForSelector('#new-key-value');
   assert.match(await page.locator('#new-key-value').textContent(), /^chk_/);
+  // The key can be copied in one click.
+  await page.context().grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  await page.click('#new-key button:text("Copy key")');
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), await page.locator('#new-key-value').textContent());
+
+  // Users get an optional email, and can be deleted; what they did stays readable.
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  assert.equal((await apiCall(admin, 'POST', '/api/users', { username: 'temp', password: 'temp-password', role: 'qa', email: 'temp@example.com' })).status, 201);
+  const temp = await apiLogin('temp', 'temp-password');
+  assert.equal((await apiCall(temp, 'PUT', `/api/sessions/${sessionId}/qa`, { qa_status: 'passed', qa_notes: 'checked by temp' })).status, 200);
+  await page.reload();
+  await page.waitForSelector('#users-body tr[data-user=temp]');
+  assert.equal(await page.inputValue('#users-body tr[data-user=temp] input[type=email]'), 'temp@example.com');
+  await page.click('#users-body tr[data-user=temp] button:text("Delete")');
+  await page.waitForSelector('#confirm.show');
+  await page.click('#confirm-ok');
+  await page.waitForSelector('#users-body tr[data-user=temp]', { state: 'detached' });
+  const detail = await apiCall(admin, 'GET', `/api/sessions/${sessionId}`);
+  assert.ok(detail.body.qa_history.some((h) => h.by === 'temp' && h.notes === 'checked by temp'), 'the QA history keeps their name');
+  assert.equal(await page.locator('#users-body tr[data-user=admin] button:text("Delete")').isVisible(), false, 'not yourself');
+  await page.reload(); // a fresh page for the keyboard check below
+  await page.waitForSelector('#users-body tr');
 
   // Keyboard: from the top of the page, Tab reaches the skip link, then the navigation.
   await page.evaluate(() => { document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0); });
@@ -527,6 +584,28 @@ test('dark mode toggles and is remembered; admins manage users and keys; the pho
   assert.equal(await page.evaluate(() => document.activeElement.textContent.trim()), 'Skip to content');
   await page.keyboard.press('Tab');
   assert.equal(await page.evaluate(() => document.activeElement.classList.contains('navbar-brand')), true);
+
+  // The dashboard at phone width: no sideways scrolling, sessions open at their top,
+  // and the opened menu is not covered by Test AI.
+  const small = await newPage({ width: 390, height: 780 });
+  await signIn(small, 'agnes', 'agnes-password');
+  await small.waitForSelector('#sessions-body tr[data-id]');
+  assert.ok(await small.evaluate(() => document.documentElement.scrollWidth <= innerWidth), 'no sideways scroll on the list');
+  await small.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+  await small.locator('#sessions-body tr[data-id] a').last().click();
+  await small.waitForSelector('#view-session:not(.d-none)');
+  await small.waitForSelector('#transcript li');
+  assert.equal(await small.evaluate(() => window.scrollY), 0, 'the session opens at its top');
+  assert.ok(await small.evaluate(() => document.documentElement.scrollWidth <= innerWidth), 'no sideways scroll on a session');
+  await small.click('.navbar-toggler');
+  await small.waitForSelector('#nav.show');
+  await small.click('#test-ai-open');
+  await small.click('.navbar-toggler');
+  await small.waitForSelector('#nav.collapse:not(.show)', { state: 'attached' }); // closed, not still closing
+  await small.click('.navbar-toggler');
+  await small.waitForSelector('#nav.show');
+  assert.equal(await small.locator('#test-ai').isVisible(), false, 'Test AI closed when the menu opened');
+  await small.screenshot({ path: `${ARTIFACTS}/dashboard-phone.png` });
 
   // A phone-sized visitor.
   const [phone, chat] = await openWidget({ width: 390, height: 780 });
@@ -566,6 +645,40 @@ test('Test AI opens a draggable chat whose session is channel test', async () =>
   const row = await findSessionRow(page, 'Testing the agent', '&channel=test');
   const channel = await row.locator('td').nth(2).textContent();
   assert.equal(channel.trim(), 'test');
+
+  // One close button (the window's), the dashboard's theme, and a new conversation on demand.
+  assert.equal(await frame.locator('#close').isVisible(), false, 'the frame has no close button of its own');
+  assert.equal(await page.locator('#test-ai-close').isVisible(), true);
+  const theme = await page.getAttribute('html', 'data-bs-theme');
+  assert.equal(await frame.getAttribute('html', 'data-theme'), theme);
+  await page.click('#theme-toggle');
+  const other = theme === 'dark' ? 'light' : 'dark';
+  await frame.waitForSelector(`html[data-theme=${other}]`, { state: 'attached' });
+  const firstSession = await page.evaluate(() => JSON.parse(localStorage.getItem('chathub:default:test')).token);
+  await page.click('#test-ai-new');
+  const fresh = await waitForFrame(page);
+  await fresh.waitForSelector('#state:text("Online")');
+  assert.equal(await fresh.locator('.msg.visitor').count(), 0, 'a new conversation starts empty');
+  await say(fresh, 'A second test');
+  await waitForReply(fresh, 1);
+  const secondSession = await page.evaluate(() => JSON.parse(localStorage.getItem('chathub:default:test')).token);
+  assert.notEqual(secondSession, firstSession);
+  await page.click('#theme-toggle');
+});
+
+test('settings show each site\'s embed snippet to copy and a colour picker', async () => {
+  const page = await newPage();
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  await page.goto(`${base}/#/settings`);
+  const site = page.locator('#sites-body tr', { hasText: 'default' }).first();
+  await site.waitFor();
+  assert.equal(await site.locator('.embed-snippet').textContent(), `<script src="${base}/widget.js" data-site="default" async></script>`);
+  assert.equal(await site.locator('input[type=color]').count(), 1);
+  await site.locator('input[type=color]').fill('#117733');
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  for (let i = 0; i < 20 && (await apiCall(admin, 'GET', '/api/sites/default/public')).body.color !== '#117733'; i++) await page.waitForTimeout(100);
+  assert.equal((await apiCall(admin, 'GET', '/api/sites/default/public')).body.color, '#117733');
+  await apiCall(admin, 'PUT', '/api/sites/default', { color: '#0d6efd' });
 });
 
 test('an admin adds a completion rule and tests a message against it', async () => {
@@ -626,12 +739,19 @@ test("the site's settings drive the widget: colour, position, greeting and a val
   }
 });
 
-test('bulk archive from the sessions table, with a confirmation, removes the rows at once', async () => {
+test('bulk archive from the sessions table, with a confirmation, removes the rows, back-fills the page and keeps the count true', async () => {
+  // More than a page of sessions (relayed, as a bot would).
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  for (let i = 0; i < 30; i++) {
+    const r = await apiCall(admin, 'POST', '/api/sessions', { session_id: `bulk-${i}`, channel: 'web', customer: { name: `Bulk ${i}` },
+                                                              messages: [{ id: `bulk-${i}-1`, role: 'visitor', text: `bulk message ${i}` }] });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
   const page = await newPage();
   await signIn(page, 'admin', ADMIN_PASSWORD);
-  await page.waitForSelector('#sessions-body tr[data-id]');
-  const before = await page.locator('#sessions-body tr[data-id]').count();
-  assert.ok(before >= 2);
+  await page.waitForFunction(() => document.querySelectorAll('#sessions-body tr[data-id]').length === 25);
+  const total = Number((await page.locator('#page-info').textContent()).match(/of (\d+)/)[1]);
+  assert.ok(total > 27, `${total}`);
   const boxes = page.locator('#sessions-body tr[data-id] input[type=checkbox]');
   await boxes.nth(0).check();
   await boxes.nth(1).check();
@@ -639,11 +759,84 @@ test('bulk archive from the sessions table, with a confirmation, removes the row
   await page.click('[data-bulk=archive]');
   await page.waitForSelector('#confirm.show');
   await page.click('#confirm-ok');
-  await page.waitForFunction((n) => document.querySelectorAll('#sessions-body tr[data-id]').length === n - 2, before);
+  // The toast does not cover the paging.
+  const toastBox = await page.locator('#toasts .toast').first().boundingBox();
+  const nextBox = await page.locator('#page-next').boundingBox();
+  const overlaps = (a, b) => a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+  assert.ok(!overlaps(toastBox, nextBox), 'the toast is clear of Next');
+  // Back-filled from the next page, with the count following.
+  await page.waitForSelector(`#page-info:text("1–25 of ${total - 2}")`);
+  assert.equal(await page.locator('#sessions-body tr[data-id]').count(), 25);
   await page.selectOption('#f-status', 'archived');
   await page.click('#filters button[type=submit]');
   await page.waitForFunction(() => location.hash.includes('status=archived'));
   await page.waitForFunction(() => document.querySelectorAll('#sessions-body tr[data-id]').length >= 2);
+});
+
+test('a search shows the matching message marked, and its rows stay live', async () => {
+  const [, chat] = await openWidget();
+  await say(chat, 'Do you offer teeth whitening for sensitive teeth?');
+  await waitForReply(chat, 1);
+  await say(chat, 'Grace Hopper');
+  await waitForReply(chat, 2);
+  const staff = await newPage();
+  await signIn(staff, 'admin', ADMIN_PASSWORD);
+  const row = await findSessionRow(staff, 'whitening');
+  // Not the last message (the name), but the one that matched, with the word marked.
+  assert.equal(await row.locator('.preview mark').first().textContent(), 'whitening');
+  assert.match(await row.locator('.preview').textContent(), /teeth whitening for sensitive/);
+  const count = Number(await row.locator('td').nth(7).textContent());
+  await say(chat, 'grace@example.com');
+  await staff.waitForFunction(([id, n]) => {
+    const tr = document.querySelector(`#sessions-body tr[data-id="${id}"]`);
+    return tr && Number(tr.querySelectorAll('td')[7].textContent) > n;
+  }, [await row.getAttribute('data-id'), count]);
+  assert.equal(await staff.locator('#sessions-body tr[data-id] .preview mark').first().textContent(), 'whitening', 'still marked after the live update');
+});
+
+test('deliveries show their session and payload, page, and a skipped one says why it cannot be retried', async () => {
+  const page = await newPage();
+  await signIn(page, 'devi', 'devi-password');
+  await page.goto(`${base}/#/deliveries`);
+  await page.selectOption('#d-status', 'skipped');
+  const row = page.locator('#deliveries-body tr[data-delivery]', { hasText: 'lead.completed' }).first();
+  await row.waitFor();
+  assert.equal(await row.locator('a[href^="#/sessions/"]').count(), 1, 'links to its session');
+  await row.locator('summary').click();
+  assert.match(await row.locator('pre.payload').textContent(), /"rule": "booking_link"/);
+  await row.locator('button:text("Retry")').click();
+  await page.waitForSelector('#toasts .toast:has-text("N8N_WEBHOOK_URL is not set")');
+  assert.match(await page.locator('#deliveries-pager .page-info').textContent(), /^1–\d+ of \d+$/);
+});
+
+test('axe finds no serious or critical accessibility violations on any screen, light or dark', async () => {
+  const login = await newPage();
+  await login.goto(base + '/');
+  await login.waitForSelector('#login-form');
+  await assertAccessible(login, 'sign-in');
+  const page = await newPage();
+  await signIn(page, 'admin', ADMIN_PASSWORD);
+  for (const theme of ['light', 'dark']) {
+    if (await page.getAttribute('html', 'data-bs-theme') !== theme) await page.click('#theme-toggle');
+    for (const [hash, ready] of [['#/sessions', '#sessions-body tr[data-id]'], [`#/sessions/${sessionId}`, '#transcript li'],
+      ['#/escalations', '#escalations-body tr'], ['#/errors', '#errors-body tr'], ['#/deliveries', '#deliveries-body tr'],
+      ['#/email-templates', '#templates-body tr'], ['#/users', '#users-body tr'], ['#/settings', '#sites-body tr']]) {
+      await page.evaluate((h) => { location.hash = h; }, hash);
+      await page.waitForSelector(ready);
+      await assertAccessible(page, `${hash} (${theme})`);
+    }
+    await page.click('#test-ai-open');
+    const frame = await waitForFrame(page);
+    await frame.waitForSelector('#state:text("Online")');
+    await assertAccessible(frame, `Test AI (${theme})`);
+    await page.click('#test-ai-close');
+  }
+  await page.click('#theme-toggle');
+  const [demo, chat] = await openWidget();
+  await assertAccessible(demo, 'demo page');
+  await say(chat, 'Checking accessibility');
+  await waitForReply(chat, 1);
+  await assertAccessible(chat, 'widget');
 });
 
 test('no page broke its Content-Security-Policy or failed to load a module', () => {
