@@ -7,11 +7,17 @@ export async function loadEscalations() {
     var priority = el("select", { class: "form-select form-select-sm w-auto", "aria-label": "Priority", disabled: can("admin,developer,agent") ? null : "disabled" });
     ["low", "normal", "high", "urgent"].forEach(function (p) { var o = el("option", { text: p }); o.selected = p === s.priority; priority.appendChild(o); });
     priority.addEventListener("change", function () { api("PUT", "/api/sessions/" + s.id, { priority: priority.value }).catch(function (e) { toast(e.message, "danger"); }); });
-    var claim = el("button", { class: "btn btn-sm btn-outline-primary", type: "button", text: "Claim" });
-    claim.hidden = !can("admin,developer,agent");
-    claim.addEventListener("click", function () { api("POST", "/api/sessions/" + s.id + "/claim").then(loadEscalations).catch(function (e) { toast(e.message, "danger"); }); });
-    return el("tr", {}, el("td", {}, el("a", { href: "#/sessions/" + s.id, text: customerName(s) })), el("td", { text: when(s.escalated_at) }),
-      el("td", {}, priority), el("td", { text: s.assignee || "—" }), el("td", {}, claim));
+    // Unassigned: "Claim"; once someone has it, their name. Handlers can
+    // resolve it from here (it goes back to the AI, the visitor is told).
+    var handles = can("admin,developer,agent");
+    var who = s.assignee ? el("span", { class: "assignee", text: s.assignee }) : el("button", { class: "btn btn-sm btn-outline-primary", type: "button", text: "Claim", hidden: handles ? null : "hidden" });
+    if (!s.assignee) who.addEventListener("click", function () { api("POST", "/api/sessions/" + s.id + "/claim").then(loadEscalations).catch(function (e) { toast(e.message, "danger"); }); });
+    var resolve = el("button", { class: "btn btn-sm btn-outline-success", type: "button", text: "Resolve", hidden: handles ? null : "hidden" });
+    resolve.addEventListener("click", function () {
+      api("PUT", "/api/sessions/" + s.id, { status: "resolved" }).then(function () { toast("Resolved", "success"); loadEscalations(); }).catch(function (e) { toast(e.message, "danger"); });
+    });
+    return el("tr", { "data-id": s.id }, el("td", {}, el("a", { href: "#/sessions/" + s.id, text: customerName(s) })), el("td", { text: when(s.escalated_at) }),
+      el("td", {}, priority), el("td", {}, who), el("td", {}, resolve));
   }));
   if (!data.sessions.length) $("escalations-body").appendChild(el("tr", {}, el("td", { colspan: "5", class: "text-body-secondary", text: "Nothing escalated." })));
 }

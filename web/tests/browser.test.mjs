@@ -343,6 +343,27 @@ test('alerts: a new escalation and a visitor message in my conversation count in
   assert.deepEqual([after.status, after.priority, after.handler], ['resolved', 'urgent', 'ai']);
 });
 
+test('in Escalations, Claim becomes the claimer\'s name and Resolve hands the chat back', async () => {
+  const [, chat] = await openWidget();
+  await say(chat, 'I want to talk to a human about my parking ticket');
+  await waitForReply(chat, 1);
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  const found = await apiCall(admin, 'GET', '/api/sessions?q=' + encodeURIComponent('"my parking ticket"'));
+  assert.equal(found.body.total, 1);
+  const id = found.body.sessions[0].id;
+  const agent = await newPage();
+  await signIn(agent, 'devi', 'devi-password');
+  await agent.goto(`${base}/#/escalations`);
+  const mine = agent.locator(`#escalations-body tr[data-id="${id}"]`);
+  await mine.waitFor();
+  await mine.locator('button:text("Claim")').click();
+  await agent.waitForSelector(`#escalations-body tr[data-id="${id}"] .assignee:text("devi")`);
+  assert.equal(await mine.locator('button:text("Claim")').count(), 0);
+  await mine.locator('button:text("Resolve")').click();
+  await agent.waitForSelector(`#escalations-body tr[data-id="${id}"]`, { state: 'detached' });
+  assert.equal((await apiCall(admin, 'GET', `/api/sessions/${id}`)).body.session.status, 'resolved');
+});
+
 test('an agent takes over and the visitor sees the staff reply in the widget', async () => {
   const [, chat] = await openWidget();
   await say(chat, 'Can I change my booking?');
