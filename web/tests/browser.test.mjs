@@ -225,6 +225,7 @@ test('a visitor on /demo chats to completion while the dashboard shows it live',
   await staff.waitForSelector('[data-stat="Completion rate"]');
   assert.match(await staff.locator('[data-stat="Messages / session"] .value').textContent(), /^\d+\.\d$/);
   assert.equal(await staff.evaluate(() => Chart.getChart('chart-days').scales.y.min), 0);
+  await staff.waitForSelector('[data-stat="Complete"] .value:text("1")'); // the cards caught up
   await staff.screenshot({ path: `${ARTIFACTS}/dashboard-sessions.png` });
   await visitorPage.screenshot({ path: `${ARTIFACTS}/widget.png` });
   if (DOCS) {
