@@ -28,8 +28,9 @@ export async function loadErrors(page) {
   errorsPage = page || 1;
   var data = await api("GET", "/api/errors?per_page=" + PER_PAGE + "&page=" + errorsPage);
   $("errors-body").replaceChildren.apply($("errors-body"), data.errors.map(function (e) {
+    var details = e.details ? el("details", {}, el("summary", { class: "small", text: "details" }), el("pre", { class: "small mb-0 payload", text: JSON.stringify(e.details, null, 2) })) : null;
     return el("tr", {}, el("td", { class: "small", text: when(e.created_at) }), el("td", { text: e.source }), el("td", { text: e.workflow || "" }),
-      el("td", { text: e.message }), el("td", {}, sessionLink(e.session_id)));
+      el("td", {}, e.message, details), el("td", {}, sessionLink(e.session_id)));
   }));
   if (!data.errors.length) $("errors-body").appendChild(el("tr", {}, el("td", { colspan: "5", class: "text-body-secondary", text: "No errors recorded." })));
   pager($("errors-pager"), errorsPage, PER_PAGE, data.errors.length, data.total, loadErrors);

@@ -4,7 +4,8 @@
 //! conversation on A is stored and answered once; a rule added on B applies
 //! on A at once; a node killed or paused mid-chat loses nothing acknowledged
 //! and cannot write once its lease was taken; NATS restarted, cross-node
-//! updates resume.
+//! updates resume; an email sent on one node and tracked through another
+//! shows live on a dashboard of the first.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -159,6 +160,60 @@ async fn a_webhook_reaching_another_node_is_stored_and_answered_once_by_the_owne
     assert_eq!(stored.len(), 4, "{stored:?}");
     assert_eq!(stored[2], ("visitor".to_owned(), "Grace Hopper".to_owned()));
     assert_eq!(lease_holder(&db, &session.to_string()).await.as_deref(), Some("a"), "B forwarded instead of taking over");
+}
+
+#[tokio::test]
+async fn an_email_tracked_through_another_node_shows_live_on_the_dashboard_watching_it() {
+    use base64::Engine as _;
+    use hmac::{Hmac, KeyInit, Mac};
+    const SECRET: &str = "whsec_Y2x1c3Rlci10ZXN0LXNlY3JldA==";
+    let resend = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/emails"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "re-cluster-1"})))
+        .mount(&resend)
+        .await;
+    let cluster = TestCluster::new().await;
+    let url = resend.uri();
+    let email = [("RESEND_API_URL", url.as_str()), ("RESEND_API_KEY", "re_cluster"), ("RESEND_WEBHOOK_SECRET", SECRET)];
+    let a = cluster.node("a", &email);
+    let b = cluster.node("b", &email);
+    let db = cluster.db().await;
+    let session = uuid::Uuid::new_v4();
+    db.execute("INSERT INTO sessions (id, channel, customer_name, customer_email) VALUES ($1, 'web', 'Ada', 'ada@example.com')", &[&session])
+        .await
+        .unwrap();
+    let admin_a = admin_on(&a).await;
+    let mut dashboard = Visitor::dashboard(a.port, &admin_a.cookie, &admin_a.origin()).await;
+    dashboard.send(json!({"type": "watch", "session_id": session, "last_seq": 0})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, sent) = admin_a
+        .call("POST", &format!("/api/sessions/{session}/emails"), Some(json!({"subject": "Hello", "body": "Hi {{customer_name}}"})))
+        .await;
+    assert_eq!(status, 201, "{sent}");
+    let mut seen = next_of(&mut dashboard, "email").await;
+    while seen["email"]["status"] != "sent" {
+        seen = next_of(&mut dashboard, "email").await;
+    }
+    // Resend reports the open to node B; A's dashboard sees it.
+    let body = json!({"type": "email.opened", "created_at": "2026-12-02T10:00:00Z", "data": {"email_id": "re-cluster-1"}}).to_string();
+    let timestamp = chrono::Utc::now().timestamp();
+    let key = base64::engine::general_purpose::STANDARD.decode(SECRET.trim_start_matches("whsec_")).unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("msg_cluster.{timestamp}.{body}").as_bytes());
+    let signature = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    let response = reqwest::Client::new()
+        .post(b.url("/webhooks/resend"))
+        .header("svix-id", "msg_cluster")
+        .header("svix-timestamp", timestamp.to_string())
+        .header("svix-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let opened = tokio::time::timeout(Duration::from_secs(5), next_of(&mut dashboard, "email")).await.expect("the open crossed the bus");
+    assert_eq!((opened["email"]["status"].as_str(), opened["email"]["open_count"].as_i64()), (Some("opened"), Some(1)));
 }
 
 #[tokio::test]

@@ -284,6 +284,11 @@ test('QA flags an issue, a developer gives feedback and marks it fixed', async (
   await qa.click('#qa-buttons [data-qa=issue]');
   await qa.waitForSelector('#qa-buttons [data-qa=issue].active');
   await qa.waitForSelector('#qa-history li');
+  // The toasts that confirm it stay clear of the history they would hide.
+  const toasts = await qa.locator('#toasts .toast').evaluateAll((ts) => ts.map((t) => t.getBoundingClientRect().toJSON()));
+  const history = await qa.locator('#qa-history').boundingBox();
+  assert.ok(toasts.length > 0);
+  for (const t of toasts) assert.ok(t.y + t.height <= history.y || t.y >= history.y + history.height || t.x + t.width <= history.x, 'a toast covers the QA history');
 
   const dev = await newPage();
   await signIn(dev, 'devi', 'devi-password');
