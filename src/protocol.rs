@@ -165,6 +165,8 @@ pub enum ServerFrame<'a> {
     /// (an extra: clients may ignore it and wait for the `message`).
     Partial { role: MessageRole, text: &'a str },
     Status { completion: Completion, status: SessionStatus },
+    /// Staff have read the visitor's messages up to `seq` (`by: "agent"`).
+    Read { by: MessageRole, seq: Seq },
     Error {
         code: &'a str,
         message: &'a str,
@@ -205,9 +207,14 @@ pub enum DashboardFrame {
         session_id: SessionId,
         on: bool,
     },
+    /// The transcript is on screen up to `seq`.
+    Read {
+        session_id: SessionId,
+        seq: i64,
+    },
 }
 
-pub const DASHBOARD_FRAME_TYPES: &[&str] = &["watch", "unwatch", "say", "takeover", "typing"];
+pub const DASHBOARD_FRAME_TYPES: &[&str] = &["watch", "unwatch", "say", "takeover", "typing", "read"];
 
 /// A frame to a staff dashboard.
 #[derive(Debug, Serialize)]
@@ -217,6 +224,8 @@ pub enum StaffFrame<'a> {
     Message { session_id: SessionId, message: &'a MessageView },
     /// An email of the session was queued or its tracking moved.
     Email { session_id: SessionId, email: &'a EmailView },
+    /// The visitor has read the conversation up to `seq` (`by: "visitor"`).
+    Read { session_id: SessionId, by: MessageRole, seq: Seq },
     Typing { session_id: SessionId, role: crate::domain::MessageRole, on: bool },
     Ack { session_id: SessionId, client_msg_id: &'a str, seq: Seq },
     Takeover { session_id: SessionId, handler: crate::domain::Handler },

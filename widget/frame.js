@@ -78,11 +78,32 @@
     scroll();
     return li;
   }
+  // Read receipts (docs/protocol.md): the newest message on screen is
+  // reported read while the chat is open and the tab visible; staff's reads
+  // show as "Seen" under the visitor's newest message they have read.
+  var open = false, readSent = 0, staffRead = 0;
+  function reportRead() {
+    if (!open || document.visibilityState !== "visible" || !ws || ws.readyState !== 1 || !welcomed || pageSeq <= readSent) return;
+    readSent = pageSeq;
+    ws.send(JSON.stringify({ type: "read", seq: pageSeq }));
+  }
+  document.addEventListener("visibilitychange", reportRead);
+  function showSeen() {
+    var mine = Array.prototype.filter.call(log.querySelectorAll(".msg.visitor[data-seq]"), function (li) { return Number(li.getAttribute("data-seq")) <= staffRead; });
+    log.querySelectorAll(".seen").forEach(function (s) { s.remove(); });
+    var last = mine[mine.length - 1];
+    if (!last) return;
+    var label = document.createElement("span");
+    label.className = "seen";
+    label.textContent = "Seen";
+    last.appendChild(label);
+  }
   function showMessage(m) {
     if (seen[m.seq]) return;
     seen[m.seq] = true;
     if (m.seq > pageSeq) pageSeq = m.seq;
     var li = bubble(m.role, m.text, m.author, m.created_at);
+    li.setAttribute("data-seq", m.seq);
     // A visitor's stored message is delivered, also after a reload.
     if (m.role === "visitor") markSent(li, "delivered");
     if (m.role === "agent" && m.author) { joined = m.author; renderState(); }
@@ -116,6 +137,8 @@
         online = true;
         renderState();
         f.messages.forEach(showMessage);
+        showSeen();
+        reportRead();
         // Anything not acknowledged before the break goes again (same id: stored once).
         outbox.forEach(function (m) { ws.send(JSON.stringify({ type: "message", client_msg_id: m.id, text: m.text })); });
       } else if (f.type === "ack") {
@@ -127,10 +150,15 @@
         if (f.seq > (saved.lastSeq || 0)) saved.lastSeq = f.seq;
         outbox = outbox.filter(function (m) { return m.id !== f.client_msg_id; });
         persist();
-        if (rendered[f.client_msg_id]) markSent(rendered[f.client_msg_id], "delivered");
+        if (rendered[f.client_msg_id]) { markSent(rendered[f.client_msg_id], "delivered"); rendered[f.client_msg_id].setAttribute("data-seq", f.seq); }
+        showSeen();
+        reportRead();
       } else if (f.type === "message") {
         typing.hidden = true;
         showMessage(f.message);
+        reportRead();
+      } else if (f.type === "read") {
+        if (f.seq > staffRead) { staffRead = f.seq; showSeen(); }
       } else if (f.type === "status") {
         status = f.status;
         if (status !== "escalated") joined = null;
@@ -201,21 +229,22 @@
     clearTimeout(typingTimer);
     typingTimer = setTimeout(function () { typingTimer = null; if (ws && welcomed) ws.send(JSON.stringify({ type: "typing", on: false })); }, 2000);
   });
-  $("close").addEventListener("click", function () { parent.postMessage({ type: "chathub:close" }, "*"); });
+  $("close").addEventListener("click", function () { open = false; parent.postMessage({ type: "chathub:close" }, "*"); });
   // Escape closes the chat (focus goes back to the bubble).
   document.addEventListener("keydown", function (e) {
-    if (e.key === "Escape") parent.postMessage({ type: "chathub:close" }, "*");
+    if (e.key === "Escape") { open = false; parent.postMessage({ type: "chathub:close" }, "*"); }
   });
   // Inside the dashboard's Test AI window, which has its own close button
   // and passes on the dashboard's light or dark theme.
   function applyTheme(theme) { document.documentElement.setAttribute("data-theme", theme === "dark" ? "dark" : "light"); }
   if (channel === "test") {
+    open = true; // the Test AI window is open whenever its frame exists
     $("close").hidden = true;
     applyTheme(params.get("theme"));
   }
   window.addEventListener("message", function (e) {
     if (!e.data) return;
-    if (e.data.type === "chathub:opened" && e.data.focus !== false) text.focus();
+    if (e.data.type === "chathub:opened") { open = true; reportRead(); if (e.data.focus !== false) text.focus(); }
     if (e.data.type === "chathub:theme" && e.origin === location.origin && channel === "test") applyTheme(e.data.theme);
   });
 

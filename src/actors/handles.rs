@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use super::chat_session::{
     AttachError, AttachVisitor, Attached, ChatSession, Deleted, DetachVisitor, ExternalMessage, LeaseLost, StaffSay,
-    StaffTyping, StatusChanged, Takeover, TranscriptAfter, VisitorMessage, VisitorTyping,
+    StaffRead, StaffTyping, StatusChanged, Takeover, TranscriptAfter, VisitorMessage, VisitorTyping,
 };
 use super::cluster::{Cluster, RemoteSession, wire};
 use super::notifier::{Notifier, Wake};
@@ -165,6 +165,14 @@ impl SessionHandle {
     /// Staff changed the status through the API (already stored). One per
     /// staff action: sent even when the mailbox is full. (Elsewhere: the hub
     /// publishes staff changes to every node; the owner applies them.)
+    /// Staff read up to `seq` (already stored): the visitor sees it. Only
+    /// the node running the conversation acts (others hear it on the bus).
+    pub(crate) fn staff_read(&self, seq: Seq) {
+        if let Where::Here(addr) = &self.at {
+            let _ = addr.try_send(StaffRead(seq));
+        }
+    }
+
     pub(crate) fn status_changed(&self, status: SessionStatus) {
         if let Where::Here(addr) = &self.at {
             addr.do_send(StatusChanged(status));

@@ -19,7 +19,7 @@ use super::supervisor::SessionEvent;
 use crate::agents::Agent;
 use crate::completion::Rules;
 use crate::config::Config;
-use crate::domain::{Channel, Customer, SessionId, SessionStatus};
+use crate::domain::{Channel, Customer, Seq, SessionId, SessionStatus};
 use crate::postgres::Db;
 use crate::store::conversations;
 pub use crate::store::conversations::{WrittenRow, WrittenSince};
@@ -285,6 +285,25 @@ impl Hub {
     /// watchers on every node see it.
     pub fn email_changed(&self, id: SessionId, email: crate::protocol::EmailView) {
         self.supervisor.event(SessionEvent::EmailChanged { session_id: id, email: Arc::new(email) });
+    }
+
+    /// The visitor read up to `seq` (already stored): watchers on every node
+    /// see it, and the list's summary (`visitor_read_seq`).
+    pub fn visitor_read(&self, id: SessionId, seq: Seq) {
+        self.supervisor.event(SessionEvent::VisitorRead { session_id: id, seq });
+    }
+
+    /// Staff read up to `seq` (already stored): the visitor's sockets hear it
+    /// from the node running the conversation, and the summary's `unread`
+    /// clears.
+    pub fn staff_read(&self, id: SessionId, seq: Seq) {
+        if let Some(session) = self.live(id) {
+            session.staff_read(seq);
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(&wire::Event::StaffRead { session: id, seq });
+        }
+        self.session_changed(id);
     }
 
     /// Staff changed a session's status (already stored): a live actor

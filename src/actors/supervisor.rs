@@ -12,7 +12,7 @@
 //!   a busy one updates once a second (its messages still stream live to its
 //!   watchers). A summary is ~1 KB to every dashboard, so this bounds the
 //!   list's traffic by the number of sessions, not the number of messages.
-//! - Watchers of a conversation get its `message`, `email` and `typing` frames. A
+//! - Watchers of a conversation get its `message`, `email`, `read` and `typing` frames. A
 //!   `typing on` is held for `TYPING_HOLD`; an `off` within that time
 //!   cancels both (an agent that answers at once never flickers, and 100
 //!   dashboards are spared two frames per reply).
@@ -50,6 +50,8 @@ pub enum SessionEvent {
     MessageStored { session_id: SessionId, message: Arc<MessageView> },
     /// An email to the session's lead was queued or its tracking moved.
     EmailChanged { session_id: SessionId, email: Arc<EmailView> },
+    /// The visitor's read position moved (stored).
+    VisitorRead { session_id: SessionId, seq: Seq },
     SessionChanged { session_id: SessionId },
     SessionDeleted { session_id: SessionId },
     Typing { session_id: SessionId, role: MessageRole, on: bool },
@@ -240,6 +242,11 @@ impl Handler<SessionEvent> for Supervisor {
             SessionEvent::EmailChanged { session_id, email } => {
                 let frame = StaffFrame::Email { session_id, email: &email }.encode();
                 self.to_watchers(session_id, &frame, None);
+            }
+            SessionEvent::VisitorRead { session_id, seq } => {
+                let frame = StaffFrame::Read { session_id, by: MessageRole::Visitor, seq }.encode();
+                self.to_watchers(session_id, &frame, None);
+                self.dirty.insert(session_id.0);
             }
             SessionEvent::SessionChanged { session_id } => {
                 self.dirty.insert(session_id.0);

@@ -36,6 +36,8 @@ pub struct StoredConversation {
     pub external_id: Option<String>,
     /// Relayed from another bot (`metadata.source = relay`).
     pub relay: bool,
+    /// How far staff have read the visitor's messages.
+    pub staff_read_seq: Seq,
 }
 
 /// The conversation `id` with its latest `recent` messages, if it exists.
@@ -45,7 +47,7 @@ pub async fn load(db: &Db, id: SessionId, recent: i64) -> Result<Option<StoredCo
         .query_opt(
             "SELECT channel, site_id, customer_name, customer_email, customer_phone, status, handler,
                     completed_at, completion_rule, last_seq, created_at, COALESCE(last_message_at, created_at),
-                    external_id, COALESCE(metadata->>'source' = 'relay', false)
+                    external_id, COALESCE(metadata->>'source' = 'relay', false), staff_read_seq
              FROM sessions WHERE id = $1",
             &[&id.0],
         )
@@ -89,6 +91,7 @@ pub async fn load(db: &Db, id: SessionId, recent: i64) -> Result<Option<StoredCo
         external_ids,
         external_id: row.get(12),
         relay: row.get(13),
+        staff_read_seq: row.get(14),
     }))
 }
 

@@ -15,6 +15,7 @@
 //! - `leases`: which node runs a conversation (several nodes).
 //! - `notes`, `canned`: staff's private notes and canned responses.
 //! - `email_templates`, `emails`: email to leads, and its tracking.
+//! - `reads`: how far the visitor and staff have read each conversation.
 
 pub mod canned;
 pub mod conversation_writes;
@@ -25,6 +26,7 @@ pub mod emails;
 pub mod errors;
 pub mod leases;
 pub mod notes;
+pub mod reads;
 pub mod rules;
 pub mod session_edits;
 pub mod session_filter;

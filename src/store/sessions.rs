@@ -55,6 +55,13 @@ pub struct SessionSummary {
     /// visitor writes in a conversation assigned to them).
     pub last_message_role: Option<String>,
     pub metadata: serde_json::Value,
+    /// How far the visitor has read (staff and AI messages up to this seq).
+    pub visitor_read_seq: Seq,
+    /// How far staff have read, and who read last.
+    pub staff_read_seq: Seq,
+    pub staff_read_by: Option<String>,
+    /// Visitor messages after `staff_read_seq`.
+    pub unread: i64,
     #[serde(with = "rfc3339")]
     pub created_at: DateTime<Utc>,
     #[serde(with = "rfc3339")]
@@ -69,7 +76,9 @@ const SUMMARY_SELECT: &str = "
            s.status, s.handler, s.priority, s.assignee_id, ua.username, s.escalated_at,
            s.completed_at, s.completion_rule, s.qa_status, s.qa_notes, uq.username, s.qa_at,
            s.dev_feedback, ud.username, s.dev_feedback_at, s.last_seq, s.last_message_at,
-           lm.text, s.metadata, s.created_at, s.updated_at, lm.role
+           lm.text, s.metadata, s.created_at, s.updated_at, lm.role,
+           s.visitor_read_seq, s.staff_read_seq, s.staff_read_by,
+           (SELECT count(*) FROM messages mu WHERE mu.session_id = s.id AND mu.seq > s.staff_read_seq AND mu.role = 'visitor')
     FROM sessions s
     LEFT JOIN sites st ON st.id = s.site_id
     LEFT JOIN users ua ON ua.id = s.assignee_id
@@ -112,6 +121,10 @@ impl SessionSummary {
             metadata: row.get(25),
             created_at,
             updated_at: row.get(27),
+            visitor_read_seq: row.get(29),
+            staff_read_seq: row.get(30),
+            staff_read_by: row.get(31),
+            unread: row.get(32),
         }
     }
 }

@@ -60,6 +60,7 @@ pub async fn dashboard_socket(
             outbound,
             receiver,
             backlog_upto: HashMap::new(),
+            read_reported: HashMap::new(),
             last_heard: Instant::now(),
         };
         connection.run(shutting_down)
@@ -77,6 +78,9 @@ struct Dashboard {
     /// Per watched conversation, the newest seq its backlog sent: live frames
     /// at or below it are duplicates and are dropped.
     backlog_upto: HashMap<SessionId, Seq>,
+    /// Per watched conversation, the newest seq this dashboard reported read
+    /// (only a higher one is stored).
+    read_reported: HashMap<SessionId, Seq>,
     rate: RateLimit,
     last_heard: Instant,
 }
@@ -173,6 +177,7 @@ impl Dashboard {
             DashboardFrame::Watch { session_id, last_seq } => self.watch(session_id, last_seq).await,
             DashboardFrame::Unwatch { session_id } => {
                 self.backlog_upto.remove(&session_id);
+                self.read_reported.remove(&session_id);
                 self.hub.supervisor.unwatch(self.outbound.id, session_id);
             }
             DashboardFrame::Say { session_id, client_msg_id, text } => {
@@ -207,6 +212,22 @@ impl Dashboard {
                     },
                     Ok(None) => self.error(Some(session_id), error_code::UNKNOWN_SESSION, "no such session", None).await,
                     Err(_) => self.error(Some(session_id), error_code::RETRY, "the session could not be loaded", None).await,
+                }
+            }
+            DashboardFrame::Read { session_id, seq } => {
+                let seen = match SeenUpTo::parse(seq, error_code::INVALID_FRAME, "seq") {
+                    Ok(seen) => seen.seq(),
+                    Err(e) => return self.error(Some(session_id), e.code, &e.message, None).await,
+                };
+                // Only for a conversation on screen (watched), and only forward.
+                if !self.backlog_upto.contains_key(&session_id) || self.read_reported.get(&session_id).is_some_and(|&r| seen <= r) {
+                    return;
+                }
+                self.read_reported.insert(session_id, seen);
+                match crate::store::reads::staff_read(&self.hub.db, session_id.0, seen, &self.user.display_name).await {
+                    Ok(true) => self.hub.staff_read(session_id, seen),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not store a read position"),
                 }
             }
             DashboardFrame::Typing { session_id, on } => {

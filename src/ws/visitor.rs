@@ -27,7 +27,7 @@ use crate::actors::Hub;
 use crate::actors::SessionHandle;
 use crate::actors::chat_session::AttachError;
 use crate::actors::persistence::NewSessionRow;
-use crate::domain::{Channel, ChatText, ClientMsgId, Completion, Customer, SeenUpTo, SessionId, SessionStatus};
+use crate::domain::{Channel, ChatText, ClientMsgId, Completion, Customer, SeenUpTo, Seq, SessionId, SessionStatus};
 use crate::error::ApiError;
 use crate::sites;
 use uuid::Uuid;
@@ -103,6 +103,9 @@ struct Connection {
     new_conversations: Arc<NewConversations>,
     /// This socket's conversation was charged to (or needs no) allowance.
     may_write: bool,
+    /// The newest seq this socket reported read: only a higher one is
+    /// stored (a frame that moves nothing costs nothing).
+    read_reported: Seq,
 }
 
 /// What handling a client frame asks of the loop.
@@ -127,6 +130,7 @@ impl Connection {
             phase: Phase::Hello,
             rate,
             rate_violations: 0,
+            read_reported: 0,
             last_heard: Instant::now(),
             slot,
             new_conversations,
@@ -287,11 +291,23 @@ impl Connection {
                     Err(flow) => flow,
                 },
             },
-            VisitorFrame::Read { seq } => match self.phase {
+            VisitorFrame::Read { seq } => match &self.phase {
                 Phase::Hello => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
-                _ => match SeenUpTo::parse(seq, error_code::INVALID_FRAME, "seq") {
-                    Ok(_) => Flow::Continue,
+                phase => match SeenUpTo::parse(seq, error_code::INVALID_FRAME, "seq") {
                     Err(e) => self.reply(error_frame(e.code, &e.message, None)).await,
+                    // Nothing is stored yet in a conversation without an actor.
+                    Ok(_) if seq <= self.read_reported || matches!(phase, Phase::Opened { .. }) => Flow::Continue,
+                    Ok(_) => {
+                        let Phase::Chatting { session } = phase else { return Flow::Continue };
+                        let id = session.id();
+                        self.read_reported = seq;
+                        match crate::store::reads::visitor_read(&self.hub.db, id.0, seq).await {
+                            Ok(true) => self.hub.visitor_read(id, seq),
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "could not store a read position"),
+                        }
+                        Flow::Continue
+                    }
                 },
             },
         }
@@ -416,6 +432,9 @@ impl Connection {
             None => messages.iter().map(|message| protocol::ServerFrame::Message { message }.encode()).collect(),
         };
         frames.push(attached.status);
+        if attached.staff_read_seq > 0 {
+            frames.push(protocol::ServerFrame::Read { by: crate::domain::MessageRole::Agent, seq: attached.staff_read_seq }.encode());
+        }
         if attached.agent_typing {
             frames.push(protocol::ServerFrame::Typing { role: crate::domain::MessageRole::Ai, on: true }.encode());
         }

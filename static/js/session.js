@@ -21,6 +21,8 @@ export async function openSession(id) {
   }
   showNotes(data.notes);
   state.session = data.session;
+  visitorRead = data.session.visitor_read_seq || 0;
+  showSeen();
   renderSessionPanels(data.session);
   showEmails(data.emails, data.email_flag);
   renderHistory(data.qa_history);
@@ -32,6 +34,29 @@ export async function openSession(id) {
   if (state.socket && state.socket.readyState === 1) {
     state.socket.send(JSON.stringify({ type: "watch", session_id: id, last_seq: state.lastSeq }));
   }
+  reportRead();
+}
+// Read receipts (docs/protocol.md): while a transcript is on screen its
+// newest message is reported read (the visitor's widget shows "Seen"); the
+// visitor's reads show as "Seen" under the newest staff or AI message.
+var readSent = {}, visitorRead = 0;
+export function reportRead() {
+  var id = state.watching;
+  if (!id || document.visibilityState !== "visible" || !state.socket || state.socket.readyState !== 1) return;
+  if (state.lastSeq <= (readSent[id] || 0)) return;
+  readSent[id] = state.lastSeq;
+  state.socket.send(JSON.stringify({ type: "read", session_id: id, seq: state.lastSeq }));
+}
+document.addEventListener("visibilitychange", reportRead);
+export function onVisitorRead(seq) {
+  if (seq > visitorRead) { visitorRead = seq; showSeen(); }
+}
+function showSeen() {
+  $("transcript").querySelectorAll(".seen").forEach(function (s) { s.remove(); });
+  var ours = Array.from($("transcript").querySelectorAll("li.ai[data-seq], li.agent[data-seq]"))
+    .filter(function (li) { return Number(li.getAttribute("data-seq")) <= visitorRead; });
+  var last = ours[ours.length - 1];
+  if (last) last.appendChild(el("span", { class: "seen", text: "Seen" }));
 }
 export function unwatch() {
   if (state.socket && state.socket.readyState === 1) state.socket.send(JSON.stringify({ type: "unwatch", session_id: state.watching }));
@@ -45,6 +70,7 @@ export function appendMessage(m) {
     window.chathubLinkify(m.text));
   $("transcript").appendChild(li);
   $("transcript").scrollTop = $("transcript").scrollHeight;
+  if (state.watching) reportRead();
   // Whoever was typing has said it.
   if (m.role === typingRole || (typingRole !== "visitor" && m.role !== "visitor")) $("s-typing").hidden = true;
 }

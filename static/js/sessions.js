@@ -42,9 +42,11 @@ function rowFor(s) {
   var box = el("input", { class: "form-check-input", type: "checkbox", "aria-label": "Select " + customerName(s) });
   box.checked = state.selected.has(s.id);
   box.addEventListener("change", function () { if (box.checked) state.selected.add(s.id); else state.selected.delete(s.id); updateBulkBar(); });
-  return el("tr", { "data-id": s.id },
+  var unread = s.unread > 0;
+  return el("tr", { "data-id": s.id, class: unread ? "unread" : null },
     el("td", {}, box),
     el("td", {}, el("a", { href: "#/sessions/" + s.id, text: customerName(s) }),
+      unread ? el("span", { class: "badge rounded-pill text-bg-primary ms-1 unread-count", title: s.unread + " unread", text: s.unread }) : null,
       s.customer.email && s.customer.name ? el("div", { class: "small text-body-secondary", text: s.customer.email }) : null),
     el("td", { class: "col-wide" }, el("span", { class: "small", text: s.channel })),
     el("td", {}, preview(s)),

@@ -4,7 +4,7 @@
 import { $, hooks, state, toast } from "./core.js";
 import { onSessionFrame, removeRows } from "./sessions.js";
 import { onSummary } from "./alerts.js";
-import { appendMessage, showTyping } from "./session.js";
+import { appendMessage, onVisitorRead, reportRead, showTyping } from "./session.js";
 import { onEmail } from "./emails.js";
 
 export function connectSocket() {
@@ -14,7 +14,7 @@ export function connectSocket() {
   socket.onopen = function () {
     state.reconnect = 0;
     $("live").classList.add("on");
-    if (state.watching) socket.send(JSON.stringify({ type: "watch", session_id: state.watching, last_seq: state.lastSeq }));
+    if (state.watching) { socket.send(JSON.stringify({ type: "watch", session_id: state.watching, last_seq: state.lastSeq })); setTimeout(reportRead, 0); }
   };
   socket.onmessage = function (event) {
     var frame = JSON.parse(event.data);
@@ -22,6 +22,7 @@ export function connectSocket() {
     else if (frame.type === "session_deleted") removeRows([frame.session_id], false);
     else if (frame.type === "message" && frame.session_id === state.watching) appendMessage(frame.message);
     else if (frame.type === "email" && frame.session_id === state.watching) onEmail(frame.email);
+    else if (frame.type === "read" && frame.session_id === state.watching && frame.by === "visitor") onVisitorRead(frame.seq);
     else if (frame.type === "typing" && frame.session_id === state.watching) showTyping(frame.role, frame.on);
     else if (frame.type === "takeover" && frame.session_id === state.watching) $("s-takeover").checked = frame.handler === "human";
     else if (frame.type === "error") toast(frame.message, "danger");

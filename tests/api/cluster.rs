@@ -163,6 +163,31 @@ async fn a_webhook_reaching_another_node_is_stored_and_answered_once_by_the_owne
 }
 
 #[tokio::test]
+async fn reads_cross_nodes_both_ways() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("a", &[]);
+    let b = cluster.node("b", &[]);
+    let admin = admin_on(&b).await;
+    let mut visitor = Visitor::connect(a.port).await;
+    visitor.hello().await;
+    visitor.say("v1", "hello from node a").await;
+    assert_eq!(visitor.next_message().await["seq"], 2);
+    let session = visitor.session_id.clone().unwrap();
+    let mut dashboard = Visitor::dashboard(b.port, &admin.cookie, &admin.origin()).await;
+    dashboard.send(json!({"type": "watch", "session_id": session, "last_seq": 0})).await;
+    assert_eq!(next_of(&mut dashboard, "message").await["message"]["seq"], 1);
+    assert_eq!(next_of(&mut dashboard, "message").await["message"]["seq"], 2);
+    // The visitor on A reads: B's dashboard hears it.
+    visitor.send(json!({"type": "read", "seq": 2})).await;
+    let read = tokio::time::timeout(Duration::from_secs(5), next_of(&mut dashboard, "read")).await.expect("the read crossed the bus");
+    assert_eq!((read["by"].as_str(), read["seq"].as_i64()), (Some("visitor"), Some(2)));
+    // Staff on B read: the visitor on A, whose conversation runs on A, hears it.
+    dashboard.send(json!({"type": "read", "session_id": session, "seq": 2})).await;
+    let seen = tokio::time::timeout(Duration::from_secs(5), visitor.recv_until("read")).await.expect("the staff read crossed the bus").0;
+    assert_eq!(seen, json!({"type": "read", "by": "agent", "seq": 2}));
+}
+
+#[tokio::test]
 async fn an_email_tracked_through_another_node_shows_live_on_the_dashboard_watching_it() {
     use base64::Engine as _;
     use hmac::{Hmac, KeyInit, Mac};

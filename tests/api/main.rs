@@ -15,6 +15,7 @@ mod email;
 mod faults;
 mod foundation;
 mod integrations;
+mod receipts;
 mod search;
 mod settings;
 mod staff;

@@ -448,6 +448,34 @@ test('an agent emails the lead from the session and sees it opened and clicked a
   await agent.waitForSelector('#templates-body tr[data-template="Price list"]');
 });
 
+test('read receipts: an unread chat stands out, staff reading shows Seen in the widget, the visitor reading shows Seen in the dashboard', async () => {
+  const [, chat] = await openWidget();
+  await say(chat, 'Is anyone reading this?');
+  await waitForReply(chat, 1);
+  const staff = await newPage();
+  await signIn(staff, 'admin', ADMIN_PASSWORD);
+  const row = await findSessionRow(staff, 'Is anyone reading this?');
+  assert.equal(await row.getAttribute('class'), 'unread');
+  assert.equal(await row.locator('.unread-count').textContent(), '1');
+  const id = await row.getAttribute('data-id');
+  await row.locator('a').first().click();
+  await staff.waitForSelector('#transcript li.visitor');
+  // Staff have the transcript on screen: the visitor sees it was read.
+  await chat.waitForSelector('.msg.visitor .seen:text("Seen")');
+  // A staff reply, which the visitor (chat open, tab visible) reads at once.
+  await staff.check('#s-takeover');
+  await staff.fill('#s-reply-text', 'Yes, I am here.');
+  await staff.press('#s-reply-text', 'Enter');
+  await chat.waitForSelector('.msg.agent:text("I am here")');
+  await staff.waitForSelector('#transcript li.agent .seen:text("Seen")');
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  const detail = (await apiCall(admin, 'GET', `/api/sessions/${id}`)).body.session;
+  assert.equal(detail.unread, 0);
+  assert.ok(detail.visitor_read_seq >= 4 && detail.staff_read_by === 'admin', JSON.stringify(detail));
+  await staff.goto(`${base}/#/sessions`);
+  await staff.waitForSelector(`#sessions-body tr[data-id="${id}"]:not(.unread)`);
+});
+
 test('an admin adds a canned response; /shortcut inserts it expanded; a private note stays with staff', async () => {
   const admin = await newPage();
   await signIn(admin, 'admin', ADMIN_PASSWORD);

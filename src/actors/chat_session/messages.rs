@@ -22,6 +22,8 @@ pub struct Attached {
     pub gap: Option<(Seq, Seq)>,
     pub status: ByteString,
     pub agent_typing: bool,
+    /// How far staff have read (the widget shows "Seen").
+    pub staff_read_seq: Seq,
 }
 
 /// A visitor socket joins the conversation, having seen up to `last_seq`.
@@ -51,6 +53,7 @@ impl Handler<AttachVisitor> for ChatSession {
             gap,
             status: self.status_frame(),
             agent_typing: self.agent_running,
+            staff_read_seq: self.staff_read_seq,
         }))
     }
 }
@@ -170,6 +173,24 @@ impl Handler<StatusChanged> for ChatSession {
         if self.status != status {
             self.status = status;
             let frame = self.status_frame();
+            self.broadcast(&frame, &[]);
+        }
+    }
+}
+
+/// Staff read the visitor's messages up to the seq (stored): the visitor's
+/// sockets are told, once per advance.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StaffRead(pub Seq);
+
+impl Handler<StaffRead> for ChatSession {
+    type Result = ();
+
+    fn handle(&mut self, StaffRead(seq): StaffRead, _: &mut Context<Self>) {
+        if seq > self.staff_read_seq {
+            self.staff_read_seq = seq;
+            let frame = ServerFrame::Read { by: MessageRole::Agent, seq }.encode();
             self.broadcast(&frame, &[]);
         }
     }

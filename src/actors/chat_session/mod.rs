@@ -142,6 +142,8 @@ pub struct ChatSession {
     relay: bool,
     /// Attached visitor sockets (a visitor may have several tabs open).
     visitors: Vec<Outbound>,
+    /// How far staff have read the visitor's messages (stored; resumes get it).
+    staff_read_seq: Seq,
     /// Waiting for the next write, bounded by `MAX_QUEUED`.
     queued: VecDeque<Pending>,
     /// The write in flight (at most one), or the one being reconciled.
@@ -186,6 +188,7 @@ impl ChatSession {
             external_id: s.external_id,
             relay: s.relay,
             visitors: Vec::new(),
+            staff_read_seq: s.staff_read_seq,
             queued: VecDeque::new(),
             in_flight: Vec::new(),
             writing: false,

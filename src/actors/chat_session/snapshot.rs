@@ -47,6 +47,7 @@ impl SessionSnapshot {
             external_ids: HashMap::new(),
             external_id: row.external_id.clone(),
             relay: false,
+            staff_read_seq: 0,
         };
         Self { id, stored, unsaved: Some(row), fence: None }
     }

@@ -72,8 +72,8 @@ impl RemoteSession {
         self.cluster.remote_sockets.insert(conn, RemoteSocket { owner: self.owner.clone(), outbound });
         let command = Command::Attach { session: self.id, node: self.node(), conn, last_seq: last_seq.seq() };
         let outcome = match self.ask(&command, COMMAND_TIMEOUT).await {
-            Ok(Reply::Attached { messages, gap, status, agent_typing }) => {
-                return Ok(Attached { messages, gap, status: ByteString::from(status), agent_typing });
+            Ok(Reply::Attached { messages, gap, status, agent_typing, staff_read_seq }) => {
+                return Ok(Attached { messages, gap, status: ByteString::from(status), agent_typing, staff_read_seq });
             }
             Ok(Reply::InvalidLastSeq { newest }) => Err(AttachError::InvalidLastSeq { newest }),
             _ => Err(AttachError::Stopped),

@@ -138,7 +138,7 @@ async fn answer(hub: &Arc<Hub>, cluster: &Arc<Cluster>, command: Command) -> Opt
             match session.attach_visitor(proxy, seen).await {
                 Ok(a) => {
                     let (messages, gap) = within_reply_size(a.messages, a.gap, seen.seq());
-                    Reply::Attached { messages, gap, status: a.status.to_string(), agent_typing: a.agent_typing }
+                    Reply::Attached { messages, gap, status: a.status.to_string(), agent_typing: a.agent_typing, staff_read_seq: a.staff_read_seq }
                 }
                 Err(e) => {
                     drop_proxy(hub, cluster, &node, conn);
@@ -324,9 +324,16 @@ async fn events(hub: Arc<Hub>, cluster: Arc<Cluster>, on_settings: OnSettings) {
             Event::StatusChanged { session, status } => {
                 hub.live(session).inspect(|s| s.status_changed(status));
             }
+            Event::StaffRead { session, seq } => {
+                hub.live(session).inspect(|s| s.staff_read(seq));
+            }
             Event::RulesChanged => on_settings(SettingsChange::Rules),
             Event::SiteChanged { key } => on_settings(SettingsChange::Site(key)),
-            Event::MessageStored { .. } | Event::EmailChanged { .. } | Event::SessionChanged { .. } | Event::Typing { .. } => {}
+            Event::MessageStored { .. }
+            | Event::EmailChanged { .. }
+            | Event::VisitorRead { .. }
+            | Event::SessionChanged { .. }
+            | Event::Typing { .. } => {}
         }
     }
 }

@@ -52,7 +52,7 @@ impl Command {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Reply {
-    Attached { messages: Vec<MessageView>, gap: Option<(Seq, Seq)>, status: String, agent_typing: bool },
+    Attached { messages: Vec<MessageView>, gap: Option<(Seq, Seq)>, status: String, agent_typing: bool, staff_read_seq: Seq },
     InvalidLastSeq { newest: Seq },
     /// Taken into the conversation's queue (its ack follows as a frame).
     Taken,
@@ -75,6 +75,9 @@ pub enum Reply {
 pub enum Event {
     MessageStored { session: SessionId, message: MessageView },
     EmailChanged { session: SessionId, email: EmailView },
+    VisitorRead { session: SessionId, seq: Seq },
+    /// Staff read (stored): the node running it tells its visitors.
+    StaffRead { session: SessionId, seq: Seq },
     SessionChanged { session: SessionId },
     SessionDeleted { session: SessionId },
     Typing { session: SessionId, role: MessageRole, on: bool },
@@ -93,6 +96,7 @@ impl Event {
                 Event::MessageStored { session: *session_id, message: MessageView::clone(message) }
             }
             SessionEvent::EmailChanged { session_id, email } => Event::EmailChanged { session: *session_id, email: EmailView::clone(email) },
+            SessionEvent::VisitorRead { session_id, seq } => Event::VisitorRead { session: *session_id, seq: *seq },
             SessionEvent::SessionChanged { session_id } => Event::SessionChanged { session: *session_id },
             SessionEvent::SessionDeleted { session_id } => Event::SessionDeleted { session: *session_id },
             SessionEvent::Typing { session_id, role, on } => Event::Typing { session: *session_id, role: *role, on: *on },
@@ -106,10 +110,11 @@ impl Event {
                 SessionEvent::MessageStored { session_id: *session, message: Arc::new(message.clone()) }
             }
             Event::EmailChanged { session, email } => SessionEvent::EmailChanged { session_id: *session, email: Arc::new(email.clone()) },
+            Event::VisitorRead { session, seq } => SessionEvent::VisitorRead { session_id: *session, seq: *seq },
             Event::SessionChanged { session } => SessionEvent::SessionChanged { session_id: *session },
             Event::SessionDeleted { session } => SessionEvent::SessionDeleted { session_id: *session },
             Event::Typing { session, role, on } => SessionEvent::Typing { session_id: *session, role: *role, on: *on },
-            Event::StatusChanged { .. } | Event::RulesChanged | Event::SiteChanged { .. } => return None,
+            Event::StatusChanged { .. } | Event::StaffRead { .. } | Event::RulesChanged | Event::SiteChanged { .. } => return None,
         })
     }
 }
