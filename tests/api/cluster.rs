@@ -189,8 +189,6 @@ async fn reads_cross_nodes_both_ways() {
 
 #[tokio::test]
 async fn an_email_tracked_through_another_node_shows_live_on_the_dashboard_watching_it() {
-    use base64::Engine as _;
-    use hmac::{Hmac, KeyInit, Mac};
     const SECRET: &str = "whsec_Y2x1c3Rlci10ZXN0LXNlY3JldA==";
     let resend = MockServer::start().await;
     Mock::given(method("POST"))
@@ -223,10 +221,7 @@ async fn an_email_tracked_through_another_node_shows_live_on_the_dashboard_watch
     // Resend reports the open to node B; A's dashboard sees it.
     let body = json!({"type": "email.opened", "created_at": "2026-12-02T10:00:00Z", "data": {"email_id": "re-cluster-1"}}).to_string();
     let timestamp = chrono::Utc::now().timestamp();
-    let key = base64::engine::general_purpose::STANDARD.decode(SECRET.trim_start_matches("whsec_")).unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("msg_cluster.{timestamp}.{body}").as_bytes());
-    let signature = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
+    let signature = standard_webhook_signature(SECRET, "msg_cluster", timestamp, body.as_bytes());
     let response = reqwest::Client::new()
         .post(b.url("/webhooks/resend"))
         .header("svix-id", "msg_cluster")

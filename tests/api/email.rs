@@ -7,11 +7,7 @@
 
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 use uuid::Uuid;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -58,11 +54,8 @@ async fn lead_session(app: &TestApp, name: &str, email: Option<&str>) -> Uuid {
 /// the server's code): HMAC-SHA256 over "{id}.{timestamp}.{body}" with the
 /// base64-decoded secret.
 fn svix_headers(id: &str, timestamp: i64, body: &str) -> Vec<(&'static str, String)> {
-    let key = STANDARD.decode(WEBHOOK_SECRET.trim_start_matches("whsec_")).unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
-    let signature = STANDARD.encode(mac.finalize().into_bytes());
-    vec![("svix-id", id.to_owned()), ("svix-timestamp", timestamp.to_string()), ("svix-signature", format!("v1,{signature}"))]
+    let signature = standard_webhook_signature(WEBHOOK_SECRET, id, timestamp, body.as_bytes());
+    vec![("svix-id", id.to_owned()), ("svix-timestamp", timestamp.to_string()), ("svix-signature", signature)]
 }
 
 async fn post_webhook(app: &TestApp, headers: &[(&str, String)], body: &str) -> (u16, Value) {
