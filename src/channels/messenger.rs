@@ -8,6 +8,18 @@ use serde_json::Value;
 use super::Inbound;
 
 /// Parses a webhook body into visitor messages, in Meta's order.
+/// The `read` events of a batch (`{"sender":{"id"},"read":{"watermark"}}`).
+pub fn receipts(body: &Value) -> Vec<super::Receipt> {
+    let events = body.get("entry").and_then(Value::as_array).into_iter().flatten().flat_map(|e| e.get("messaging").and_then(Value::as_array).into_iter().flatten());
+    events
+        .filter_map(|event| {
+            let sender = event.pointer("/sender/id").and_then(Value::as_str)?;
+            let watermark_ms = event.pointer("/read/watermark").and_then(Value::as_i64)?;
+            Some(super::Receipt::ReadUpTo { sender: sender.to_owned(), watermark_ms })
+        })
+        .collect()
+}
+
 pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
     if body.get("object").and_then(Value::as_str) != Some("page") {
         return Err("object must be \"page\"");

@@ -41,6 +41,17 @@ pub fn verify_subscription(expected: Option<&str>, mode: Option<&str>, token: Op
     }
 }
 
+/// What a channel reports about our replies (SPEC §12).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Receipt {
+    /// Messenger `read.watermark`: everything sent to `sender` before
+    /// `watermark_ms` (ms since the epoch) was read.
+    ReadUpTo { sender: String, watermark_ms: i64 },
+    /// WhatsApp `statuses[]`: our message `message_id` is now `status`
+    /// (`delivered`, `read` or `failed`; `sent` is what we already know).
+    Status { message_id: String, status: String },
+}
+
 /// One visitor message from a channel, ready for the conversation actor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inbound {

@@ -7,6 +7,20 @@ use serde_json::Value;
 
 use super::Inbound;
 
+/// The `statuses` of a batch that move our replies on: `delivered`,
+/// `read`, `failed` (`sent` is what we already know).
+pub fn receipts(body: &Value) -> Vec<super::Receipt> {
+    let changes = body.get("entry").and_then(Value::as_array).into_iter().flatten().flat_map(|e| e.get("changes").and_then(Value::as_array).into_iter().flatten());
+    changes
+        .flat_map(|change| change.pointer("/value/statuses").and_then(Value::as_array).into_iter().flatten())
+        .filter_map(|status| {
+            let id = status.get("id").and_then(Value::as_str)?;
+            let state = status.get("status").and_then(Value::as_str).filter(|s| ["delivered", "read", "failed"].contains(s))?;
+            Some(super::Receipt::Status { message_id: id.to_owned(), status: state.to_owned() })
+        })
+        .collect()
+}
+
 pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
     if body.get("object").and_then(Value::as_str) != Some("whatsapp_business_account") {
         return Err("object must be \"whatsapp_business_account\"");

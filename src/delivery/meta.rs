@@ -19,10 +19,19 @@ fn chunks(text: &str, max: usize) -> Vec<String> {
     chars.chunks(max).map(|c| c.iter().collect()).collect()
 }
 
+/// Posts every part; the receipt is the channel's id for the last one
+/// (Messenger `message_id`, WhatsApp `messages[0].id`): a read of it is a
+/// read of them all.
 async fn post_all(http: &reqwest::Client, url: &str, token: &str, bodies: Vec<Value>) -> Outcome {
     let mut last = Outcome::Delivered { status: 200, receipt: None };
     for body in bodies {
         last = match http.post(url).bearer_auth(token).json(&body).send().await {
+            Ok(response) if response.status().is_success() => {
+                let status = response.status().as_u16();
+                let answer = response.json::<Value>().await.unwrap_or(Value::Null);
+                let receipt = answer.get("message_id").or_else(|| answer.pointer("/messages/0/id")).and_then(Value::as_str).map(str::to_owned);
+                Outcome::Delivered { status, receipt }
+            }
             Ok(response) => classify(response).await,
             Err(e) => transport_error(e),
         };

@@ -96,11 +96,19 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
     }
 }
 
-/// What an attempt changed besides its outbox row: an `email.send` moves
+/// What an attempt changed besides its outbox row: a reply to Messenger or
+/// WhatsApp remembers the channel's id for it (statuses come back by it); an `email.send` moves
 /// its email to `sent` (with Resend's id) when delivered, or to `failed`
 /// when dead-lettered or skipped. Returns the session and the email as it
 /// now is, for the dashboards.
 pub async fn settle(db: &Db, job: &Job, outcome: &Outcome, dead: bool) -> anyhow::Result<Option<(Uuid, EmailView)>> {
+    if let ("messenger.send" | "whatsapp.send", Outcome::Delivered { receipt: Some(message_id), .. }) = (job.event_type.as_str(), outcome) {
+        let seq = job.payload.get("seq").and_then(|v| v.as_i64());
+        if let (Some(session), Some(seq)) = (job.session_id, seq) {
+            crate::store::reads::sent_on_channel(db, message_id, session, seq).await?;
+        }
+        return Ok(None);
+    }
     if job.event_type != "email.send" {
         return Ok(None);
     }

@@ -58,6 +58,8 @@ pub async fn detail(
     let qa_history = store::sessions::qa_history(&state.db, *id).await?;
     let notes = store::notes::list(&state.db, *id).await?;
     let emails = store::emails::for_session(&state.db, *id).await?;
+    let channel_receipts: Vec<serde_json::Value> =
+        store::reads::channel_statuses(&state.db, *id).await?.into_iter().map(|(seq, status)| json!({ "seq": seq, "status": status })).collect();
     let email_flag = match &session.customer.email {
         Some(address) => store::emails::address_flag(&state.db, address).await?,
         None => None,
@@ -69,6 +71,7 @@ pub async fn detail(
         "qa_history": qa_history,
         "notes": notes,
         "emails": emails,
+        "channel_receipts": channel_receipts,
         "email_flag": email_flag.map(|(reason, at)| json!({ "reason": reason, "at": crate::protocol::rfc3339::format(&at) })),
     })))
 }

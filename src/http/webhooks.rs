@@ -46,12 +46,12 @@ pub async fn whatsapp_verify(query: web::Query<Subscribe>, state: web::Data<AppS
 
 pub async fn messenger_event(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let secret = state.config.messenger_app_secret.as_deref();
-    receive(&req, &body, &state, secret, Channel::Messenger, channels::messenger::parse).await
+    receive(&req, &body, &state, secret, Channel::Messenger, channels::messenger::parse, channels::messenger::receipts).await
 }
 
 pub async fn whatsapp_event(req: HttpRequest, body: web::Bytes, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let secret = state.config.whatsapp_app_secret.as_deref();
-    receive(&req, &body, &state, secret, Channel::Whatsapp, channels::whatsapp::parse).await
+    receive(&req, &body, &state, secret, Channel::Whatsapp, channels::whatsapp::parse, channels::whatsapp::receipts).await
 }
 
 async fn receive(
@@ -61,6 +61,7 @@ async fn receive(
     secret: Option<&str>,
     channel: Channel,
     parse: fn(&serde_json::Value) -> Result<Vec<Inbound>, &'static str>,
+    receipts: fn(&serde_json::Value) -> Vec<channels::Receipt>,
 ) -> Result<HttpResponse, ApiError> {
     if body.len() > channels::MAX_WEBHOOK_BYTES {
         return Err(ApiError::PayloadTooLarge(channels::MAX_WEBHOOK_BYTES));
@@ -89,8 +90,26 @@ async fn receive(
     .await;
     // Any failure: not 200, so Meta sends the whole batch again (deduplicated).
     stored.into_iter().collect::<Result<Vec<()>, ApiError>>()?;
+    for receipt in receipts(&value) {
+        apply_receipt(state, channel, receipt).await?;
+    }
     metrics::counter!("chathub_webhook_events_total", "channel" => channel.as_str()).increment(1);
     Ok(HttpResponse::Ok().content_type("text/plain").body("EVENT_RECEIVED"))
+}
+
+/// Moves the customer's read position (and our reply's delivery status) as
+/// the channel reports; watchers see the visitor's read. Statuses for
+/// messages we do not know (sent before, or by another tool) change nothing.
+async fn apply_receipt(state: &AppState, channel: Channel, receipt: channels::Receipt) -> Result<(), ApiError> {
+    use crate::store::reads;
+    let moved = match receipt {
+        channels::Receipt::ReadUpTo { sender, watermark_ms } => reads::read_watermark(&state.db, channel.as_str(), &sender, watermark_ms).await?,
+        channels::Receipt::Status { message_id, status } => reads::channel_status(&state.db, &message_id, &status).await?,
+    };
+    if let Some((session, seq)) = moved {
+        state.hub.visitor_read(crate::domain::SessionId(session), seq);
+    }
+    Ok(())
 }
 
 /// Stores one inbound message in its sender's conversation. A message that

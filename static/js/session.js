@@ -23,6 +23,11 @@ export async function openSession(id) {
   state.session = data.session;
   visitorRead = data.session.visitor_read_seq || 0;
   showSeen();
+  // Messenger/WhatsApp: what the channel reported about each reply.
+  (data.channel_receipts || []).forEach(function (r) {
+    var li = $("transcript").querySelector('li[data-seq="' + r.seq + '"]');
+    if (li && r.status !== "sent") li.appendChild(el("span", { class: "delivery", "data-delivery": r.status, text: r.status[0].toUpperCase() + r.status.slice(1) + " on " + data.session.channel }));
+  });
   renderSessionPanels(data.session);
   showEmails(data.emails, data.email_flag);
   renderHistory(data.qa_history);

@@ -510,6 +510,89 @@ async fn a_signed_whatsapp_message_is_answered_through_the_cloud_api() {
     assert_eq!(visitor_messages, 1);
 }
 
+#[tokio::test]
+async fn messenger_read_watermarks_and_whatsapp_statuses_move_the_customers_read_position_forward() {
+    let graph = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v21.0/me/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"recipient_id": "PSID-R", "message_id": "m.out.1"})))
+        .mount(&graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v21.0/PNID/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"messaging_product": "whatsapp", "messages": [{"id": "wamid.OUT.1"}]})))
+        .mount(&graph)
+        .await;
+    let graph_url = format!("{}/v21.0", graph.uri());
+    let app = TestApp::spawn_with(|c| {
+        messenger_config(c, graph_url);
+        c.whatsapp_app_secret = Some(APP_SECRET.into());
+        c.whatsapp_token = Some("wa-token".into());
+        c.whatsapp_phone_number_id = Some("PNID".into());
+    })
+    .await;
+    let admin = app.admin().await;
+    let db = app.db().await;
+    let signed = |body: Value| {
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let signature = chathub::channels::sign(APP_SECRET, &bytes);
+        (bytes, signature)
+    };
+    let session_of = async |channel: &str| -> String {
+        let id: uuid::Uuid = db.query_one("SELECT id FROM sessions WHERE channel = $1", &[&channel]).await.unwrap().get(0);
+        id.to_string()
+    };
+    let read_seq = async |session: &str| admin.get(&format!("/api/sessions/{session}")).await.1["session"]["visitor_read_seq"].clone();
+
+    // Messenger: the reply goes out, then the customer's app reports a read watermark.
+    let body = messenger_body("PSID-R", "m.in.r1", "hello");
+    let signature = chathub::channels::sign(APP_SECRET, &body);
+    assert_eq!(post_webhook(&app, "/webhooks/messenger", body, Some(signature)).await, 200);
+    assert!(wait_for_status(&db, "delivered").await);
+    let messenger = session_of("messenger").await;
+    let mut dashboard = Visitor::dashboard(app.port, &admin.cookie, &admin.origin()).await;
+    dashboard.send(json!({"type": "watch", "session_id": messenger, "last_seq": 0})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let watermark = chrono::Utc::now().timestamp_millis() + 1000;
+    let (bytes, signature) = signed(json!({"object": "page", "entry": [{"id": "PAGE", "time": 1, "messaging": [
+        {"sender": {"id": "PSID-R"}, "recipient": {"id": "PAGE"}, "timestamp": watermark, "read": {"watermark": watermark}}]}]}));
+    assert_eq!(post_webhook(&app, "/webhooks/messenger", bytes, Some(signature)).await, 200);
+    assert_eq!(read_seq(&messenger).await, 2, "the AI's answer (seq 2) was read");
+    let (read, _) = dashboard.recv_until("read").await;
+    assert_eq!((read["by"].as_str(), read["seq"].as_i64()), (Some("visitor"), Some(2)));
+    // An older watermark moves nothing back.
+    let (bytes, signature) = signed(json!({"object": "page", "entry": [{"id": "PAGE", "time": 1, "messaging": [
+        {"sender": {"id": "PSID-R"}, "recipient": {"id": "PAGE"}, "timestamp": 1, "read": {"watermark": 1}}]}]}));
+    assert_eq!(post_webhook(&app, "/webhooks/messenger", bytes, Some(signature)).await, 200);
+    assert_eq!(read_seq(&messenger).await, 2);
+
+    // WhatsApp: the reply's wamid comes back from the Cloud API; its statuses move it on.
+    let wa_message = |id: &str, text: &str| json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"phone_number_id": "PNID"},
+        "messages": [{"from": "447700900001", "id": id, "timestamp": "1", "type": "text", "text": {"body": text}}]}}]}]});
+    let wa_status = |id: &str, status: &str| json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"phone_number_id": "PNID"},
+        "statuses": [{"id": id, "status": status, "timestamp": "2", "recipient_id": "447700900001"}]}}]}]});
+    let (bytes, signature) = signed(wa_message("wamid.IN.1", "hi"));
+    assert_eq!(post_webhook(&app, "/webhooks/whatsapp", bytes, Some(signature)).await, 200);
+    let whatsapp = session_of("whatsapp").await;
+    let receipts = async || admin.get(&format!("/api/sessions/{whatsapp}")).await.1["channel_receipts"].clone();
+    assert!(eventually(Duration::from_secs(10), async || receipts().await == json!([{"seq": 2, "status": "sent"}])).await, "{}", receipts().await);
+    let (bytes, signature) = signed(wa_status("wamid.OUT.1", "delivered"));
+    assert_eq!(post_webhook(&app, "/webhooks/whatsapp", bytes, Some(signature)).await, 200);
+    assert_eq!(receipts().await, json!([{"seq": 2, "status": "delivered"}]));
+    assert_eq!(read_seq(&whatsapp).await, 0, "delivered is not read");
+    let (bytes, signature) = signed(wa_status("wamid.OUT.1", "read"));
+    assert_eq!(post_webhook(&app, "/webhooks/whatsapp", bytes, Some(signature)).await, 200);
+    assert_eq!((receipts().await, read_seq(&whatsapp).await), (json!([{"seq": 2, "status": "read"}]), json!(2)));
+    // Late or repeated statuses never move it back; unknown ids change nothing.
+    for (id, status) in [("wamid.OUT.1", "delivered"), ("wamid.OUT.1", "failed"), ("wamid.NOT.OURS", "read")] {
+        let (bytes, signature) = signed(wa_status(id, status));
+        assert_eq!(post_webhook(&app, "/webhooks/whatsapp", bytes, Some(signature)).await, 200);
+    }
+    assert_eq!((receipts().await, read_seq(&whatsapp).await), (json!([{"seq": 2, "status": "read"}]), json!(2)));
+}
+
 // ---- Relay API -----------------------------------------------------------
 
 #[tokio::test]

@@ -35,10 +35,18 @@ impl ChatSession {
         let mut outbox = Vec::new();
         let mut messages = Vec::with_capacity(self.in_flight.len());
         for (i, pending) in self.in_flight.iter().enumerate() {
+            let seq = self.committed_seq + 1 + i as Seq;
             patch.merge(pending.patch.clone());
-            outbox.extend(pending.outbox.iter().cloned());
+            // A reply out to Messenger/WhatsApp names its message, so the
+            // channel's read and delivery statuses can find it again.
+            outbox.extend(pending.outbox.iter().cloned().map(|mut row| {
+                if row.event_type.ends_with(".send") {
+                    row.payload["seq"] = json!(seq);
+                }
+                row
+            }));
             messages.push(MessageRow {
-                seq: self.committed_seq + 1 + i as Seq,
+                seq,
                 role: pending.role,
                 text: pending.text.clone(),
                 client_msg_id: pending.client_msg_id.clone(),
