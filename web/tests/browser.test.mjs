@@ -764,9 +764,13 @@ test("the site's settings drive the widget: colour, position, greeting and a val
     const page = await newPage();
     await page.goto(base + '/demo');
     const frame = await waitForFrame(page);
-    await frame.waitForSelector('#prechat', { state: 'attached' });
-    // Bottom-left now, in the site's colour.
-    await page.mouse.click(48, page.viewportSize().height - 48);
+    // The site's settings have reached the frame (its colour) before the
+    // bubble is looked for bottom-left: the frame tells the page where to put it.
+    await frame.waitForFunction(() => getComputedStyle(document.querySelector('.head')).backgroundColor === 'rgb(170, 51, 0)');
+    for (let i = 0; i < 20 && !(await frame.locator('#prechat').isVisible()); i++) {
+      await page.mouse.click(48, page.viewportSize().height - 48);
+      await page.waitForTimeout(300);
+    }
     await frame.waitForSelector('#prechat:visible');
     assert.equal(await frame.evaluate(() => getComputedStyle(document.querySelector('.head')).backgroundColor), 'rgb(170, 51, 0)');
     assert.equal(await frame.locator('.msg.greeting').textContent(), 'Welcome to Brightsmile!');
