@@ -24,13 +24,19 @@ $("export").addEventListener("click", function () {
   location.href = "/api/sessions/export?" + q;
 });
 
+// Each load is numbered: an answer that comes back after a newer load
+// started (the filters changed meanwhile) is dropped, or a slow unfiltered
+// page could replace the search results the user asked for since.
+var loads = 0;
 export async function loadSessions(query) {
+  var load = ++loads;
   FILTERS.forEach(function (name) { $("filters").elements[name].value = query.get(name) || ""; });
   state.page = Math.max(1, parseInt(query.get("page") || "1", 10));
   var q = new URLSearchParams(query); q.set("page", String(state.page)); q.set("per_page", String(state.perPage));
   state.selected.clear(); updateBulkBar();
   try {
     var page = await api("GET", "/api/sessions?" + q);
+    if (load !== loads) return;
     state.rows = page.sessions; state.total = page.total;
     state.matches = {};
     (page.matches || []).forEach(function (m) { state.matches[m.session_id] = m; });

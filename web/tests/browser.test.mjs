@@ -839,8 +839,15 @@ test('a search shows the matching message marked, and its rows stay live', async
   await say(chat, 'Grace Hopper');
   await waitForReply(chat, 2);
   const staff = await newPage();
+  // The unfiltered first page answers late, after the search has started:
+  // its late answer must not replace the search results.
+  const unfiltered = (url) => url.pathname === '/api/sessions' && !url.searchParams.get('q');
+  const slow = async (route) => { await new Promise((r) => setTimeout(r, 1500)); await route.continue(); };
+  await staff.route(unfiltered, slow);
   await signIn(staff, 'admin', ADMIN_PASSWORD);
   const row = await findSessionRow(staff, 'whitening');
+  await staff.waitForTimeout(1800);
+  await staff.unroute(unfiltered, slow);
   // Not the last message (the name), but the one that matched, with the word marked.
   assert.equal(await row.locator('.preview mark').first().textContent(), 'whitening');
   assert.match(await row.locator('.preview').textContent(), /teeth whitening for sensitive/);
