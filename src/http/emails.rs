@@ -27,6 +27,7 @@ use crate::state::AppState;
 use crate::store;
 use crate::store::email_templates::{TemplateFields, TemplateRow};
 use crate::store::sessions::SessionSummary;
+use crate::store::sites::SiteRow;
 
 const MAX_NAME_CHARS: usize = 100;
 /// Most variables one send may give, and the longest value.
@@ -187,8 +188,15 @@ async fn source(state: &AppState, c: &Composition) -> Result<(Option<Uuid>, Stri
     }
 }
 
-/// The values the server knows for a session and a sender.
-async fn known_values(state: &AppState, session: Option<&SessionSummary>, user: &StaffUser) -> Result<BTreeMap<String, String>, ApiError> {
+/// The site a session came from (the default site without one): its name
+/// fills `site_name`, its sender sends the email.
+async fn site_of(state: &AppState, session: Option<&SessionSummary>) -> Result<Option<SiteRow>, ApiError> {
+    let key = session.and_then(|s| s.site.as_deref()).unwrap_or(crate::sites::DEFAULT_SITE);
+    Ok(store::sites::find(&state.db, key).await?)
+}
+
+/// The values the server knows for a session, its site and a sender.
+fn known_values(state: &AppState, session: Option<&SessionSummary>, site: Option<&SiteRow>, user: &StaffUser) -> BTreeMap<String, String> {
     let mut values = BTreeMap::new();
     let mut put = |name: &str, value: Option<&str>| {
         if let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) {
@@ -197,15 +205,13 @@ async fn known_values(state: &AppState, session: Option<&SessionSummary>, user: 
     };
     put("agent_name", Some(&user.display_name));
     put("booking_url", Some(&state.config.booking_url));
-    let site_key = session.and_then(|s| s.site.as_deref()).unwrap_or(crate::sites::DEFAULT_SITE);
-    let site = store::sites::find(&state.db, site_key).await?;
-    put("site_name", site.as_ref().map(|s| s.name.as_str()));
+    put("site_name", site.map(|s| s.name.as_str()));
     if let Some(session) = session {
         put("customer_name", session.customer.name.as_deref());
         put("customer_email", session.customer.email.as_deref());
         put("customer_phone", session.customer.phone.as_deref());
     }
-    Ok(values)
+    values
 }
 
 /// Checks the sender's values: only variables the text uses, bounded.
@@ -234,7 +240,8 @@ pub async fn preview(body: web::Json<Composition>, user: StaffUser, state: web::
         Some(id) => Some(store::sessions::summary(&state.db, id, state.config.inactive_after_hours).await?),
         None => None,
     };
-    let known = known_values(&state, session.as_ref(), &user).await?;
+    let site = site_of(&state, session.as_ref()).await?;
+    let known = known_values(&state, session.as_ref(), site.as_ref(), &user);
     let mut values = known.clone();
     values.extend(body.variables.iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, v)| (k.clone(), v.clone())));
     let missing: Vec<&String> = used.iter().filter(|v| !values.contains_key(*v)).collect();
@@ -278,10 +285,10 @@ pub async fn send(id: web::Path<Uuid>, body: web::Json<Composition>, user: Staff
     if !valid_address(&to) {
         return Err(ApiError::invalid("invalid_to", "to must be one email address"));
     }
-    let mut values = known_values(&state, Some(&session), &user).await?;
+    let site = site_of(&state, Some(&session)).await?;
+    let mut values = known_values(&state, Some(&session), site.as_ref(), &user);
     values.extend(body.variables.clone());
     let rendered = render::render(&subject, &text, &values).map_err(refused)?;
-    let site = store::sites::find(&state.db, session.site.as_deref().unwrap_or(crate::sites::DEFAULT_SITE)).await?;
     let from = site.and_then(|s| s.email_from).unwrap_or_else(|| state.config.email_from.clone());
     let email = store::emails::queue(
         &state.db,
