@@ -112,9 +112,7 @@ pub async fn settle(db: &Db, job: &Job, outcome: &Outcome, dead: bool) -> anyhow
     if job.event_type != "email.send" {
         return Ok(None);
     }
-    let Some(id) = job.payload.get("email_id").and_then(|v| v.as_str()).and_then(|v| v.parse::<Uuid>().ok()) else {
-        return Ok(None);
-    };
+    let Some(id) = email_id(job) else { return Ok(None) };
     let changed = match outcome {
         Outcome::Delivered { receipt, .. } => emails::mark_sent(db, id, receipt.as_deref()).await?,
         Outcome::Skipped { reason } => emails::mark_failed(db, id, reason).await?,
@@ -122,6 +120,11 @@ pub async fn settle(db: &Db, job: &Job, outcome: &Outcome, dead: bool) -> anyhow
         _ => None,
     };
     Ok(changed)
+}
+
+/// The email an `email.send` job sends (`payload.email_id`).
+pub fn email_id(job: &Job) -> Option<Uuid> {
+    job.payload.get("email_id").and_then(|v| v.as_str()).and_then(|v| v.parse().ok())
 }
 
 /// The transcript of a session, for payloads that carry it.

@@ -90,7 +90,7 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
 
 pub async fn send_lead_email(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
     let Some(key) = &config.resend_api_key else { return super::skipped(config, job) };
-    let Some(id) = job.payload.get("email_id").and_then(Value::as_str).and_then(|v| v.parse::<uuid::Uuid>().ok()) else {
+    let Some(id) = super::email_id(job) else {
         return Outcome::Permanent { status: None, error: "the event names no email".into() };
     };
     let outgoing = match crate::store::emails::outgoing(db, id).await {

@@ -56,8 +56,9 @@ pub async fn sent_on_channel(db: &Db, message_id: &str, session_id: Uuid, seq: S
 /// from sent). A `read` also moves the visitor's read position to that
 /// message. Returns the session and the visitor's new position when it moved.
 pub async fn channel_status(db: &Db, message_id: &str, status: &str) -> Result<Option<(Uuid, Seq)>, StoreError> {
-    let client = db.get().await?;
-    let row = client
+    let row = db
+        .get()
+        .await?
         .query_opt(
             "UPDATE channel_receipts SET status = $2, updated_at = now()
              WHERE message_id = $1 AND CASE $2 WHEN 'delivered' THEN status = 'sent'

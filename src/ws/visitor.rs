@@ -291,26 +291,33 @@ impl Connection {
                     Err(flow) => flow,
                 },
             },
-            VisitorFrame::Read { seq } => match &self.phase {
-                Phase::Hello => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
-                phase => match SeenUpTo::parse(seq, error_code::INVALID_FRAME, "seq") {
-                    Err(e) => self.reply(error_frame(e.code, &e.message, None)).await,
-                    // Nothing is stored yet in a conversation without an actor.
-                    Ok(_) if seq <= self.read_reported || matches!(phase, Phase::Opened { .. }) => Flow::Continue,
-                    Ok(_) => {
-                        let Phase::Chatting { session } = phase else { return Flow::Continue };
-                        let id = session.id();
-                        self.read_reported = seq;
-                        match crate::store::reads::visitor_read(&self.hub.db, id.0, seq).await {
-                            Ok(true) => self.hub.visitor_read(id, seq),
-                            Ok(false) => {}
-                            Err(e) => tracing::warn!(error = %e, "could not store a read position"),
-                        }
-                        Flow::Continue
-                    }
-                },
-            },
+            VisitorFrame::Read { seq } => self.on_read(seq).await,
         }
+    }
+
+    /// The visitor has seen the conversation up to `seq`: stored when it is
+    /// further than this socket reported before (one UPDATE per advance),
+    /// and watchers hear it.
+    async fn on_read(&mut self, seq: i64) -> Flow {
+        if matches!(self.phase, Phase::Hello) {
+            return self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await;
+        }
+        if let Err(e) = SeenUpTo::parse(seq, error_code::INVALID_FRAME, "seq") {
+            return self.reply(error_frame(e.code, &e.message, None)).await;
+        }
+        // Nothing is stored yet in a conversation without an actor.
+        let Phase::Chatting { session } = &self.phase else { return Flow::Continue };
+        if seq <= self.read_reported {
+            return Flow::Continue;
+        }
+        let id = session.id();
+        self.read_reported = seq;
+        match crate::store::reads::visitor_read(&self.hub.db, id.0, seq).await {
+            Ok(true) => self.hub.visitor_read(id, seq),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not store a read position"),
+        }
+        Flow::Continue
     }
 
     async fn on_hello(&mut self, token: Option<String>, last_seq: i64, visitor: Option<protocol::VisitorInfo>) -> Flow {
