@@ -56,7 +56,7 @@ pub async fn create(body: web::Json<NewUser>, state: web::Data<AppState>) -> Res
         CreateUserError::Db(e) => ApiError::Internal(e),
     })?;
     if address.is_some() || name.is_some() {
-        let change = store::users::UserChange { role: None, disabled: None, password_hash: None, display_name: name, email: Some(address) };
+        let change = store::users::UserChange { display_name: name, email: Some(address), ..Default::default() };
         return Ok(HttpResponse::Created().json(store::users::update(&state.db, id, change).await?));
     }
     Ok(HttpResponse::Created().json(store::users::find(&state.db, id).await?))

@@ -191,13 +191,13 @@ pub async fn list(
     let matches = match &filter.search {
         Some(words) if !sessions.is_empty() => {
             let ids: Vec<Uuid> = sessions.iter().map(|s| s.id.0).collect();
-            let words_sql = super::session_filter::MESSAGE_WORDS.replace("text", "m.text");
+            let indexed = super::session_filter::MESSAGE_WORDS;
             client
                 .query(
                     &format!(
-                        "SELECT DISTINCT ON (m.session_id) m.session_id, m.seq, m.text FROM messages m
-                         WHERE m.session_id = ANY($1) AND {words_sql} @@ websearch_to_tsquery('simple', $2)
-                         ORDER BY m.session_id, m.seq DESC"
+                        "SELECT DISTINCT ON (session_id) session_id, seq, text FROM messages
+                         WHERE session_id = ANY($1) AND {indexed} @@ websearch_to_tsquery('simple', $2)
+                         ORDER BY session_id, seq DESC"
                     ),
                     &[&ids, words],
                 )
