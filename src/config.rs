@@ -205,11 +205,49 @@ pub struct Config {
     #[command(flatten)]
     pub limits: Limits,
 
+    #[command(flatten)]
+    pub attachments: AttachmentSettings,
+
     /// Reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For /
     /// Forwarded headers name the client for the per-IP limits. Empty: the
     /// TCP peer is the client and those headers are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = crate::client_ip::TrustedProxies::parse)]
     pub trusted_proxies: crate::client_ip::TrustedProxies,
+}
+
+/// Where files sent in conversations are kept, and what may be sent (SPEC §12).
+#[derive(Debug, Clone, Args)]
+pub struct AttachmentSettings {
+    /// Object store for attachments: `s3://bucket/prefix` (any S3-compatible
+    /// store; credentials, region and endpoint from the usual `AWS_*`
+    /// variables, e.g. `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`) or `file:///dir`.
+    /// Unset: the `attachments` directory under CHATHUB_DATA_DIR.
+    #[arg(long, env = "ATTACHMENTS_URL")]
+    pub url: Option<String>,
+
+    /// Largest upload in bytes (413 above it, nothing stored).
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+
+    /// Content types accepted, sniffed from the bytes (comma-separated;
+    /// known: image/png, image/jpeg, image/gif, image/webp, application/pdf,
+    /// text/plain). Anything else is 415.
+    #[arg(long, env = "ATTACHMENT_TYPES", default_value = "image/png,image/jpeg,image/gif,image/webp,application/pdf,text/plain")]
+    pub types: String,
+
+    /// Uploads one conversation may make per hour (a burst of this many,
+    /// then one every hour/N; 429 past it). 0 = no limit.
+    #[arg(long, env = "UPLOADS_PER_CONVERSATION_PER_HOUR", default_value_t = 30)]
+    pub per_conversation_per_hour: u32,
+
+    /// Uploads one client IP may make per hour (visitors and staff). 0 = no limit.
+    #[arg(long, env = "UPLOADS_PER_IP_PER_HOUR", default_value_t = 120)]
+    pub per_ip_per_hour: u32,
+
+    /// Seconds an upload never sent in a message is kept before it is
+    /// deleted (a day).
+    #[arg(long, env = "ATTACHMENT_UNSENT_TTL_SECS", default_value_t = 24 * 3600)]
+    pub unsent_ttl_secs: u64,
 }
 
 /// Limits and intervals of the real-time core. Each one bounds something a

@@ -44,6 +44,9 @@ pub enum ApiError {
     /// 415
     #[error("expected a JSON body (Content-Type: application/json)")]
     UnsupportedMediaType,
+    /// 415: an uploaded file whose bytes are not an accepted type.
+    #[error("{0}")]
+    UnsupportedFileType(String),
     /// 429, with the seconds after which a retry may succeed.
     #[error("too many requests; retry later")]
     RateLimited { retry_after_secs: u64 },
@@ -77,6 +80,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedFileType(_) => "unsupported_file_type",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Busy { .. } => "busy",
@@ -96,7 +100,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::UnsupportedFileType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

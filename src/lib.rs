@@ -21,7 +21,8 @@
 //!  http  ws  state              transports: parse at the edge, call handles and the data layer
 //!  actors (handles)             conversations, supervisor, persistence, notifier; only handles leave
 //!  agents delivery channels     outside services: AI agents, n8n/Resend/Meta, Meta's webhooks
-//!  sites completion email       the websites a widget may sit on, completion rules, email templates
+//!  sites completion email       the websites a widget may sit on, completion rules, email templates,
+//!  attachments                  the object store holding files sent in conversations
 //!  auth client_ip limits        passwords, logins, API keys; who the client is; per-IP limits
 //!  store                        every SQL statement, one file per table group
 //!  domain protocol error        validated types, frames and codes, the one error shape
@@ -41,6 +42,8 @@
 //! - [`channels`]: Messenger and WhatsApp webhooks (signatures, payloads).
 //! - [`sites`]: the websites a widget may sit on.
 //! - [`completion`]: completion rules.
+//! - [`attachments`]: the object store (local directory or S3) holding the
+//!   files sent in conversations, and the sniffing of their types.
 //! - [`email`]: email templates (variables, HTML and text) and the
 //!   Standard Webhooks signatures of Resend's webhook and our n8n deliveries.
 //! - [`auth`]: passwords, staff logins, API keys, users, access rules.
@@ -59,6 +62,7 @@
 
 pub mod actors;
 pub mod agents;
+pub mod attachments;
 pub mod auth;
 pub mod bus;
 pub mod channels;

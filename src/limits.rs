@@ -1,5 +1,6 @@
-//! Limits a remote peer runs into: open sockets per client IP, new
-//! conversations per client IP, and a token bucket per socket. Plain data
+//! Limits a remote peer runs into: open sockets per client IP, hourly
+//! allowances (new conversations, uploads) per IP or conversation, and a
+//! token bucket per socket. Plain data
 //! structures, shared by the sockets and the application state.
 
 use std::net::IpAddr;
@@ -51,34 +52,39 @@ impl Drop for IpSlot {
     }
 }
 
-/// Addresses remembered by `NewConversations` before idle ones are swept.
-const MAX_TRACKED_IPS: usize = 100_000;
+/// Keys remembered by a `PerHour` before idle ones are swept.
+const MAX_TRACKED_KEYS: usize = 100_000;
 
-/// New conversations per client IP: a bucket of `per_hour` that refills
-/// over the hour (Chatwoot allows 6 per 12 h for its widget API; ours is a
-/// setting, 0 turning it off). Memory is bounded by sweeping addresses
-/// whose bucket has refilled once `MAX_TRACKED_IPS` are tracked.
-pub struct NewConversations {
-    buckets: DashMap<IpAddr, RateLimit>,
+/// An hourly allowance per key (client IP, conversation): a bucket of
+/// `per_hour` that refills over the hour, 0 turning it off. New
+/// conversations per IP use it (Chatwoot allows 6 per 12 h for its widget
+/// API; ours is a setting), and so do uploads. Memory is bounded by
+/// sweeping keys whose bucket has refilled once `MAX_TRACKED_KEYS` are
+/// tracked.
+pub struct PerHour<K: std::hash::Hash + Eq> {
+    buckets: DashMap<K, RateLimit>,
     per_hour: u32,
 }
 
-impl NewConversations {
+/// New web conversations per client IP.
+pub type NewConversations = PerHour<IpAddr>;
+
+impl<K: std::hash::Hash + Eq> PerHour<K> {
     pub fn new(per_hour: u32) -> Arc<Self> {
         Arc::new(Self { buckets: DashMap::new(), per_hour })
     }
 
-    /// Takes one new conversation from `ip`'s allowance.
-    pub fn allow(&self, ip: IpAddr) -> bool {
+    /// Takes one from `key`'s allowance.
+    pub fn allow(&self, key: K) -> bool {
         if self.per_hour == 0 {
             return true;
         }
-        if self.buckets.len() >= MAX_TRACKED_IPS {
+        if self.buckets.len() >= MAX_TRACKED_KEYS {
             let refill = Duration::from_secs(3600);
             self.buckets.retain(|_, bucket| bucket.last.elapsed() < refill);
         }
         let per_hour = self.per_hour;
-        self.buckets.entry(ip).or_insert_with(|| RateLimit::per_hour(per_hour)).allow()
+        self.buckets.entry(key).or_insert_with(|| RateLimit::per_hour(per_hour)).allow()
     }
 }
 

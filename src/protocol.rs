@@ -54,6 +54,9 @@ pub mod error_code {
     pub const INTERNAL: &str = "internal";
     pub const UNKNOWN_SESSION: &str = "unknown_session";
     pub const FORBIDDEN: &str = "forbidden";
+    /// An attachment id that is unknown, not this sender's, or already sent
+    /// in another message. Nothing was stored.
+    pub const INVALID_ATTACHMENT: &str = "invalid_attachment";
 }
 
 /// A frame from a visitor.
@@ -70,7 +73,12 @@ pub enum VisitorFrame {
     },
     Message {
         client_msg_id: String,
+        /// May be empty (or left out) when `attachments` is not.
+        #[serde(default)]
         text: String,
+        /// Ids from `POST /api/attachments` (SPEC §12).
+        #[serde(default)]
+        attachments: Vec<uuid::Uuid>,
     },
     Typing {
         on: bool,
@@ -115,6 +123,9 @@ pub struct MessageView {
     /// The staff member's display name, on `agent` messages (SPEC §11).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// Files sent with it (SPEC §12); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::domain::Attachment>,
 }
 
 /// An email sent to a lead and what Resend reported about it (SPEC §13):
@@ -197,7 +208,10 @@ pub enum DashboardFrame {
     Say {
         session_id: SessionId,
         client_msg_id: String,
+        #[serde(default)]
         text: String,
+        #[serde(default)]
+        attachments: Vec<uuid::Uuid>,
     },
     Takeover {
         session_id: SessionId,
@@ -327,6 +341,7 @@ mod tests {
             text: "hi".into(),
             created_at: DateTime::parse_from_rfc3339("2026-01-02T03:04:05.678Z").unwrap().with_timezone(&Utc),
             author: None,
+            attachments: Vec::new(),
         };
         let json: serde_json::Value = serde_json::from_str(&ServerFrame::Message { message: &message }.encode()).unwrap();
         assert_eq!(

@@ -20,6 +20,7 @@ use crate::actors::HubActors;
 use crate::actors::cluster::{Cluster, SettingsChange, serve};
 use crate::bus::Bus;
 use crate::completion::{RuleSet, Rules};
+use crate::attachments::AttachmentStore;
 use crate::config::Config;
 use crate::ws::{self, OpenSockets};
 use crate::http;
@@ -90,14 +91,18 @@ impl Application {
         let agent = crate::agents::from_config(&config)?;
         let rules = Rules::new(RuleSet::load(&db, &config.booking_url).await?);
         let cluster = join_cluster(&config, &db).await?;
-        let actors = HubActors::start(&db, &config, cluster.clone())?;
+        let attachments = Arc::new(AttachmentStore::open(&config)?);
+        tracing::info!(store = attachments.kind, "attachments store opened");
+        let actors = HubActors::start(&db, &config, attachments.clone(), cluster.clone())?;
         let (shutdown, shutting_down) = watch::channel(false);
+        let unsent_ttl = Duration::from_secs(config.attachments.unsent_ttl_secs.max(1));
+        actix_web::rt::spawn(attachments.clone().sweep_unsent(db.clone(), unsent_ttl, shutting_down.clone()));
         let stop_keep_alive = shutting_down.clone();
         let open_sockets = Arc::new(OpenSockets::default());
         let sockets = open_sockets.clone();
         let (persistence, supervisor, notifier) = (actors.persistence.clone(), actors.supervisor.clone(), actors.notifier.clone());
         let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence, supervisor, notifier, agent, rules, cluster.clone())?);
-        let state = web::Data::new(AppState::new(db, &config, hub.clone(), shutting_down));
+        let state = web::Data::new(AppState::new(db, &config, hub.clone(), attachments, shutting_down));
         let cluster = cluster.map(|cluster| ClusterNode::serve(cluster, hub, state.clone()));
 
         let listener = bind(config.bind).with_context(|| format!("binding {} (CHATHUB_BIND)", config.bind))?;

@@ -1,17 +1,20 @@
 //! `AppState`: what every HTTP handler and socket shares. Built once by
 //! `startup`, handed to actix-web as app data.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::actors::Hub;
+use crate::attachments::AttachmentStore;
 use crate::auth::throttle::LoginThrottle;
 use crate::config::Config;
+use crate::limits::{IpLimiter, NewConversations, PerHour};
 use crate::postgres::Db;
-use crate::limits::{IpLimiter, NewConversations};
 use crate::sites::SiteCache;
 
 /// What every handler can reach.
@@ -29,13 +32,18 @@ pub struct AppState {
     pub login_throttle: LoginThrottle,
     /// Sites read by every widget request and socket handshake.
     pub sites: SiteCache,
+    /// Files sent in conversations (SPEC §12).
+    pub attachments: Arc<AttachmentStore>,
+    /// Uploads per client IP and per conversation (per hour).
+    pub uploads_per_ip: Arc<PerHour<IpAddr>>,
+    pub uploads_per_conversation: Arc<PerHour<Uuid>>,
     /// Turns true when shutdown starts: every socket closes with 1001 so
     /// clients reconnect elsewhere instead of holding the drain open.
     pub shutting_down: watch::Receiver<bool>,
 }
 
 impl AppState {
-    pub fn new(db: Db, config: &Arc<Config>, hub: Arc<Hub>, shutting_down: watch::Receiver<bool>) -> Self {
+    pub fn new(db: Db, config: &Arc<Config>, hub: Arc<Hub>, attachments: Arc<AttachmentStore>, shutting_down: watch::Receiver<bool>) -> Self {
         Self {
             db,
             config: config.clone(),
@@ -46,6 +54,9 @@ impl AppState {
             new_conversations: NewConversations::new(config.limits.new_conversations_per_hour),
             login_throttle: LoginThrottle::default(),
             sites: SiteCache::default(),
+            attachments,
+            uploads_per_ip: PerHour::new(config.attachments.per_ip_per_hour),
+            uploads_per_conversation: PerHour::new(config.attachments.per_conversation_per_hour),
             shutting_down,
         }
     }

@@ -170,6 +170,7 @@ fn row(seq: i64) -> MessageRow {
         seq,
         role: MessageRole::Visitor,
         text: "a persistence benchmark message of about sixty bytes of text..".into(),
+        attachment_ids: Vec::new(),
         client_msg_id: Some(format!("c{seq}")),
         external_id: None,
         author_id: None,

@@ -98,6 +98,7 @@ fn conversation(n: u64, count: u64, start: DateTime<Utc>, rng: &mut Rng) -> Sess
                 seq,
                 role,
                 text: sentence(rng),
+                attachment_ids: Vec::new(),
                 client_msg_id: (role == MessageRole::Visitor).then(|| format!("seed-{seq}")),
                 external_id: None,
                 author_id: None,

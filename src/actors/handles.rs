@@ -24,11 +24,12 @@ use super::chat_session::{
 };
 use super::cluster::{Cluster, RemoteSession, wire};
 use super::notifier::{Notifier, Wake};
+use crate::attachments::AttachmentStore;
 use crate::config::Config;
 use crate::postgres::Db;
 use super::persistence::{Drain, Persist, PersistError, Persistence, SessionWrite};
 use super::supervisor::{DashboardConnected, DashboardGone, SessionEvent, Supervisor, Unwatch, Watch};
-use crate::domain::{Author, ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, SeenUpTo, Seq, SessionId, SessionStatus};
+use crate::domain::{Author, ClientMsgId, MessageBody, Handler as SessionHandler, MessageRole, SeenUpTo, Seq, SessionId, SessionStatus};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::MessageView;
 
@@ -100,10 +101,10 @@ impl SessionHandle {
     /// not taken, the visitor should resend. Resolves once the conversation
     /// has taken it (at once here; after the owner's answer elsewhere), so
     /// a visitor's messages keep their order.
-    pub async fn visitor_message(&self, outbound: &Outbound, client_msg_id: ClientMsgId, text: ChatText) -> Result<(), Busy> {
+    pub async fn visitor_message(&self, outbound: &Outbound, client_msg_id: ClientMsgId, body: MessageBody) -> Result<(), Busy> {
         match &self.at {
-            Where::Here(addr) => addr.try_send(VisitorMessage { outbound: outbound.clone(), client_msg_id, text }).map_err(|_| Busy),
-            Where::There(remote) => remote.visitor_message(outbound, client_msg_id, text).await,
+            Where::Here(addr) => addr.try_send(VisitorMessage { outbound: outbound.clone(), client_msg_id, body }).map_err(|_| Busy),
+            Where::There(remote) => remote.visitor_message(outbound, client_msg_id, body).await,
         }
     }
 
@@ -118,29 +119,29 @@ impl SessionHandle {
     }
 
     /// A staff member's reply from a dashboard, acked on `outbound`.
-    pub fn staff_say(&self, author: Author, client_msg_id: ClientMsgId, text: ChatText, outbound: Outbound) -> Result<(), Busy> {
+    pub fn staff_say(&self, author: Author, client_msg_id: ClientMsgId, body: MessageBody, outbound: Outbound) -> Result<(), Busy> {
         match &self.at {
             Where::Here(addr) => {
-                let say = StaffSay { author, client_msg_id, text, outbound: Some(outbound), waiter: None };
+                let say = StaffSay { author, client_msg_id, body, outbound: Some(outbound), waiter: None };
                 addr.try_send(say).map_err(|_| Busy)
             }
             Where::There(remote) => {
-                remote.staff_say(author, client_msg_id, text, outbound);
+                remote.staff_say(author, client_msg_id, body, outbound);
                 Ok(())
             }
         }
     }
 
     /// A staff member's reply over HTTP: resolves once it is stored.
-    pub async fn staff_say_stored(&self, author: Author, client_msg_id: ClientMsgId, text: ChatText) -> Result<Seq, PersistError> {
+    pub async fn staff_say_stored(&self, author: Author, client_msg_id: ClientMsgId, body: MessageBody) -> Result<Seq, PersistError> {
         match &self.at {
             Where::Here(addr) => {
                 let (tx, rx) = oneshot::channel();
-                let say = StaffSay { author, client_msg_id, text, outbound: None, waiter: Some(tx) };
+                let say = StaffSay { author, client_msg_id, body, outbound: None, waiter: Some(tx) };
                 addr.try_send(say).map_err(|_| PersistError::Overloaded)?;
                 rx.await.unwrap_or(Err(PersistError::Stopped))
             }
-            Where::There(remote) => remote.staff_say_stored(author, client_msg_id, text).await,
+            Where::There(remote) => remote.staff_say_stored(author, client_msg_id, body).await,
         }
     }
 
@@ -208,17 +209,17 @@ impl SessionHandle {
     /// deduplicated on the channel's id; resolves once it is committed.
     /// A full mailbox is `Overloaded` (the webhook answers 503 and is resent).
     /// Gives up after `EXTERNAL_STORE_TIMEOUT` (`Stopped`: post it again).
-    pub async fn store_external(&self, external_id: String, role: MessageRole, text: ChatText) -> Result<Seq, PersistError> {
+    pub async fn store_external(&self, external_id: String, role: MessageRole, body: MessageBody) -> Result<Seq, PersistError> {
         match &self.at {
             Where::Here(addr) => {
                 let (tx, rx) = oneshot::channel();
-                addr.try_send(ExternalMessage { external_id, role, text, waiter: tx }).map_err(|_| PersistError::Overloaded)?;
+                addr.try_send(ExternalMessage { external_id, role, body, waiter: tx }).map_err(|_| PersistError::Overloaded)?;
                 match tokio::time::timeout(EXTERNAL_STORE_TIMEOUT, rx).await {
                     Ok(Ok(outcome)) => outcome,
                     _ => Err(PersistError::Stopped),
                 }
             }
-            Where::There(remote) => remote.store_external(external_id, role, text).await,
+            Where::There(remote) => remote.store_external(external_id, role, body).await,
         }
     }
 
@@ -367,11 +368,11 @@ pub struct HubActors {
 }
 
 impl HubActors {
-    pub fn start(db: &Db, config: &Arc<Config>, cluster: Option<Arc<Cluster>>) -> anyhow::Result<Self> {
+    pub fn start(db: &Db, config: &Arc<Config>, attachments: Arc<AttachmentStore>, cluster: Option<Arc<Cluster>>) -> anyhow::Result<Self> {
         let arbiter = Arbiter::new();
         let handle = arbiter.handle();
         let supervisor = SupervisorHandle::start(&handle, Supervisor::new(db.clone(), config.inactive_after_hours), cluster);
-        let notifier = NotifierHandle::start(&handle, Notifier::new(db.clone(), config.clone(), supervisor.clone())?);
+        let notifier = NotifierHandle::start(&handle, Notifier::new(db.clone(), config.clone(), attachments, supervisor.clone())?);
         let limits = &config.limits;
         let persistence = Persistence::new(db.clone(), limits.persist_queue, limits.persist_batch, Some(notifier.recipient()))
             .with_in_flight(limits.persist_in_flight);
@@ -405,6 +406,7 @@ mod tests {
             text: "hello".into(),
             created_at: chrono::Utc::now(),
             author: None,
+            attachments: Vec::new(),
         });
         // Without yielding, the actor cannot drain its mailbox meanwhile.
         for _ in 0..100 {

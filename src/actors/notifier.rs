@@ -20,6 +20,7 @@ use rand::Rng;
 
 use super::handles::SupervisorHandle;
 use super::supervisor::SessionEvent;
+use crate::attachments::AttachmentStore;
 use crate::config::Config;
 use crate::delivery::{self, Job, Outcome};
 use crate::domain::SessionId;
@@ -42,6 +43,8 @@ pub struct Notifier {
     /// Told when an email's status moves (the session's watchers see it).
     supervisor: SupervisorHandle,
     config: Arc<Config>,
+    /// Staff files going out to Messenger/WhatsApp are read from here.
+    attachments: Arc<AttachmentStore>,
     http: reqwest::Client,
     in_flight: usize,
     /// A claim query is running.
@@ -49,13 +52,13 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(db: Db, config: Arc<Config>, supervisor: SupervisorHandle) -> anyhow::Result<Self> {
+    pub fn new(db: Db, config: Arc<Config>, attachments: Arc<AttachmentStore>, supervisor: SupervisorHandle) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(config.notifier_timeout())
             .connect_timeout(Duration::from_secs(5))
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { db, supervisor, config, http, in_flight: 0, claiming: false })
+        Ok(Self { db, supervisor, config, attachments, http, in_flight: 0, claiming: false })
     }
 
     fn claim(&mut self, ctx: &mut Context<Self>) {

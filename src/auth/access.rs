@@ -30,14 +30,19 @@ pub enum Access {
     Machine,
     /// Either of the above.
     StaffOrMachine(&'static [Role]),
+    /// A visitor with their conversation's token (`Authorization: Bearer`),
+    /// staff with one of these roles, or an API key. The handler decides
+    /// what of the conversation the caller may touch (SPEC §12).
+    Conversation(&'static [Role]),
 }
 
 impl Access {
     pub fn allows(self, principal: &Principal) -> bool {
         match (self, principal) {
             (Access::Public, _) => true,
-            (Access::Staff(roles) | Access::StaffOrMachine(roles), Principal::Staff(user)) => roles.contains(&user.role),
-            (Access::Machine | Access::StaffOrMachine(_), Principal::Machine { .. }) => true,
+            (Access::Staff(roles) | Access::StaffOrMachine(roles) | Access::Conversation(roles), Principal::Staff(user)) => roles.contains(&user.role),
+            (Access::Machine | Access::StaffOrMachine(_) | Access::Conversation(_), Principal::Machine { .. }) => true,
+            (Access::Conversation(_), Principal::Visitor { .. }) => true,
             _ => false,
         }
     }
@@ -50,6 +55,7 @@ impl Access {
             Access::Staff(r) => format!("staff: {}", roles(r)),
             Access::Machine => "API key".into(),
             Access::StaffOrMachine(r) => format!("API key, or staff: {}", roles(r)),
+            Access::Conversation(r) => format!("conversation token, API key, or staff: {}", roles(r)),
         }
     }
 }
@@ -60,6 +66,8 @@ pub enum Principal {
     Staff(StaffUser),
     /// An API key (`key_id` is `None` for the `API_KEY` environment key).
     Machine { key_id: Option<Uuid>, name: String },
+    /// A visitor, by their conversation's token (only on `Conversation` routes).
+    Visitor { session_id: Uuid },
 }
 
 impl Principal {
@@ -67,7 +75,7 @@ impl Principal {
     pub fn staff(&self) -> Result<&StaffUser, ApiError> {
         match self {
             Principal::Staff(user) => Ok(user),
-            Principal::Machine { .. } => Err(ApiError::Forbidden("this action needs a signed-in staff member")),
+            Principal::Machine { .. } | Principal::Visitor { .. } => Err(ApiError::Forbidden("this action needs a signed-in staff member")),
         }
     }
 }
@@ -90,7 +98,7 @@ impl FromRequest for StaffUser {
         let principal = req.extensions().get::<Principal>().cloned();
         std::future::ready(match principal {
             Some(Principal::Staff(user)) => Ok(user),
-            Some(Principal::Machine { .. }) => Err(ApiError::Forbidden("this action needs a signed-in staff member")),
+            Some(Principal::Machine { .. } | Principal::Visitor { .. }) => Err(ApiError::Forbidden("this action needs a signed-in staff member")),
             None => Err(ApiError::Unauthenticated),
         })
     }
@@ -104,14 +112,8 @@ pub fn session_cookie(req: &HttpRequest) -> Option<String> {
 /// Who is calling: an API key in `Authorization: Bearer`, else the staff
 /// cookie. A presented but invalid credential is an error, never anonymous.
 pub async fn authenticate(req: &HttpRequest, db: &Db, config: &Config) -> Result<Option<Principal>, ApiError> {
-    if let Some(header) = req.headers().get("authorization") {
-        let key = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or(ApiError::Unauthenticated)?;
+    if req.headers().contains_key("authorization") {
+        let key = bearer(req).ok_or(ApiError::Unauthenticated)?;
         if let Some(env_key) = &config.api_key {
             if bool::from(env_key.as_bytes().ct_eq(key.as_bytes())) {
                 return Ok(Some(Principal::Machine { key_id: None, name: "API_KEY".into() }));
@@ -125,6 +127,23 @@ pub async fn authenticate(req: &HttpRequest, db: &Db, config: &Config) -> Result
     let Some(token) = session_cookie(req) else { return Ok(None) };
     let user = staff_sessions::lookup(db, &token, staff_sessions::Lifetimes::of(config)).await?;
     Ok(user.map(Principal::Staff))
+}
+
+/// The `Authorization: Bearer` credential, if one is given.
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get("authorization")?
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+/// Whether a Bearer credential is an API key (else, on `Conversation`
+/// routes, it is a visitor's conversation token).
+pub fn is_api_key(credential: &str) -> bool {
+    credential.starts_with(super::api_keys::KEY_PREFIX)
 }
 
 /// State-changing browser requests must carry the login's CSRF token in

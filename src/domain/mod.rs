@@ -2,10 +2,12 @@
 //! handlers, socket frames, CLI), so the rest of the code never re-checks a
 //! bare string.
 
+mod attachment;
 mod chat;
 pub mod email;
 pub mod listing;
 pub mod role;
 
+pub use attachment::*;
 pub use chat::*;
 pub use role::Role;

@@ -52,7 +52,8 @@ pub async fn sessions(query: web::Query<ExportQuery>, state: web::Data<AppState>
     let transcripts = if with_messages { Some(TranscriptReader::open(&state.db).await?) } else { None };
     let (tx, rx) = mpsc::channel::<Result<Bytes, ApiError>>(EXPORT_BUFFER);
     actix_web::rt::spawn(async move {
-        let writer = ExportWriter { tx: tx.clone(), csv, transcripts, first: true };
+        let public_url = state.config.public_url.trim_end_matches('/').to_owned();
+        let writer = ExportWriter { tx: tx.clone(), csv, transcripts, public_url, first: true };
         if let Err(e) = writer.run(rows).await {
             tracing::warn!(error = %e, "export stopped");
             // An error item makes the server cut the chunked body off without
@@ -75,13 +76,17 @@ const CSV_SESSION_COLUMNS: &[&str] = &[
     "customer_name", "customer_email", "customer_phone", "qa_status", "qa_notes", "qa_by", "dev_feedback",
     "handler", "priority", "assignee", "message_count", "last_message_at",
 ];
-const CSV_MESSAGE_COLUMNS: &[&str] = &["seq", "role", "text", "message_created_at"];
+/// With `include=messages`: one line per message; `attachments` lists each
+/// file as `name <url>` (absolute, on `CHATHUB_PUBLIC_URL`), `; `-separated.
+const CSV_MESSAGE_COLUMNS: &[&str] = &["seq", "role", "text", "message_created_at", "attachments"];
 
 struct ExportWriter {
     tx: mpsc::Sender<Result<Bytes, ApiError>>,
     csv: bool,
     /// Present when the export includes each session's messages.
     transcripts: Option<TranscriptReader>,
+    /// `CHATHUB_PUBLIC_URL`, before attachment URLs in CSV.
+    public_url: String,
     first: bool,
 }
 
@@ -126,7 +131,7 @@ impl ExportWriter {
         for session in chunk.drain(..) {
             let messages = transcripts.as_mut().map(|t| t.remove(&session.id.0).unwrap_or_default());
             if self.csv {
-                write_csv_rows(&mut out, &session, messages.as_deref());
+                write_csv_rows(&mut out, &session, messages.as_deref(), &self.public_url);
             } else {
                 self.write_json_row(&mut out, &session, messages.as_deref())?;
             }
@@ -150,7 +155,7 @@ impl ExportWriter {
 }
 
 /// A session's CSV line, or with messages one line per message.
-fn write_csv_rows(out: &mut String, session: &SessionSummary, messages: Option<&[MessageView]>) {
+fn write_csv_rows(out: &mut String, session: &SessionSummary, messages: Option<&[MessageView]>, public_url: &str) {
     let base = session_cells(session);
     let Some(messages) = messages else {
         out.push_str(&csv_line(base.into_iter()));
@@ -158,7 +163,8 @@ fn write_csv_rows(out: &mut String, session: &SessionSummary, messages: Option<&
     };
     for m in messages {
         let mut cells = base.clone();
-        cells.extend([m.seq.to_string(), m.role.to_string(), m.text.clone(), rfc3339::format(&m.created_at)]);
+        let files: Vec<String> = m.attachments.iter().map(|a| format!("{} <{public_url}{}>", a.name, a.url())).collect();
+        cells.extend([m.seq.to_string(), m.role.to_string(), m.text.clone(), rfc3339::format(&m.created_at), files.join("; ")]);
         out.push_str(&csv_line(cells.into_iter()));
     }
 }

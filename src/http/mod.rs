@@ -2,6 +2,7 @@
 //! `routes`, and the JSON error shape they share.
 
 pub mod assets;
+pub mod attachments;
 pub mod auth;
 pub mod canned;
 pub mod deliveries;

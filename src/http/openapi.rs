@@ -23,6 +23,7 @@ pub fn build() -> Value {
             Access::Staff(_) => json!([{"staffCookie": []}]),
             Access::Machine => json!([{"apiKey": []}]),
             Access::StaffOrMachine(_) => json!([{"staffCookie": []}, {"apiKey": []}]),
+            Access::Conversation(_) => json!([{"staffCookie": []}, {"apiKey": []}, {"conversationToken": []}]),
         };
         let operation = json!({
             "summary": summary,
@@ -50,7 +51,8 @@ pub fn build() -> Value {
             "securitySchemes": {
                 "staffCookie": {"type": "apiKey", "in": "cookie", "name": "chathub_session",
                                 "description": "From POST /api/auth/login. State-changing requests also need the X-CSRF-Token header."},
-                "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key (chathub api-key create, or API_KEY)."}
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "An API key (chathub api-key create, or API_KEY)."},
+                "conversationToken": {"type": "http", "scheme": "bearer", "description": "A visitor's conversation token (the socket's welcome frame)."}
             },
             "schemas": {
                 "Error": {

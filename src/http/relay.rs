@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::ApiError;
 use crate::actors::SessionHandle;
 use crate::actors::persistence::PersistError;
-use crate::domain::{Channel, ChatText, Customer, MessageRole, SessionId};
+use crate::domain::{Channel, ChatText, Customer, MessageBody, MessageRole, SessionId};
 use crate::state::AppState;
 
 /// Messages accepted in one post.
@@ -98,7 +98,7 @@ fn parse_message(m: RelayMessage, max_chars: usize) -> Result<(String, MessageRo
 }
 
 async fn store(session: &SessionHandle, id: &str, role: MessageRole, text: ChatText) -> Result<i64, ApiError> {
-    match session.store_external(relay_message_key(session.id(), id), role, text).await {
+    match session.store_external(relay_message_key(session.id(), id), role, MessageBody::plain(text)).await {
         Ok(seq) => Ok(seq),
         Err(PersistError::Conflict(_)) => {
             Err(ApiError::Conflict(format!("message id {id:?} is already stored in another conversation")))

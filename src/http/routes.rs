@@ -14,8 +14,8 @@ use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use actix_web::{Route, web};
 
-use super::{assets, auth, canned, deliveries, emails, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
-use crate::auth::access::{ANY_STAFF, Access, Principal, authenticate, check_csrf};
+use super::{assets, attachments, auth, canned, deliveries, emails, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
+use crate::auth::access::{ANY_STAFF, Access, Principal, authenticate, bearer, check_csrf, is_api_key};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::domain::role::{ADMINS, DEVELOPERS, HANDLERS, REVIEWERS};
@@ -88,6 +88,8 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/api/sessions/bulk", Staff(HANDLERS), "Archive, unarchive or delete many sessions", alias, sessions::bulk),
         route!(GET "/api/sessions/{id}", StaffOrMachine(ANY_STAFF), "A session with its transcript (paged by seq) and QA history", alias, sessions::detail),
         route!(PUT "/api/sessions/{id}", Staff(HANDLERS), "Change status, priority or assignee", alias, sessions::update),
+        route!(POST "/api/attachments", Conversation(HANDLERS), "Upload a file (multipart `file`) into a conversation", attachments::upload),
+        route!(GET "/api/attachments/{id}", Conversation(ANY_STAFF), "A conversation's file: its visitor (token) or staff", attachments::download),
         route!(DELETE "/api/sessions/{id}", Staff(DEVELOPERS), "Delete a session and its messages", alias, sessions::delete),
         route!(PUT "/api/sessions/{id}/qa", Staff(REVIEWERS), "Set the QA status and notes", alias, sessions::qa),
         route!(PUT "/api/sessions/{id}/dev-feedback", Staff(DEVELOPERS), "Set developer feedback", alias, sessions::dev_feedback),
@@ -192,7 +194,7 @@ pub fn markdown_matrix() -> String {
             Access::Public => (true, true, &Role::ALL),
             Access::Staff(roles) => (false, false, roles),
             Access::Machine => (false, true, &[]),
-            Access::StaffOrMachine(roles) => (false, true, roles),
+            Access::StaffOrMachine(roles) | Access::Conversation(roles) => (false, true, roles),
         };
         out.push_str(&format!("| {method} | `{path}` | {summary} | {} | {} |", mark(public), mark(machine)));
         for role in Role::ALL {
@@ -213,7 +215,15 @@ pub async fn authorize(
     let access = rules.get(req.method()).copied();
     if let Some(access) = access.filter(|a| !matches!(a, Access::Public)) {
         let state = req.app_data::<web::Data<AppState>>().expect("app state is registered").clone();
-        let principal = authenticate(req.request(), &state.db, &state.config).await?.ok_or(ApiError::Unauthenticated)?;
+        let principal = match access {
+            // The handler answers a caller without a credential itself
+            // (reading a file: 404, as for anyone else's).
+            Access::Conversation(_) => match conversation_caller(&req, &state).await? {
+                Some(principal) => principal,
+                None => return next.call(req).await,
+            },
+            _ => authenticate(req.request(), &state.db, &state.config).await?.ok_or(ApiError::Unauthenticated)?,
+        };
         if !access.allows(&principal) {
             return Err(ApiError::Forbidden("your role may not do this").into());
         }
@@ -223,4 +233,19 @@ pub async fn authorize(
         req.extensions_mut().insert(principal);
     }
     next.call(req).await
+}
+
+/// The caller of a `Conversation` route: a Bearer credential that is not an
+/// API key is a visitor's conversation token (an unknown one is
+/// unauthenticated); otherwise the usual API key or staff cookie.
+async fn conversation_caller(req: &ServiceRequest, state: &AppState) -> Result<Option<Principal>, ApiError> {
+    let credential = bearer(req.request()).map(str::to_owned);
+    let is_machine = |c: &str| is_api_key(c) || state.config.api_key.as_deref() == Some(c);
+    match credential {
+        Some(token) if !is_machine(&token) => {
+            let found = state.hub.find_by_visitor_token(&token).await.map_err(ApiError::Unavailable)?;
+            Ok(found.map(|(session, _)| Principal::Visitor { session_id: session.0 }))
+        }
+        _ => authenticate(req.request(), &state.db, &state.config).await,
+    }
 }

@@ -15,8 +15,10 @@ use crate::auth::access::Principal;
 use crate::auth::staff_sessions::StaffUser;
 use crate::domain::listing::{Cursor, ListQuery, MAX_PER_PAGE, PageRequest, SessionFilter};
 use crate::domain::role::DEVELOPERS;
-use crate::domain::{ChatText, ClientMsgId, Priority, QaStatus, SeenUpTo, SessionId, SessionStatus};
+use crate::attachments::Unsendable;
+use crate::domain::{ClientMsgId, Priority, QaStatus, SeenUpTo, SessionId, SessionStatus};
 use crate::state::AppState;
+use crate::store::attachments::Sender;
 use crate::store;
 use crate::store::session_edits::{Reviewer, SessionChange};
 
@@ -194,8 +196,9 @@ pub async fn dev_feedback(
 }
 
 pub async fn delete(id: web::Path<Uuid>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    store::session_edits::delete(&state.db, *id).await?;
+    let files = store::session_edits::delete(&state.db, *id).await?;
     state.hub.session_deleted(SessionId(*id));
+    state.attachments.delete(&files).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -225,11 +228,12 @@ pub async fn bulk(body: web::Json<Bulk>, principal: Principal, state: web::Data<
             if !DEVELOPERS.contains(&principal.staff()?.role) {
                 return Err(ApiError::Forbidden("your role may not delete sessions"));
             }
-            let affected = store::session_edits::delete_many(&state.db, &ids).await?;
-            for &id in &affected {
+            let deleted = store::session_edits::delete_many(&state.db, &ids).await?;
+            for &id in &deleted.sessions {
                 state.hub.session_deleted(SessionId(id));
             }
-            affected
+            state.attachments.delete(&deleted.attachments).await;
+            deleted.sessions
         }
         _ => return Err(ApiError::invalid("invalid_action", "action must be archive, unarchive or delete")),
     };
@@ -290,16 +294,25 @@ pub async fn takeover(id: web::Path<Uuid>, body: web::Json<TakeoverBody>, state:
 #[serde(deny_unknown_fields)]
 pub struct Reply {
     client_msg_id: String,
+    #[serde(default)]
     text: String,
+    /// Ids from `POST /api/attachments`; `text` may then be empty.
+    #[serde(default)]
+    attachments: Vec<Uuid>,
 }
 
 /// A staff reply over HTTP; answers once it is stored, with its seq.
 pub async fn reply(id: web::Path<Uuid>, body: web::Json<Reply>, user: StaffUser, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let Reply { client_msg_id, text } = body.into_inner();
+    let Reply { client_msg_id, text, attachments } = body.into_inner();
     let client_msg_id = ClientMsgId::parse(&client_msg_id).map_err(|e| ApiError::invalid(e.code, e.message))?;
-    let text = ChatText::parse(&text, state.config.limits.max_message_chars).map_err(|e| ApiError::invalid(e.code, e.message))?;
     let session = state.hub.session(SessionId(*id)).await?.ok_or(ApiError::NotFound("session"))?;
-    match session.staff_say_stored(user.author(), client_msg_id, text).await {
+    let max_chars = state.config.limits.max_message_chars;
+    let to = (*id, Sender::Staff);
+    let message = crate::attachments::message_body(&state.db, &text, &attachments, to, client_msg_id.as_str(), max_chars).await.map_err(|e| match e {
+        Unsendable::Invalid(e) => ApiError::invalid(e.code, e.message),
+        Unsendable::Store(e) => e.into(),
+    })?;
+    match session.staff_say_stored(user.author(), client_msg_id, message).await {
         Ok(seq) => Ok(HttpResponse::Created().json(json!({ "session_id": *id, "seq": seq }))),
         Err(_) => Err(ApiError::Unavailable(anyhow::anyhow!("the reply could not be stored; resend it"))),
     }

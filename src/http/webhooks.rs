@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::ApiError;
 use crate::actors::persistence::PersistError;
 use crate::channels::{self, Inbound};
-use crate::domain::{Channel, ChatText, Customer, MessageRole};
+use crate::domain::{Channel, ChatText, Customer, MessageBody, MessageRole};
 use crate::state::AppState;
 
 
@@ -133,7 +133,7 @@ async fn store_inbound(state: &AppState, channel: Channel, inbound: Inbound, max
         .external_session(channel, &inbound.sender, &customer, serde_json::json!({}))
         .await
         .map_err(ApiError::Unavailable)?;
-    match session.store_external(inbound.message_id, MessageRole::Visitor, text).await {
+    match session.store_external(inbound.message_id, MessageRole::Visitor, MessageBody::plain(text)).await {
         Ok(_) => Ok(()),
         Err(PersistError::Conflict(id)) => {
             state.hub.record_error("webhook", format!("{channel} message {id:?} is already stored in another conversation; skipped"), serde_json::json!({}), None);

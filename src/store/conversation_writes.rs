@@ -48,6 +48,8 @@ pub struct MessageRow {
     pub seq: Seq,
     pub role: MessageRole,
     pub text: String,
+    /// Files it carries, bound to it in the same transaction.
+    pub attachment_ids: Vec<Uuid>,
     pub client_msg_id: Option<String>,
     pub external_id: Option<String>,
     pub author_id: Option<Uuid>,
@@ -145,9 +147,21 @@ pub async fn write_batch(db: &Db, writes: &[SessionWrite]) -> Result<(), StoreEr
     check_fences(&tx, writes).await?;
     insert_new_sessions(&tx, writes).await?;
     store_messages(&tx, writes).await?;
+    bind_attachments(&tx, writes).await?;
     apply_session_patches(&tx, writes).await?;
     insert_outbox_rows(&tx, writes).await?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Files sent with the batch's messages now belong to them (one statement
+/// per message that carries any; most carry none).
+async fn bind_attachments(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), StoreError> {
+    for write in writes {
+        for message in write.messages.iter().filter(|m| !m.attachment_ids.is_empty()) {
+            super::attachments::bind(tx, write.session_id.0, message.seq, &message.attachment_ids).await?;
+        }
+    }
     Ok(())
 }
 

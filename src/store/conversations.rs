@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::StoreError;
-use super::sessions::{MESSAGE_AUTHOR, message_from_row};
+use super::sessions::{MESSAGE_FIELD_COUNT, message_fields, message_from_row};
 use crate::domain::{Channel, Customer, Handler as SessionHandler, Seq, SessionId, SessionStatus};
 use crate::postgres::Db;
 use crate::protocol::MessageView;
@@ -56,7 +56,7 @@ pub async fn load(db: &Db, id: SessionId, recent: i64) -> Result<Option<StoredCo
         return Ok(None);
     };
     let latest = client
-        .query(&format!("SELECT seq, role, text, created_at, {MESSAGE_AUTHOR} FROM messages WHERE session_id = $1 ORDER BY seq DESC LIMIT $2"), &[&id.0, &recent])
+        .query(&format!("SELECT {} FROM messages WHERE session_id = $1 ORDER BY seq DESC LIMIT $2", message_fields()), &[&id.0, &recent])
         .await?;
     let mut client_ids = HashMap::new();
     let mut external_ids = HashMap::new();
@@ -123,14 +123,15 @@ pub async fn written_since(db: &Db, id: SessionId, channel: Channel, after: Seq,
     let rows = client
         .query(
             &format!(
-                "SELECT seq, role, text, created_at, {MESSAGE_AUTHOR}, client_msg_id, external_id FROM messages
-                 WHERE session_id = $1 AND seq > $2 ORDER BY seq"
+                "SELECT {}, client_msg_id, external_id FROM messages
+                 WHERE session_id = $1 AND seq > $2 ORDER BY seq",
+                message_fields()
             ),
             &[&id.0, &after],
         )
         .await?
         .iter()
-        .map(|r| WrittenRow { view: message_from_row(r, 0), client_msg_id: r.get(5), external_id: r.get(6) })
+        .map(|r| WrittenRow { view: message_from_row(r, 0), client_msg_id: r.get(MESSAGE_FIELD_COUNT), external_id: r.get(MESSAGE_FIELD_COUNT + 1) })
         .collect();
     let taken_elsewhere = if external_ids.is_empty() {
         HashSet::new()

@@ -16,7 +16,9 @@
 //! - `notes`, `canned`: staff's private notes and canned responses.
 //! - `email_templates`, `emails`: email to leads, and its tracking.
 //! - `reads`: how far the visitor and staff have read each conversation.
+//! - `attachments`: who may read each stored file, and the message carrying it.
 
+pub mod attachments;
 pub mod canned;
 pub mod conversation_writes;
 pub mod conversations;

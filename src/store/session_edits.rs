@@ -144,9 +144,21 @@ pub async fn assign(db: &Db, id: Uuid, user: Uuid) -> Result<(), StoreError> {
     found(changed)
 }
 
-/// Deletes a session; its messages go with it (ON DELETE CASCADE).
-pub async fn delete(db: &Db, id: Uuid) -> Result<(), StoreError> {
-    found(db.get().await?.execute("DELETE FROM sessions WHERE id = $1", &[&id]).await?)
+/// Deletes a session; its messages go with it (ON DELETE CASCADE). Returns
+/// its attachments' ids, whose objects the caller deletes next.
+pub async fn delete(db: &Db, id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+    let deleted = delete_many(db, &[id]).await?;
+    if deleted.sessions.is_empty() {
+        return Err(StoreError::NotFound("session"));
+    }
+    Ok(deleted.attachments)
+}
+
+/// What a deletion removed.
+pub struct Deleted {
+    pub sessions: Vec<Uuid>,
+    /// Their attachments (rows gone; the objects are the caller's to delete).
+    pub attachments: Vec<Uuid>,
 }
 
 /// Sets `status` on those of `ids` that exist and had another; returns them.
@@ -162,8 +174,14 @@ pub async fn set_status_of(db: &Db, ids: &[Uuid], status: SessionStatus) -> Resu
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// Deletes those of `ids` that exist; returns them.
-pub async fn delete_many(db: &Db, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
-    let rows = db.get().await?.query("DELETE FROM sessions WHERE id = ANY($1) RETURNING id", &[&ids]).await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+/// Deletes those of `ids` that exist, with their attachments' rows, in
+/// one transaction.
+pub async fn delete_many(db: &Db, ids: &[Uuid]) -> Result<Deleted, StoreError> {
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    let sessions: Vec<Uuid> = tx.query("DELETE FROM sessions WHERE id = ANY($1) RETURNING id", &[&ids]).await?.iter().map(|r| r.get(0)).collect();
+    let attachments: Vec<Uuid> =
+        tx.query("DELETE FROM attachments WHERE session_id = ANY($1) RETURNING id", &[&sessions]).await?.iter().map(|r| r.get(0)).collect();
+    tx.commit().await?;
+    Ok(Deleted { sessions, attachments })
 }

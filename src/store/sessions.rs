@@ -227,18 +227,27 @@ pub async fn messages(db: &Db, id: Uuid, after: Seq, limit: i64) -> Result<Vec<M
         .get()
         .await?
         .query(
-            &format!("SELECT seq, role, text, created_at, {MESSAGE_AUTHOR} FROM messages WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"),
+            &format!("SELECT {} FROM messages WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3", message_fields()),
             &[&id, &after, &limit],
         )
         .await?;
     Ok(rows.iter().map(|r| message_from_row(r, 0)).collect())
 }
 
-/// The display name of a message's staff author, as a column of a query over `messages`.
-pub(super) const MESSAGE_AUTHOR: &str = "(SELECT COALESCE(u.display_name, u.username) FROM users u WHERE u.id = messages.author_id)";
+/// The columns of a message object in a query over `messages`: `seq, role,
+/// text, created_at`, the display name of its staff author, and its
+/// attachments (six columns, read by `message_from_row`).
+pub(super) fn message_fields() -> &'static str {
+    static FIELDS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| {
+        format!(
+            "seq, role, text, created_at, (SELECT COALESCE(u.display_name, u.username) FROM users u WHERE u.id = messages.author_id), {}",
+            super::attachments::OF_MESSAGE
+        )
+    })
+}
 
-/// A message from a row whose columns `seq, role, text, created_at` and
-/// `MESSAGE_AUTHOR` start at `first`.
+/// A message from a row whose `message_fields` start at `first`.
 pub(super) fn message_from_row(row: &tokio_postgres::Row, first: usize) -> MessageView {
     MessageView {
         seq: row.get(first),
@@ -246,8 +255,12 @@ pub(super) fn message_from_row(row: &tokio_postgres::Row, first: usize) -> Messa
         text: row.get(first + 2),
         created_at: row.get(first + 3),
         author: row.get(first + 4),
+        attachments: super::attachments::from_json(row.get(first + 5)),
     }
 }
+
+/// Number of columns `message_fields` adds.
+pub(super) const MESSAGE_FIELD_COUNT: usize = 6;
 
 /// One QA status change.
 #[derive(Debug, Serialize)]
@@ -315,7 +328,7 @@ impl TranscriptReader {
         let rows = self
             .0
             .query(
-                &format!("SELECT session_id, seq, role, text, created_at, {MESSAGE_AUTHOR} FROM messages WHERE session_id = ANY($1) ORDER BY session_id, seq"),
+                &format!("SELECT session_id, {} FROM messages WHERE session_id = ANY($1) ORDER BY session_id, seq", message_fields()),
                 &[&ids],
             )
             .await?;

@@ -23,7 +23,8 @@ use crate::limits::RateLimit;
 use crate::actors::Hub;
 use crate::auth::access::{same_origin, session_cookie};
 use crate::auth::staff_sessions::{self, StaffUser};
-use crate::domain::{ChatText, ClientMsgId, SeenUpTo, Seq, SessionId};
+use crate::domain::{ClientMsgId, SeenUpTo, Seq, SessionId};
+use crate::store::attachments::Sender;
 use crate::error::ApiError;
 use crate::store::StoreError;
 use crate::domain::role::HANDLERS;
@@ -180,19 +181,26 @@ impl Dashboard {
                 self.read_reported.remove(&session_id);
                 self.hub.supervisor.unwatch(self.outbound.id, session_id);
             }
-            DashboardFrame::Say { session_id, client_msg_id, text } => {
+            DashboardFrame::Say { session_id, client_msg_id, text, attachments } => {
                 if !self.may_handle() {
                     return self.error(Some(session_id), error_code::FORBIDDEN, "your role may not reply", Some(&client_msg_id)).await;
                 }
-                let parsed = ClientMsgId::parse(&client_msg_id)
-                    .and_then(|id| ChatText::parse(&text, self.hub.config.limits.max_message_chars).map(|t| (id, t)));
-                let (id, text) = match parsed {
-                    Ok(parsed) => parsed,
+                let id = match ClientMsgId::parse(&client_msg_id) {
+                    Ok(id) => id,
                     Err(e) => return self.error(Some(session_id), e.code, &e.message, None).await,
+                };
+                let max_chars = self.hub.config.limits.max_message_chars;
+                let to = (session_id.0, Sender::Staff);
+                let body = match crate::attachments::message_body(&self.hub.db, &text, &attachments, to, id.as_str(), max_chars).await {
+                    Ok(body) => body,
+                    Err(e) => {
+                        let (code, message) = e.code_and_message();
+                        return self.error(Some(session_id), code, &message, Some(&client_msg_id)).await;
+                    }
                 };
                 match self.hub.session(session_id).await {
                     Ok(Some(session)) => {
-                        if session.staff_say(self.user.author(), id, text, self.outbound.clone()).is_err() {
+                        if session.staff_say(self.user.author(), id, body, self.outbound.clone()).is_err() {
                             let message = "the conversation is busy; resend";
                             self.error(Some(session_id), error_code::RETRY, message, Some(&client_msg_id)).await;
                         }

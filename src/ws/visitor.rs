@@ -27,7 +27,8 @@ use crate::actors::Hub;
 use crate::actors::SessionHandle;
 use crate::actors::chat_session::AttachError;
 use crate::actors::persistence::NewSessionRow;
-use crate::domain::{Channel, ChatText, ClientMsgId, Completion, Customer, SeenUpTo, Seq, SessionId, SessionStatus};
+use crate::domain::{Channel, ClientMsgId, Completion, Customer, SeenUpTo, Seq, SessionId, SessionStatus};
+use crate::store::attachments::Sender;
 use crate::error::ApiError;
 use crate::sites;
 use uuid::Uuid;
@@ -251,34 +252,7 @@ impl Connection {
         };
         match frame {
             VisitorFrame::Hello { token, last_seq, visitor } => self.on_hello(token, last_seq.unwrap_or(0), visitor).await,
-            VisitorFrame::Message { client_msg_id, text } => {
-                if let Phase::Hello = self.phase {
-                    return self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", Some(&client_msg_id))).await;
-                }
-                let parsed = ClientMsgId::parse(&client_msg_id)
-                    .and_then(|id| ChatText::parse(&text, self.hub.config.limits.max_message_chars).map(|t| (id, t)));
-                match parsed {
-                    Ok(_) if !self.may_write() => {
-                        let message = "too many new conversations from your address; try again later";
-                        self.reply(error_frame(error_code::RATE_LIMITED, message, Some(&client_msg_id))).await
-                    }
-                    Ok((id, text)) => match self.actor(Some(&client_msg_id)).await {
-                        Ok(session) => {
-                            if session.visitor_message(&self.outbound, id, text).await.is_err() {
-                                let frame = error_frame(error_code::RETRY, "the conversation is busy; resend", Some(&client_msg_id));
-                                return self.reply(frame).await;
-                            }
-                            Flow::Continue
-                        }
-                        Err(flow) => flow,
-                    },
-                    Err(e) => {
-                        let id = (client_msg_id.chars().count() <= 64).then_some(client_msg_id.as_str());
-                        let frame = error_frame(e.code, &e.message, id);
-                        self.reply(frame).await
-                    }
-                }
-            }
+            VisitorFrame::Message { client_msg_id, text, attachments } => self.on_message(client_msg_id, text, attachments).await,
             VisitorFrame::Typing { on } => match self.phase {
                 Phase::Hello => self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
                 // Nobody can be shown as typing in a conversation without an actor.
@@ -292,6 +266,47 @@ impl Connection {
                 },
             },
             VisitorFrame::Read { seq } => self.on_read(seq).await,
+        }
+    }
+
+    /// A chat message, with its attachments: checked, then handed to the
+    /// conversation, which acks it once stored.
+    async fn on_message(&mut self, client_msg_id: String, text: String, attachments: Vec<Uuid>) -> Flow {
+        let session_id = match &self.phase {
+            Phase::Hello => return self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", Some(&client_msg_id))).await,
+            Phase::Opened { session_id } => *session_id,
+            Phase::Chatting { session } => session.id(),
+        };
+        let max_chars = self.hub.config.limits.max_message_chars;
+        let parsed = match ClientMsgId::parse(&client_msg_id) {
+            Ok(id) => {
+                let to = (session_id.0, Sender::Visitor);
+                crate::attachments::message_body(&self.hub.db, &text, &attachments, to, id.as_str(), max_chars)
+                    .await
+                    .map(|body| (id, body))
+                    .map_err(|e| e.code_and_message())
+            }
+            Err(e) => Err((e.code, e.message)),
+        };
+        match parsed {
+            Ok(_) if !self.may_write() => {
+                let message = "too many new conversations from your address; try again later";
+                self.reply(error_frame(error_code::RATE_LIMITED, message, Some(&client_msg_id))).await
+            }
+            Ok((id, body)) => match self.actor(Some(&client_msg_id)).await {
+                Ok(session) => {
+                    if session.visitor_message(&self.outbound, id, body).await.is_err() {
+                        let frame = error_frame(error_code::RETRY, "the conversation is busy; resend", Some(&client_msg_id));
+                        return self.reply(frame).await;
+                    }
+                    Flow::Continue
+                }
+                Err(flow) => flow,
+            },
+            Err((code, message)) => {
+                let id = (client_msg_id.chars().count() <= 64).then_some(client_msg_id.as_str());
+                self.reply(error_frame(code, &message, id)).await
+            }
         }
     }
 

@@ -222,6 +222,7 @@ async fn a_write_batch_advances_every_sessions_counters_whether_few_or_many() {
                 seq,
                 role: MessageRole::Visitor,
                 text: format!("message {seq}"),
+                attachment_ids: Vec::new(),
                 client_msg_id: Some(format!("c{seq}")),
                 external_id: None,
                 author_id: None,

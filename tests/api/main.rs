@@ -6,6 +6,7 @@ mod helpers;
 mod nodes;
 mod ws_client;
 
+mod attachments;
 mod browser;
 mod chat;
 mod cluster;

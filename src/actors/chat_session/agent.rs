@@ -17,7 +17,7 @@ impl ChatSession {
         if !self.needs_answer || self.relay || self.agent_running || self.handler != SessionHandler::Ai || self.has_pending_reply() {
             return;
         }
-        let Some(last_text) = self.transcript.back().map(|m| m.text.clone()) else { return };
+        let Some(last_text) = self.transcript.back().map(text_for_agent) else { return };
         self.needs_answer = false;
         self.agent_running = true;
         self.set_typing(MessageRole::Ai, true);
@@ -43,7 +43,7 @@ impl ChatSession {
                 .rev()
                 .take(HISTORY_LEN)
                 .rev()
-                .map(|m| HistoryItem { role: m.role, text: m.text.clone() })
+                .map(|m| HistoryItem { role: m.role, text: text_for_agent(m) })
                 .collect(),
             customer: self.customer.clone(),
             partials: Some(partials_tx),
@@ -114,4 +114,17 @@ impl Handler<AgentPartial> for ChatSession {
             self.broadcast(&frame, &[]);
         }
     }
+}
+
+/// A message as the agent reads it: its text, then a line naming each file
+/// sent with it (agents take text; the file itself stays in the store).
+fn text_for_agent(message: &MessageView) -> String {
+    let mut text = message.text.clone();
+    for file in &message.attachments {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("[attachment: {} ({})]", file.name, file.content_type));
+    }
+    text
 }

@@ -78,7 +78,7 @@ pub struct VisitorMessage {
     /// The sender's socket, which gets the ack.
     pub outbound: Outbound,
     pub client_msg_id: ClientMsgId,
-    pub text: ChatText,
+    pub body: MessageBody,
 }
 
 impl Handler<VisitorMessage> for ChatSession {
@@ -86,7 +86,7 @@ impl Handler<VisitorMessage> for ChatSession {
 
     fn handle(&mut self, msg: VisitorMessage, ctx: &mut Context<Self>) {
         let ack = AckTo::Visitor(msg.outbound);
-        self.enqueue_keyed(writes::MessageKey::Client(msg.client_msg_id.into_string()), MessageRole::Visitor, Origin::Visitor, None, msg.text, ack, ctx);
+        self.enqueue_keyed(writes::MessageKey::Client(msg.client_msg_id.into_string()), MessageRole::Visitor, Origin::Visitor, None, msg.body, ack, ctx);
     }
 }
 
@@ -110,7 +110,7 @@ impl Handler<VisitorTyping> for ChatSession {
 pub struct StaffSay {
     pub author: crate::domain::Author,
     pub client_msg_id: ClientMsgId,
-    pub text: ChatText,
+    pub body: MessageBody,
     /// The dashboard socket to ack, or `None` with `waiter` for HTTP.
     pub outbound: Option<Outbound>,
     pub waiter: Option<oneshot::Sender<Result<Seq, PersistError>>>,
@@ -125,7 +125,7 @@ impl Handler<StaffSay> for ChatSession {
             (None, Some(waiter)) => AckTo::Waiter(waiter),
             (None, None) => return,
         };
-        self.enqueue_keyed(writes::MessageKey::Client(msg.client_msg_id.into_string()), MessageRole::Agent, Origin::Staff, Some(msg.author), msg.text, ack, ctx);
+        self.enqueue_keyed(writes::MessageKey::Client(msg.client_msg_id.into_string()), MessageRole::Agent, Origin::Staff, Some(msg.author), msg.body, ack, ctx);
     }
 }
 
@@ -250,7 +250,7 @@ impl Handler<TranscriptAfter> for ChatSession {
 pub struct ExternalMessage {
     pub external_id: String,
     pub role: MessageRole,
-    pub text: ChatText,
+    pub body: MessageBody,
     /// Answered once stored: the webhook replies 200 only then.
     pub waiter: oneshot::Sender<Result<Seq, PersistError>>,
 }
@@ -262,6 +262,6 @@ impl Handler<ExternalMessage> for ChatSession {
         // A relayed AI or staff reply is the relaying bot's, and never goes out again.
         let origin = if msg.role == MessageRole::Visitor { Origin::Visitor } else { Origin::Staff };
         let key = writes::MessageKey::External(msg.external_id);
-        self.enqueue_keyed(key, msg.role, origin, None, msg.text, AckTo::Waiter(msg.waiter), ctx);
+        self.enqueue_keyed(key, msg.role, origin, None, msg.body, AckTo::Waiter(msg.waiter), ctx);
     }
 }

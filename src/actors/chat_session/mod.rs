@@ -46,7 +46,7 @@ use super::persistence::{MessageRow, NewSessionRow, OutboxRow, PersistError, Ses
 use super::supervisor::SessionEvent;
 use crate::agents::{AgentError, AgentReply, AgentRequest, HISTORY_LEN, HistoryItem};
 use crate::domain::{
-    Channel, ChatText, ClientMsgId, Completion, Customer, Handler as SessionHandler, MessageRole, Seq, SessionId,
+    Attachment, Channel, ClientMsgId, MessageBody, Completion, Customer, Handler as SessionHandler, MessageRole, Seq, SessionId,
     SessionStatus,
 };
 use crate::outbound::{ConnId, Outbound};
@@ -105,6 +105,7 @@ impl AckTo {
 struct Pending {
     role: MessageRole,
     text: String,
+    attachments: Vec<Attachment>,
     client_msg_id: Option<String>,
     origin: Origin,
     /// The staff member who wrote an `agent` message.

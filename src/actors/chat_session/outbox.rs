@@ -24,7 +24,7 @@ impl ChatSession {
 
     /// The outbox row that carries a reply out to Messenger or WhatsApp
     /// (committed with the message, retried by the notifier).
-    pub(super) fn outgoing(&self, text: &str) -> Option<OutboxRow> {
+    pub(super) fn outgoing(&self, text: &str, attachments: &[Attachment]) -> Option<OutboxRow> {
         let event_type = match self.channel {
             Channel::Messenger => "messenger.send",
             Channel::Whatsapp => "whatsapp.send",
@@ -36,7 +36,7 @@ impl ChatSession {
         let recipient = self.external_id.as_deref()?;
         Some(OutboxRow {
             event_type,
-            payload: json!({ "session_id": self.id, "recipient": recipient, "text": text }),
+            payload: json!({ "session_id": self.id, "recipient": recipient, "text": text, "attachments": attachments }),
             idempotency_key: format!("{event_type}/{}", Uuid::new_v4()),
         })
     }

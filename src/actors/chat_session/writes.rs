@@ -17,8 +17,8 @@ impl ChatSession {
         if matches!(role, MessageRole::Ai | MessageRole::Agent) {
             self.check_completion(&text, &mut patch, &mut outbox);
         }
-        outbox.extend(self.outgoing(&text));
-        self.queued.push_back(Pending { role, text, client_msg_id: None, origin, author: None, external_id: None, ack_to: Vec::new(), patch, outbox });
+        outbox.extend(self.outgoing(&text, &[]));
+        self.queued.push_back(Pending { role, text, attachments: Vec::new(), client_msg_id: None, origin, author: None, external_id: None, ack_to: Vec::new(), patch, outbox });
         self.write(ctx);
     }
 
@@ -49,6 +49,7 @@ impl ChatSession {
                 seq,
                 role: pending.role,
                 text: pending.text.clone(),
+                attachment_ids: pending.attachments.iter().map(|a| a.id).collect(),
                 client_msg_id: pending.client_msg_id.clone(),
                 external_id: pending.external_id.clone(),
                 author_id: pending.author.as_ref().map(|a| a.id),
@@ -68,6 +69,7 @@ impl ChatSession {
                 text: m.text.clone(),
                 created_at: m.created_at,
                 author: p.author.as_ref().map(|a| a.name.clone()),
+                attachments: p.attachments.clone(),
             })
             .collect();
         let write = SessionWrite {
@@ -346,16 +348,16 @@ impl ChatSession {
     /// Completion rules run on AI and staff messages, so a completing reply
     /// commits with its `lead.completed` row; staff replies also go out to
     /// Messenger/WhatsApp.
-    pub(super) fn enqueue_keyed(&mut self, key: MessageKey, role: MessageRole, origin: Origin, author: Option<crate::domain::Author>, text: ChatText, ack: AckTo, ctx: &mut Context<Self>) {
+    pub(super) fn enqueue_keyed(&mut self, key: MessageKey, role: MessageRole, origin: Origin, author: Option<crate::domain::Author>, body: MessageBody, ack: AckTo, ctx: &mut Context<Self>) {
         let Some(ack) = self.dedupe(&key, ack) else { return };
-        let text = text.into_string();
+        let (text, attachments) = body.into_parts();
         let mut patch = SessionPatch::default();
         let mut outbox = Vec::new();
         if matches!(role, MessageRole::Ai | MessageRole::Agent) {
             self.check_completion(&text, &mut patch, &mut outbox);
         }
         if origin == Origin::Staff && key.is_client() {
-            outbox.extend(self.outgoing(&text));
+            outbox.extend(self.outgoing(&text, &attachments));
             // The replier takes an escalation nobody has taken (SPEC §11).
             patch.assign_if_unassigned = author.as_ref().map(|a| a.id);
         }
@@ -368,7 +370,7 @@ impl ChatSession {
             MessageKey::Client(id) => (Some(id), None),
             MessageKey::External(id) => (None, Some(id)),
         };
-        self.queued.push_back(Pending { role, text, client_msg_id, origin, author, external_id, ack_to: vec![ack], patch, outbox });
+        self.queued.push_back(Pending { role, text, attachments, client_msg_id, origin, author, external_id, ack_to: vec![ack], patch, outbox });
         self.write(ctx);
     }
 }

@@ -19,7 +19,7 @@ use super::super::persistence::PersistError;
 use super::wire::{Command, Reply};
 use super::{Cluster, RemoteSocket};
 use crate::bus::{BusError, subject};
-use crate::domain::{Author, ChatText, ClientMsgId, Handler as SessionHandler, MessageRole, SeenUpTo, Seq, SessionId};
+use crate::domain::{Author, ClientMsgId, MessageBody, Handler as SessionHandler, MessageRole, SeenUpTo, Seq, SessionId};
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{MessageView, StaffFrame, close, error_code};
 
@@ -89,13 +89,15 @@ impl RemoteSession {
 
     /// Waits for the owner to take the message (its ack follows as a frame),
     /// so a visitor's messages keep their order.
-    pub async fn visitor_message(&self, outbound: &Outbound, client_msg_id: ClientMsgId, text: ChatText) -> Result<(), Busy> {
+    pub async fn visitor_message(&self, outbound: &Outbound, client_msg_id: ClientMsgId, body: MessageBody) -> Result<(), Busy> {
+        let (text, attachments) = body.into_parts();
         let command = Command::VisitorMessage {
             session: self.id,
             node: self.node(),
             conn: outbound.id,
             client_msg_id: client_msg_id.into_string(),
-            text: text.into_string(),
+            text,
+            attachments,
         };
         match self.ask(&command, COMMAND_TIMEOUT).await {
             Ok(Reply::Taken) => Ok(()),
@@ -112,11 +114,11 @@ impl RemoteSession {
     }
 
     /// A dashboard's reply: answered on `outbound` once the owner stored it.
-    pub fn staff_say(&self, author: Author, client_msg_id: ClientMsgId, text: ChatText, outbound: Outbound) {
+    pub fn staff_say(&self, author: Author, client_msg_id: ClientMsgId, body: MessageBody, outbound: Outbound) {
         let this = self.clone();
         tokio::spawn(async move {
             let id = client_msg_id.as_str().to_owned();
-            let frame = match this.staff_say_stored(author, client_msg_id, text).await {
+            let frame = match this.staff_say_stored(author, client_msg_id, body).await {
                 Ok(seq) => StaffFrame::Ack { session_id: this.id, client_msg_id: &id, seq }.encode(),
                 Err(_) => StaffFrame::error(this.id, error_code::RETRY, "not stored; resend this message", Some(&id)),
             };
@@ -124,8 +126,9 @@ impl RemoteSession {
         });
     }
 
-    pub async fn staff_say_stored(&self, author: Author, client_msg_id: ClientMsgId, text: ChatText) -> Result<Seq, PersistError> {
-        let command = Command::StaffSay { session: self.id, author, client_msg_id: client_msg_id.into_string(), text: text.into_string() };
+    pub async fn staff_say_stored(&self, author: Author, client_msg_id: ClientMsgId, body: MessageBody) -> Result<Seq, PersistError> {
+        let (text, attachments) = body.into_parts();
+        let command = Command::StaffSay { session: self.id, author, client_msg_id: client_msg_id.into_string(), text, attachments };
         self.stored(self.ask(&command, STORE_TIMEOUT).await)
     }
 
@@ -147,8 +150,9 @@ impl RemoteSession {
         }
     }
 
-    pub async fn store_external(&self, external_id: String, role: MessageRole, text: ChatText) -> Result<Seq, PersistError> {
-        let command = Command::StoreExternal { session: self.id, external_id, role, text: text.into_string() };
+    pub async fn store_external(&self, external_id: String, role: MessageRole, body: MessageBody) -> Result<Seq, PersistError> {
+        let (text, attachments) = body.into_parts();
+        let command = Command::StoreExternal { session: self.id, external_id, role, text, attachments };
         self.stored(self.ask(&command, STORE_TIMEOUT).await)
     }
 

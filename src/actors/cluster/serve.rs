@@ -28,7 +28,7 @@ use super::super::hub::Hub;
 use super::wire::{Command, Event, Reply, SettingsChange};
 use super::Cluster;
 use crate::bus::subject;
-use crate::domain::{ChatText, ClientMsgId, SeenUpTo, SessionId};
+use crate::domain::{ClientMsgId, MessageBody, SeenUpTo, SessionId};
 use crate::outbound::{self, ConnId, Next, OutboundReceiver};
 use crate::protocol::close;
 use crate::store::leases;
@@ -149,21 +149,21 @@ async fn answer(hub: &Arc<Hub>, cluster: &Arc<Cluster>, command: Command) -> Opt
                 }
             }
         }
-        Command::VisitorMessage { node, conn, client_msg_id, text, .. } => {
+        Command::VisitorMessage { node, conn, client_msg_id, text, attachments, .. } => {
             let Some(proxy) = cluster.proxies.get(&(node, conn)).map(|p| p.1.clone()) else { return Some(Reply::NotHere) };
-            let (Ok(client_msg_id), Ok(text)) = (ClientMsgId::parse(&client_msg_id), ChatText::parse(&text, max_chars)) else {
+            let (Ok(client_msg_id), Ok(body)) = (ClientMsgId::parse(&client_msg_id), MessageBody::parse(&text, attachments, max_chars)) else {
                 return Some(Reply::Busy);
             };
-            match session.visitor_message(&proxy, client_msg_id, text).await {
+            match session.visitor_message(&proxy, client_msg_id, body).await {
                 Ok(()) => Reply::Taken,
                 Err(_) => Reply::Busy,
             }
         }
-        Command::StaffSay { author, client_msg_id, text, .. } => {
-            let (Ok(client_msg_id), Ok(text)) = (ClientMsgId::parse(&client_msg_id), ChatText::parse(&text, max_chars)) else {
+        Command::StaffSay { author, client_msg_id, text, attachments, .. } => {
+            let (Ok(client_msg_id), Ok(body)) = (ClientMsgId::parse(&client_msg_id), MessageBody::parse(&text, attachments, max_chars)) else {
                 return Some(Reply::Busy);
             };
-            stored(session.staff_say_stored(author, client_msg_id, text).await)
+            stored(session.staff_say_stored(author, client_msg_id, body).await)
         }
         Command::Takeover { on, .. } => match session.takeover(on).await {
             Ok(handler) => Reply::Handler { handler },
@@ -175,9 +175,9 @@ async fn answer(hub: &Arc<Hub>, cluster: &Arc<Cluster>, command: Command) -> Opt
             let messages = session.transcript_after(after).await.filter(|m| text_bytes(m) <= MAX_REPLY_TEXT);
             Reply::Transcript { messages }
         }
-        Command::StoreExternal { external_id, role, text, .. } => {
-            let Ok(text) = ChatText::parse(&text, max_chars) else { return Some(Reply::Busy) };
-            stored(session.store_external(external_id, role, text).await)
+        Command::StoreExternal { external_id, role, text, attachments, .. } => {
+            let Ok(body) = MessageBody::parse(&text, attachments, max_chars) else { return Some(Reply::Busy) };
+            stored(session.store_external(external_id, role, body).await)
         }
         Command::Detach { .. } | Command::VisitorTyping { .. } | Command::StaffTyping { .. } => return None,
     })
@@ -439,7 +439,7 @@ mod tests {
     use crate::protocol::MessageView;
 
     fn message(seq: i64, chars: usize) -> MessageView {
-        MessageView { seq, role: MessageRole::Visitor, text: "x".repeat(chars), created_at: chrono::Utc::now(), author: None }
+        MessageView { seq, role: MessageRole::Visitor, text: "x".repeat(chars), created_at: chrono::Utc::now(), author: None, attachments: Vec::new() }
     }
 
     /// A backlog too big for one bus message keeps its newest messages and

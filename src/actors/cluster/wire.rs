@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::persistence::PersistError;
 use super::super::supervisor::SessionEvent;
-use crate::domain::{Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
+use crate::domain::{Attachment, Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
 use crate::outbound::ConnId;
 use crate::protocol::{EmailView, MessageView};
 
@@ -21,15 +21,37 @@ pub enum Command {
     Attach { session: SessionId, node: String, conn: ConnId, last_seq: Seq },
     /// That socket closed (no answer expected).
     Detach { session: SessionId, node: String, conn: ConnId },
-    VisitorMessage { session: SessionId, node: String, conn: ConnId, client_msg_id: String, text: String },
+    VisitorMessage {
+        session: SessionId,
+        node: String,
+        conn: ConnId,
+        client_msg_id: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+    },
     VisitorTyping { session: SessionId, on: bool },
     /// A staff reply; answered once stored.
-    StaffSay { session: SessionId, author: crate::domain::Author, client_msg_id: String, text: String },
+    StaffSay {
+        session: SessionId,
+        author: crate::domain::Author,
+        client_msg_id: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+    },
     Takeover { session: SessionId, on: bool },
     StaffTyping { session: SessionId, on: bool },
     TranscriptAfter { session: SessionId, after: Seq },
     /// A channel's message (webhook, relay); answered once stored.
-    StoreExternal { session: SessionId, external_id: String, role: MessageRole, text: String },
+    StoreExternal {
+        session: SessionId,
+        external_id: String,
+        role: MessageRole,
+        text: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<Attachment>,
+    },
 }
 
 impl Command {
