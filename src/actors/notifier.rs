@@ -93,8 +93,9 @@ impl Notifier {
     fn start(&mut self, job: Job, ctx: &mut Context<Self>) {
         self.in_flight += 1;
         let (http, config, db, supervisor) = (self.http.clone(), self.config.clone(), self.db.clone(), self.supervisor.clone());
+        let files = self.attachments.clone();
         async move {
-            let outcome = delivery::deliver(&http, &config, &db, &job).await;
+            let outcome = delivery::deliver(&http, &config, &db, &files, &job).await;
             if let Err(e) = record(&db, &config, &job, &outcome, &supervisor).await {
                 // The lease runs out and the row is tried again.
                 tracing::warn!(error = %e, id = job.id, "could not record a delivery outcome");

@@ -133,6 +133,55 @@ impl AttachmentStore {
     }
 }
 
+/// Why a file was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum NotStored {
+    #[error("the file is empty")]
+    Empty,
+    #[error("the file is not one of the accepted types ({0})")]
+    UnsupportedType(String),
+    #[error("storing the file failed: {0:#}")]
+    Unavailable(anyhow::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A new file for the store: where it belongs and who sent it.
+pub struct Upload {
+    /// As given (cleaned here).
+    pub name: String,
+    pub bytes: Bytes,
+    /// The visitor's conversation, or `None` for a staff upload.
+    pub session_id: Option<Uuid>,
+    /// The staff member uploading.
+    pub uploaded_by: Option<Uuid>,
+}
+
+impl AttachmentStore {
+    /// Sniffs, stores the bytes, then the row (the object is removed again
+    /// if the row cannot be written). The caller checked the size.
+    pub async fn store_new(&self, db: &Db, upload: Upload) -> Result<Attachment, NotStored> {
+        if upload.bytes.is_empty() {
+            return Err(NotStored::Empty);
+        }
+        let content_type = self.accepted_type(&upload.bytes).ok_or_else(|| NotStored::UnsupportedType(self.allowed_types()))?;
+        let attachment = Attachment {
+            id: Uuid::new_v4(),
+            name: crate::domain::clean_file_name(&upload.name),
+            content_type: content_type.to_owned(),
+            size: upload.bytes.len() as i64,
+        };
+        self.put(attachment.id, upload.bytes).await.map_err(NotStored::Unavailable)?;
+        let row = crate::store::attachments::NewAttachment { attachment: &attachment, session_id: upload.session_id, uploaded_by: upload.uploaded_by };
+        if let Err(e) = crate::store::attachments::insert(db, row).await {
+            self.delete(&[attachment.id]).await;
+            return Err(e.into());
+        }
+        metrics::counter!("chathub_attachments_stored_total").increment(1);
+        Ok(attachment)
+    }
+}
+
 /// Why a message's attachments cannot be sent.
 #[derive(Debug, thiserror::Error)]
 pub enum Unsendable {

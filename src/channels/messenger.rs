@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::Inbound;
+use super::media::MediaRef;
 
 /// Parses a webhook body into visitor messages, in Meta's order.
 /// The `read` events of a batch (`{"sender":{"id"},"read":{"watermark"}}`).
@@ -35,14 +36,15 @@ pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
                     continue;
                 }
                 let Some(mid) = message.get("mid").and_then(Value::as_str) else { continue };
+                let media = media_of(message);
                 let text = message
                     .get("text")
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .or_else(|| message.pointer("/quick_reply/payload").and_then(Value::as_str).map(str::to_owned))
-                    .or_else(|| attachment_placeholder(message));
-                if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
-                    out.push(Inbound { sender: sender.to_owned(), message_id: mid.to_owned(), text, name: None, sent_at_ms });
+                    .or_else(|| if media.is_empty() { attachment_placeholder(message) } else { Some(String::new()) });
+                if let Some(text) = text.filter(|t| !t.trim().is_empty() || !media.is_empty()) {
+                    out.push(Inbound { sender: sender.to_owned(), message_id: mid.to_owned(), text, media, name: None, sent_at_ms });
                 }
             } else if let Some(postback) = event.get("postback") {
                 let text = postback
@@ -56,12 +58,27 @@ pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
                     .and_then(Value::as_str)
                     .map(str::to_owned)
                     .unwrap_or_else(|| format!("postback:{sender}:{}", event.get("timestamp").and_then(Value::as_i64).unwrap_or(0)));
-                out.push(Inbound { sender: sender.to_owned(), message_id: id, text: text.to_owned(), name: None, sent_at_ms });
+                out.push(Inbound { sender: sender.to_owned(), message_id: id, text: text.to_owned(), media: vec![], name: None, sent_at_ms });
             }
             // delivery, read, reaction and other events are not messages.
         }
     }
     Ok(out)
+}
+
+/// The files of a message: image, file, video and audio attachments carry
+/// a `payload.url` to download (stickers and shares are left as text).
+fn media_of(message: &Value) -> Vec<MediaRef> {
+    let attachments = message.get("attachments").and_then(Value::as_array).into_iter().flatten();
+    attachments
+        .filter(|a| matches!(a.get("type").and_then(Value::as_str), Some("image" | "file" | "video" | "audio")))
+        .filter(|a| a.pointer("/payload/sticker_id").is_none())
+        .filter_map(|a| {
+            let url = a.pointer("/payload/url").and_then(Value::as_str)?;
+            let kind = a.get("type").and_then(Value::as_str).unwrap_or("file");
+            Some(MediaRef::Url { url: url.to_owned(), kind: kind.to_owned(), name: a.pointer("/payload/title").and_then(Value::as_str).map(str::to_owned) })
+        })
+        .collect()
 }
 
 fn attachment_placeholder(message: &Value) -> Option<String> {
@@ -94,8 +111,9 @@ mod tests {
         let summary: Vec<(&str, &str, &str)> = parsed.iter().map(|m| (m.sender.as_str(), m.message_id.as_str(), m.text.as_str())).collect();
         assert_eq!(
             summary,
-            vec![("PSID1", "m1", "hello"), ("PSID1", "m2", "Yes"), ("PSID2", "m4", "[attachment: image]"), ("PSID2", "m5", "Get started")]
+            vec![("PSID1", "m1", "hello"), ("PSID1", "m2", "Yes"), ("PSID2", "m4", ""), ("PSID2", "m5", "Get started")]
         );
+        assert_eq!(parsed[2].media, vec![MediaRef::Url { url: "https://x".into(), kind: "image".into(), name: None }]);
         assert!(parse(&json!({"object": "instagram", "entry": []})).is_err());
         assert!(parse(&json!({"object": "page"})).is_err());
     }

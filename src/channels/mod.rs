@@ -4,6 +4,7 @@
 //! HTTP handlers (`http::webhooks`) feed what they parse to the
 //! conversation actors like any other visitor message.
 
+pub mod media;
 pub mod messenger;
 pub mod whatsapp;
 
@@ -59,7 +60,10 @@ pub struct Inbound {
     pub sender: String,
     /// The channel's message id (mid, wamid): the dedupe key.
     pub message_id: String,
+    /// May be empty when `media` is not (a photo without a caption).
     pub text: String,
+    /// Files sent with it, to fetch through the Graph API (`media`).
+    pub media: Vec<media::MediaRef>,
     /// A display name when the channel tells us one.
     pub name: Option<String>,
     /// When the channel says it was sent (ms since the epoch; 0 if it does
@@ -89,7 +93,7 @@ mod tests {
 
     #[test]
     fn a_batch_is_grouped_by_sender_in_timestamp_then_payload_order() {
-        let m = |sender: &str, id: &str, at: i64| Inbound { sender: sender.into(), message_id: id.into(), text: id.into(), name: None, sent_at_ms: at };
+        let m = |sender: &str, id: &str, at: i64| Inbound { sender: sender.into(), message_id: id.into(), text: id.into(), media: vec![], name: None, sent_at_ms: at };
         let groups = by_sender_in_order(vec![m("a", "a3", 30), m("b", "b1", 5), m("a", "a1", 10), m("a", "a2", 10), m("a", "a0", 0)]);
         let ids: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|m| m.message_id.as_str()).collect()).collect();
         assert_eq!(ids, vec![vec!["a0", "a1", "a2", "a3"], vec!["b1"]]);

@@ -6,6 +6,10 @@
 use serde_json::Value;
 
 use super::Inbound;
+use super::media::MediaRef;
+
+/// Message types whose file is fetched by media id.
+const MEDIA_TYPES: &[&str] = &["image", "document", "audio", "video", "sticker"];
 
 /// The `statuses` of a batch that move our replies on: `delivered`,
 /// `read`, `failed` (`sent` is what we already know).
@@ -37,7 +41,18 @@ pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
             // WhatsApp sends seconds since the epoch, as a string.
             let sent_at_ms = message.get("timestamp").and_then(Value::as_str).and_then(|t| t.parse::<i64>().ok()).map_or(0, |t| t.saturating_mul(1000));
             let kind = message.get("type").and_then(Value::as_str).unwrap_or("unknown");
+            let media: Vec<MediaRef> = MEDIA_TYPES
+                .contains(&kind)
+                .then(|| message.get(kind))
+                .flatten()
+                .and_then(|m| {
+                    let id = m.get("id").and_then(Value::as_str)?;
+                    Some(MediaRef::WhatsApp { id: id.to_owned(), kind: kind.to_owned(), name: m.get("filename").and_then(Value::as_str).map(str::to_owned) })
+                })
+                .into_iter()
+                .collect();
             let text = match kind {
+                _ if !media.is_empty() => Some(message.pointer(&format!("/{kind}/caption")).and_then(Value::as_str).unwrap_or_default().to_owned()),
                 "text" => message.pointer("/text/body").and_then(Value::as_str).map(str::to_owned),
                 "button" => message.pointer("/button/text").and_then(Value::as_str).map(str::to_owned),
                 "interactive" => message
@@ -52,8 +67,8 @@ pub fn parse(body: &Value) -> Result<Vec<Inbound>, &'static str> {
                 .and_then(|c| c.pointer("/profile/name"))
                 .and_then(Value::as_str)
                 .map(str::to_owned);
-            if let Some(text) = text.filter(|t| !t.trim().is_empty()) {
-                out.push(Inbound { sender: from.to_owned(), message_id: id.to_owned(), text, name, sent_at_ms });
+            if let Some(text) = text.filter(|t| !t.trim().is_empty() || !media.is_empty()) {
+                out.push(Inbound { sender: from.to_owned(), message_id: id.to_owned(), text, media, name, sent_at_ms });
             }
         }
     }
@@ -80,7 +95,8 @@ mod tests {
         }}]}]});
         let parsed = parse(&body).unwrap();
         let summary: Vec<(&str, &str)> = parsed.iter().map(|m| (m.message_id.as_str(), m.text.as_str())).collect();
-        assert_eq!(summary, vec![("wamid.1", "hi"), ("wamid.2", "[attachment: image]"), ("wamid.3", "Book")]);
+        assert_eq!(summary, vec![("wamid.1", "hi"), ("wamid.2", ""), ("wamid.3", "Book")]);
+        assert_eq!(parsed[1].media, vec![MediaRef::WhatsApp { id: "media".into(), kind: "image".into(), name: None }]);
         assert_eq!(parsed[0].name.as_deref(), Some("Ada"));
     }
 }

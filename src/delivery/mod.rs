@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
+use crate::attachments::AttachmentStore;
 use crate::config::Config;
 use crate::postgres::Db;
 use crate::protocol::EmailView;
@@ -82,7 +83,7 @@ fn skipped(config: &Config, job: &Job) -> Outcome {
 }
 
 /// One attempt at delivering `job`.
-pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
+pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, files: &AttachmentStore, job: &Job) -> Outcome {
     if unconfigured(config, &job.event_type).is_some() {
         return skipped(config, job);
     }
@@ -90,8 +91,8 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
         "lead.completed" => n8n::deliver(http, config, db, job).await,
         "qa.issue" => resend::deliver(http, config, db, job).await,
         "email.send" => resend::send_lead_email(http, config, db, job).await,
-        "messenger.send" => meta::send_messenger(http, config, job).await,
-        "whatsapp.send" => meta::send_whatsapp(http, config, job).await,
+        "messenger.send" => meta::send_messenger(http, config, files, job).await,
+        "whatsapp.send" => meta::send_whatsapp(http, config, files, job).await,
         _ => Outcome::Permanent { status: None, error: format!("no target for event type {}", job.event_type) },
     }
 }

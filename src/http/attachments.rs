@@ -14,11 +14,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::ApiError;
+use crate::attachments::{NotStored, Upload};
 use crate::auth::access::Principal;
-use crate::domain::{Attachment, clean_file_name};
 use crate::state::AppState;
 use crate::store;
-use crate::store::attachments::NewAttachment;
 
 /// Bytes of multipart framing allowed around the file before a request
 /// counts as too large from its `Content-Length` alone.
@@ -48,16 +47,13 @@ pub async fn upload(req: HttpRequest, principal: Option<Principal>, mut form: Mu
     }
 
     let (name, bytes) = read_file_field(&mut form, max).await?;
-    let content_type = state.attachments.accepted_type(&bytes).ok_or_else(|| {
-        ApiError::UnsupportedFileType(format!("the file is not one of the accepted types ({})", state.attachments.allowed_types()))
+    let upload = Upload { name, bytes: bytes.freeze(), session_id, uploaded_by };
+    let attachment = state.attachments.store_new(&state.db, upload).await.map_err(|e| match e {
+        NotStored::Empty => ApiError::invalid("empty_file", "the file is empty"),
+        NotStored::UnsupportedType(_) => ApiError::UnsupportedFileType(e.to_string()),
+        NotStored::Unavailable(e) => ApiError::Unavailable(e),
+        NotStored::Store(e) => e.into(),
     })?;
-    let attachment = Attachment { id: Uuid::new_v4(), name, content_type: content_type.to_owned(), size: bytes.len() as i64 };
-    state.attachments.put(attachment.id, bytes.freeze()).await.map_err(ApiError::Unavailable)?;
-    if let Err(e) = store::attachments::insert(&state.db, NewAttachment { attachment: &attachment, session_id, uploaded_by }).await {
-        state.attachments.delete(&[attachment.id]).await;
-        return Err(e.into());
-    }
-    metrics::counter!("chathub_attachments_uploaded_total").increment(1);
     Ok(HttpResponse::Created().json(json!({ "attachment": attachment })))
 }
 
@@ -73,7 +69,7 @@ async fn read_file_field(form: &mut Multipart, max: usize) -> Result<(String, By
             }
             continue;
         }
-        let name = clean_file_name(field.content_disposition().and_then(|d| d.get_filename()).unwrap_or("file"));
+        let name = field.content_disposition().and_then(|d| d.get_filename()).unwrap_or("file").to_owned();
         let mut bytes = BytesMut::new();
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(invalid)?;
@@ -81,9 +77,6 @@ async fn read_file_field(form: &mut Multipart, max: usize) -> Result<(String, By
                 return Err(ApiError::PayloadTooLarge(max));
             }
             bytes.extend_from_slice(&chunk);
-        }
-        if bytes.is_empty() {
-            return Err(ApiError::invalid("empty_file", "the file is empty"));
         }
         return Ok((name, bytes));
     }

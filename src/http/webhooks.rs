@@ -14,7 +14,8 @@ use serde::Deserialize;
 use super::ApiError;
 use crate::actors::persistence::PersistError;
 use crate::channels::{self, Inbound};
-use crate::domain::{Channel, ChatText, Customer, MessageBody, MessageRole};
+use crate::attachments::Upload;
+use crate::domain::{Channel, Customer, MessageBody, MessageRole};
 use crate::state::AppState;
 
 
@@ -117,13 +118,11 @@ async fn apply_receipt(state: &AppState, channel: Channel, receipt: channels::Re
 /// conversation) is logged and skipped: refusing the batch would only make
 /// Meta send it again for hours.
 async fn store_inbound(state: &AppState, channel: Channel, inbound: Inbound, max_chars: usize) -> Result<(), ApiError> {
-    let text: String = inbound.text.chars().take(max_chars).collect();
-    let Ok(text) = ChatText::parse(&text, max_chars) else { return Ok(()) };
     if inbound.sender.contains('\0') || inbound.message_id.contains('\0') {
         tracing::warn!(%channel, "skipped a webhook message whose ids hold NUL bytes");
         return Ok(());
     }
-    let name = inbound.name.filter(|n| !n.contains('\0'));
+    let name = inbound.name.clone().filter(|n| !n.contains('\0'));
     // A WhatsApp sender is a phone number (wa_id: digits, no +).
     let phone = (channel == Channel::Whatsapp && !inbound.sender.is_empty() && inbound.sender.bytes().all(|b| b.is_ascii_digit()))
         .then(|| format!("+{}", inbound.sender));
@@ -133,7 +132,10 @@ async fn store_inbound(state: &AppState, channel: Channel, inbound: Inbound, max
         .external_session(channel, &inbound.sender, &customer, serde_json::json!({}))
         .await
         .map_err(ApiError::Unavailable)?;
-    match session.store_external(inbound.message_id, MessageRole::Visitor, MessageBody::plain(text)).await {
+    let (text, attachments) = fetch_media(state, session.id(), &inbound).await;
+    let text: String = text.chars().take(max_chars).collect();
+    let Ok(body) = MessageBody::parse(&text, attachments, max_chars) else { return Ok(()) };
+    match session.store_external(inbound.message_id, MessageRole::Visitor, body).await {
         Ok(_) => Ok(()),
         Err(PersistError::Conflict(id)) => {
             state.hub.record_error("webhook", format!("{channel} message {id:?} is already stored in another conversation; skipped"), serde_json::json!({}), None);
@@ -141,6 +143,38 @@ async fn store_inbound(state: &AppState, channel: Channel, inbound: Inbound, max
         }
         Err(e) => Err(ApiError::Unavailable(anyhow::anyhow!("a webhook message could not be stored: {e}"))),
     }
+}
+
+/// The files of an inbound message, fetched through the Graph API into
+/// the store, and its text: a file that could not be fetched (too large, a
+/// type we do not take, the Graph API down) is named in the text instead,
+/// so staff know something was sent. A webhook Meta sends again fetches
+/// again; the message is stored once and the extra copies, never sent in a
+/// message, are swept after a day.
+async fn fetch_media(state: &AppState, session: crate::domain::SessionId, inbound: &Inbound) -> (String, Vec<crate::domain::Attachment>) {
+    let mut text = inbound.text.clone();
+    let mut attachments = Vec::new();
+    for media in &inbound.media {
+        let fetched = channels::media::fetch(&state.hub.http, &state.config, media, state.attachments.max_bytes).await;
+        let stored = match fetched {
+            Ok(file) => {
+                let upload = Upload { name: file.name, bytes: file.bytes, session_id: Some(session.0), uploaded_by: None };
+                state.attachments.store_new(&state.db, upload).await.map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e),
+        };
+        match stored {
+            Ok(attachment) => attachments.push(attachment),
+            Err(reason) => {
+                tracing::warn!(kind = media.kind(), %reason, "an inbound file was not stored");
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&format!("[attachment: {} (not received: {reason})]", media.kind()));
+            }
+        }
+    }
+    (text, attachments)
 }
 
 /// `POST /webhooks/resend`: Resend's (Svix-signed) email events. The

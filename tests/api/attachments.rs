@@ -332,3 +332,154 @@ async fn the_object_store_can_be_an_s3_compatible_server() {
     assert!(s3.keys("chathub-files", "uploads/").await.is_empty(), "deleting the session deleted the object");
     assert!(server.terminate());
 }
+
+// ---- Messenger and WhatsApp ------------------------------------------------
+
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const META_SECRET: &str = "meta-app-secret";
+
+async fn post_signed(app: &TestApp, path: &str, body: Value) -> u16 {
+    let body = serde_json::to_vec(&body).unwrap();
+    let signature = chathub::channels::sign(META_SECRET, &body);
+    app.http.post(app.url(path)).header("content-type", "application/json").header("x-hub-signature-256", signature).body(body).send().await.unwrap().status().as_u16()
+}
+
+/// The requests the Graph API mock got on `path`.
+async fn requests_to(graph: &MockServer, on: &str) -> Vec<wiremock::Request> {
+    graph.received_requests().await.unwrap().into_iter().filter(|r| r.url.path() == on).collect()
+}
+
+/// A multipart body's part named `name`: its headers and content, as text.
+fn part<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    let start = body.find(&format!("name=\"{name}\""))?;
+    let rest = &body[start..];
+    Some(&rest[..rest.find("\r\n--").unwrap_or(rest.len())])
+}
+
+async fn visitor_files(app: &TestApp) -> Vec<(String, String, String)> {
+    let rows = app
+        .db()
+        .await
+        .query("SELECT a.name, a.content_type, m.text FROM attachments a JOIN messages m ON m.session_id = a.session_id AND m.seq = a.message_seq ORDER BY a.created_at", &[])
+        .await
+        .unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect()
+}
+
+#[tokio::test]
+async fn messenger_files_come_in_through_the_graph_api_and_staff_files_go_out_as_uploads() {
+    let graph = MockServer::start().await;
+    Mock::given(method("GET")).and(path("/v21.0/cdn/photo.jpg")).respond_with(ResponseTemplate::new(200).set_body_bytes(PNG)).mount(&graph).await;
+    Mock::given(method("POST"))
+        .and(path("/v21.0/me/messages"))
+        .and(header("authorization", "Bearer page-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"recipient_id": "PSID-9", "message_id": "m.out"})))
+        .mount(&graph)
+        .await;
+    let graph_url = format!("{}/v21.0", graph.uri());
+    let photo_url = format!("{graph_url}/cdn/photo.jpg?oh=signed");
+    let app = TestApp::spawn_with(move |c| {
+        c.messenger_app_secret = Some(META_SECRET.into());
+        c.messenger_page_token = Some("page-token".into());
+        c.graph_api_url = graph_url;
+        c.notifier_retry_base_ms = 50;
+    })
+    .await;
+    let webhook = json!({"object": "page", "entry": [{"id": "PAGE", "time": 1, "messaging": [
+        {"sender": {"id": "PSID-9"}, "recipient": {"id": "PAGE"}, "timestamp": 1,
+         "message": {"mid": "m.photo", "attachments": [{"type": "image", "payload": {"url": photo_url}}]}}
+    ]}]});
+    assert_eq!(post_signed(&app, "/webhooks/messenger", webhook).await, 200);
+    // The image is ours now: sniffed (a PNG, whatever its name says), in the store, in the message.
+    assert_eq!(visitor_files(&app).await, vec![("photo.jpg".into(), "image/png".into(), String::new())]);
+
+    // Staff take over and send a PDF: one text message, then the file as a multipart upload.
+    let agent = app.staff("ana", "agent").await;
+    let session: String = app.db().await.query_one("SELECT id::text FROM sessions", &[]).await.unwrap().get(0);
+    assert_eq!(agent.call("POST", &format!("/api/sessions/{session}/takeover"), Some(json!({"on": true}))).await.0, 200);
+    let pdf_id = staff_upload(&agent, "quote.pdf", PDF, "application/pdf").await.1["attachment"]["id"].clone();
+    let reply = json!({"client_msg_id": "r1", "text": "Your quote", "attachments": [pdf_id]});
+    assert_eq!(agent.call("POST", &format!("/api/sessions/{session}/reply"), Some(reply)).await.0, 201);
+    let sent_file = async || {
+        requests_to(&graph, "/v21.0/me/messages").await.into_iter().find(|r| r.headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("multipart/form-data")))
+    };
+    assert!(eventually(Duration::from_secs(10), async || sent_file().await.is_some()).await, "the file went out");
+    let upload = sent_file().await.unwrap();
+    let body = String::from_utf8_lossy(&upload.body).into_owned();
+    assert!(part(&body, "recipient").unwrap().ends_with(r#"{"id":"PSID-9"}"#), "{body}");
+    assert!(part(&body, "message").unwrap().ends_with(r#"{"attachment":{"payload":{"is_reusable":false},"type":"file"}}"#), "{body}");
+    let filedata = part(&body, "filedata").unwrap();
+    assert!(filedata.contains("filename=\"quote.pdf\"") && filedata.contains("Content-Type: application/pdf") && filedata.contains("%PDF-1.4"), "{filedata}");
+    let texts: Vec<Value> = requests_to(&graph, "/v21.0/me/messages").await.iter().filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok()).collect();
+    assert!(texts.iter().any(|b| b["message"] == json!({"text": "Your quote"})), "{texts:?}");
+}
+
+#[tokio::test]
+async fn whatsapp_media_is_fetched_by_id_and_staff_files_are_uploaded_then_sent_by_id() {
+    let graph = MockServer::start().await;
+    let base = graph.uri();
+    Mock::given(method("GET"))
+        .and(path("/MEDIA-1"))
+        .and(header("authorization", "Bearer wa-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"messaging_product": "whatsapp", "url": format!("{base}/download/MEDIA-1"), "mime_type": "application/pdf", "id": "MEDIA-1"})))
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET")).and(path("/download/MEDIA-1")).and(header("authorization", "Bearer wa-token")).respond_with(ResponseTemplate::new(200).set_body_bytes(PDF)).mount(&graph).await;
+    Mock::given(method("GET"))
+        .and(path("/MEDIA-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"url": format!("{base}/download/MEDIA-2"), "id": "MEDIA-2"})))
+        .mount(&graph)
+        .await;
+    Mock::given(method("GET")).and(path("/download/MEDIA-2")).respond_with(ResponseTemplate::new(200).set_body_bytes(b"MZ\x90\x00 not a sticker".to_vec())).mount(&graph).await;
+    Mock::given(method("POST")).and(path("/PNID/media")).respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "UP-1"}))).mount(&graph).await;
+    Mock::given(method("POST"))
+        .and(path("/PNID/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"messages": [{"id": "wamid.out"}]})))
+        .mount(&graph)
+        .await;
+    let app = TestApp::spawn_with(move |c| {
+        c.whatsapp_app_secret = Some(META_SECRET.into());
+        c.whatsapp_token = Some("wa-token".into());
+        c.whatsapp_phone_number_id = Some("PNID".into());
+        c.graph_api_url = base;
+        c.notifier_retry_base_ms = 50;
+    })
+    .await;
+    let webhook = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"phone_number_id": "PNID"},
+        "contacts": [{"profile": {"name": "Grace"}, "wa_id": "447700900001"}],
+        "messages": [
+            {"from": "447700900001", "id": "wamid.doc", "timestamp": "1", "type": "document",
+             "document": {"id": "MEDIA-1", "filename": "invoice.pdf", "mime_type": "application/pdf", "caption": "my invoice"}},
+            {"from": "447700900001", "id": "wamid.sticker", "timestamp": "2", "type": "sticker", "sticker": {"id": "MEDIA-2", "mime_type": "image/webp"}}
+        ]
+    }}]}]});
+    assert_eq!(post_signed(&app, "/webhooks/whatsapp", webhook).await, 200);
+    assert_eq!(visitor_files(&app).await, vec![("invoice.pdf".into(), "application/pdf".into(), "my invoice".into())]);
+    // A file whose bytes are no accepted type is named in the text, not stored.
+    let db = app.db().await;
+    let sticker: String = db.query_one("SELECT text FROM messages WHERE external_id = 'wamid.sticker'", &[]).await.unwrap().get(0);
+    assert!(sticker.starts_with("[attachment: sticker (not received: the file is not one of the accepted types"), "{sticker}");
+
+    let agent = app.staff("ana", "agent").await;
+    let session: String = db.query_one("SELECT id::text FROM sessions", &[]).await.unwrap().get(0);
+    assert_eq!(agent.call("POST", &format!("/api/sessions/{session}/takeover"), Some(json!({"on": true}))).await.0, 200);
+    let image_id = staff_upload(&agent, "map.png", PNG, "image/png").await.1["attachment"]["id"].clone();
+    let reply = json!({"client_msg_id": "r1", "text": "", "attachments": [image_id]});
+    assert_eq!(agent.call("POST", &format!("/api/sessions/{session}/reply"), Some(reply)).await.0, 201);
+    let image_message = async || {
+        requests_to(&graph, "/PNID/messages").await.iter().filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok()).find(|b| b["type"] == "image")
+    };
+    assert!(eventually(Duration::from_secs(10), async || image_message().await.is_some()).await, "the image went out");
+    assert_eq!(image_message().await.unwrap(), json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "447700900001", "type": "image", "image": {"id": "UP-1"}}));
+    let uploads = requests_to(&graph, "/PNID/media").await;
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].headers["authorization"], "Bearer wa-token");
+    let body = String::from_utf8_lossy(&uploads[0].body).into_owned();
+    assert!(part(&body, "messaging_product").unwrap().ends_with("whatsapp"), "{body}");
+    assert!(part(&body, "type").unwrap().ends_with("image/png"), "{body}");
+    let file = part(&body, "file").unwrap();
+    assert!(file.contains("filename=\"map.png\"") && file.contains("Content-Type: image/png"), "{file}");
+}
