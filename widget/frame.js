@@ -2,7 +2,10 @@
  * (docs/protocol.md). Keeps the conversation token and the last seen seq in
  * localStorage, resumes after a reload or a dropped connection (backoff with
  * jitter), resends unacknowledged messages with the same client_msg_id (the
- * hub stores each once), and renders all chat text as text, never HTML. */
+ * hub stores each once), and renders all chat text as text, never HTML.
+ * Files (paperclip, drag and drop, paste) are uploaded with the token, then
+ * sent as a message carrying the attachment; they are fetched back with the
+ * token too (an <img src> cannot send it), as blob: URLs. */
 (function () {
   "use strict";
   var params = new URLSearchParams(location.search);
@@ -15,7 +18,7 @@
   var ws = null, attempt = 0, welcomed = false, settings = {}, visitor = null;
   var seen = {};                 // seq -> true: rendered messages
   var pageSeq = 0;               // newest seq rendered in this page: reconnects resume from it
-  var outbox = saved.outbox || []; // [{id, text}] sent but not acked
+  var outbox = saved.outbox || []; // [{id, text, files}] sent but not acked
   var rendered = {};             // client_msg_id -> element
 
   function load() {
@@ -62,7 +65,48 @@
     at.textContent = t.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     return at;
   }
-  function bubble(role, body, author, createdAt) {
+  // Attachments: fetched with the conversation token, shown as bounded
+  // thumbnails (images) or as a download link (everything else).
+  var blobs = {}; // url -> Promise of a blob: URL
+  function authed(url) {
+    if (!blobs[url]) {
+      blobs[url] = fetch(url, { headers: { Authorization: "Bearer " + saved.token } })
+        .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.blob(); })
+        .then(function (b) { return URL.createObjectURL(b); });
+      blobs[url].catch(function () { delete blobs[url]; });
+    }
+    return blobs[url];
+  }
+  function size(bytes) {
+    return bytes < 1024 ? bytes + " B" : bytes < 1048576 ? Math.round(bytes / 1024) + " KB" : (bytes / 1048576).toFixed(1) + " MB";
+  }
+  function fileNode(a) {
+    var link = document.createElement("a");
+    link.className = "file";
+    link.href = "#";
+    if (/^image\//.test(a.content_type)) {
+      var img = document.createElement("img");
+      img.className = "thumb";
+      img.alt = a.name;
+      authed(a.url).then(function (url) { img.src = url; }, function () { img.alt = a.name + " (not available)"; });
+      link.appendChild(img);
+      link.setAttribute("aria-label", "Open " + a.name);
+      link.addEventListener("click", function (e) { e.preventDefault(); authed(a.url).then(function (url) { window.open(url, "_blank", "noopener"); }); });
+    } else {
+      link.textContent = "📄 " + a.name + " (" + size(a.size) + ")";
+      link.setAttribute("data-download", a.name);
+      link.addEventListener("click", function (e) {
+        e.preventDefault();
+        authed(a.url).then(function (url) {
+          var save = document.createElement("a");
+          save.href = url; save.download = a.name;
+          document.body.appendChild(save); save.click(); save.remove();
+        });
+      });
+    }
+    return link;
+  }
+  function bubble(role, body, author, createdAt, files) {
     var li = document.createElement("li");
     li.className = "msg " + role;
     if (labels[role]) {
@@ -72,7 +116,8 @@
       who.textContent = (role === "agent" && author) || labels[role];
       li.appendChild(who);
     }
-    li.appendChild(window.chathubLinkify(body));
+    if (body) li.appendChild(window.chathubLinkify(body));
+    (files || []).forEach(function (a) { li.appendChild(fileNode(a)); });
     if (role !== "greeting") li.appendChild(clock(createdAt));
     log.appendChild(li);
     scroll();
@@ -102,7 +147,7 @@
     if (seen[m.seq]) return;
     seen[m.seq] = true;
     if (m.seq > pageSeq) pageSeq = m.seq;
-    var li = bubble(m.role, m.text, m.author, m.created_at);
+    var li = bubble(m.role, m.text, m.author, m.created_at, m.attachments);
     li.setAttribute("data-seq", m.seq);
     // A visitor's stored message is delivered, also after a reload.
     if (m.role === "visitor") markSent(li, "delivered");
@@ -140,7 +185,8 @@
         showSeen();
         reportRead();
         // Anything not acknowledged before the break goes again (same id: stored once).
-        outbox.forEach(function (m) { ws.send(JSON.stringify({ type: "message", client_msg_id: m.id, text: m.text })); });
+        outbox.forEach(function (m) { ws.send(JSON.stringify(frameOf(m))); });
+        waiting.splice(0).forEach(function (go) { go(); });
       } else if (f.type === "ack") {
         var shownAlready = seen[f.seq];
         seen[f.seq] = true;
@@ -188,14 +234,67 @@
     };
   }
 
-  function send(body) {
+  function frameOf(m) {
+    return { type: "message", client_msg_id: m.id, text: m.text, attachments: (m.files || []).map(function (a) { return a.id; }) };
+  }
+  function send(body, files, li) {
     var id = newId();
-    var li = bubble("visitor", body);
+    li = li || bubble("visitor", body, null, null, files);
     rendered[id] = li;
     markSent(li, "sent");
-    outbox.push({ id: id, text: body }); persist();
-    if (ws && welcomed && ws.readyState === 1) ws.send(JSON.stringify({ type: "message", client_msg_id: id, text: body }));
+    var m = { id: id, text: body, files: files || [] };
+    outbox.push(m); persist();
+    if (ws && welcomed && ws.readyState === 1) ws.send(JSON.stringify(frameOf(m)));
   }
+
+  // Uploads wait for the conversation's token (the first welcome).
+  var waiting = [];
+  var UPLOAD_ERRORS = { 413: "is too large to send", 415: "is not a kind of file that can be sent", 429: "was not sent: too many files, try again later" };
+  function upload(file) {
+    var li = bubble("visitor", "");
+    var progress = document.createElement("span");
+    progress.className = "progress";
+    progress.setAttribute("role", "status");
+    progress.textContent = "Uploading " + file.name + "…";
+    li.insertBefore(progress, li.firstChild);
+    var limit = settings.attachments && settings.attachments.max_bytes;
+    function fail(why) {
+      progress.textContent = file.name + " " + why;
+      markSent(li, "failed");
+    }
+    if (limit && file.size > limit) return fail(UPLOAD_ERRORS[413] + " (at most " + size(limit) + ")");
+    function go() {
+      var form = new FormData();
+      form.append("file", file, file.name);
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", "/api/attachments");
+      xhr.setRequestHeader("Authorization", "Bearer " + saved.token);
+      xhr.upload.onprogress = function (e) {
+        if (e.lengthComputable) progress.textContent = "Uploading " + file.name + "… " + Math.round(100 * e.loaded / e.total) + "%";
+      };
+      xhr.onload = function () {
+        if (xhr.status !== 201) return fail(UPLOAD_ERRORS[xhr.status] || "could not be sent");
+        var a = JSON.parse(xhr.responseText).attachment;
+        progress.remove();
+        li.insertBefore(fileNode(a), li.querySelector(".at"));
+        send("", [a], li);
+      };
+      xhr.onerror = function () { fail("could not be sent (connection lost)"); };
+      xhr.send(form);
+    }
+    if (saved.token && welcomed) go(); else waiting.push(go);
+  }
+  function uploadAll(files) { Array.prototype.forEach.call(files || [], upload); }
+  $("attach").addEventListener("click", function () { $("file").click(); });
+  $("file").addEventListener("change", function () { uploadAll($("file").files); $("file").value = ""; });
+  $("chat").addEventListener("dragover", function (e) {
+    if (e.dataTransfer && Array.prototype.indexOf.call(e.dataTransfer.types, "Files") >= 0) { e.preventDefault(); $("chat").classList.add("dropping"); }
+  });
+  $("chat").addEventListener("dragleave", function () { $("chat").classList.remove("dropping"); });
+  $("chat").addEventListener("drop", function (e) {
+    $("chat").classList.remove("dropping");
+    if (e.dataTransfer && e.dataTransfer.files.length) { e.preventDefault(); uploadAll(e.dataTransfer.files); }
+  });
 
   $("compose").addEventListener("submit", function (e) {
     e.preventDefault();
@@ -217,6 +316,9 @@
     count.classList.toggle("cut", !!cut);
   }
   text.addEventListener("paste", function (e) {
+    // A pasted image (a screenshot) is sent as a file.
+    var files = e.clipboardData && e.clipboardData.files;
+    if (files && files.length) { e.preventDefault(); uploadAll(files); return; }
     var pasted = (e.clipboardData && e.clipboardData.getData("text")) || "";
     var room = MAX - (text.value.length - (text.selectionEnd - text.selectionStart));
     if (pasted.length > room) setTimeout(function () { renderCount(true); }, 0);
@@ -271,7 +373,7 @@
       connect();
     }
     // Redraw unacknowledged messages from before a reload.
-    outbox.forEach(function (m) { var li = bubble("visitor", m.text); rendered[m.id] = li; markSent(li, "sent"); });
+    outbox.forEach(function (m) { var li = bubble("visitor", m.text, null, null, m.files); rendered[m.id] = li; markSent(li, "sent"); });
   }
   fetch("/api/sites/" + encodeURIComponent(site) + "/public")
     .then(function (r) { return r.ok ? r.json() : {}; })
@@ -283,6 +385,7 @@
         document.documentElement.style.setProperty("--on-brand", textOn(settings.color));
       }
       if (settings.name) $("title").textContent = settings.name;
+      if (settings.attachments && settings.attachments.types) $("file").accept = settings.attachments.types.join(",");
       parent.postMessage({ type: "chathub:settings", color: settings.color, position: settings.position }, "*");
       start();
     });

@@ -69,6 +69,11 @@ impl AttachmentStore {
         self.allowed.join(", ")
     }
 
+    /// The types accepted (`ATTACHMENT_TYPES`).
+    pub fn allowed(&self) -> &[String] {
+        &self.allowed
+    }
+
     pub async fn put(&self, id: Uuid, bytes: Bytes) -> anyhow::Result<()> {
         self.store.put(&key(id), PutPayload::from_bytes(bytes)).await.context("storing an attachment")?;
         Ok(())

@@ -24,8 +24,10 @@ struct Widget;
 const DASHBOARD_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      font-src 'self'; connect-src 'self'; frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 /// The widget's chat frame is embedded by customer sites, anywhere (which
-/// sites may chat is decided by the site's origin list at the socket).
-const WIDGET_FRAME_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+/// sites may chat is decided by the site's origin list at the socket). Its
+/// images are `blob:` URLs: attachments are fetched with the conversation
+/// token, which an `<img src>` cannot send.
+const WIDGET_FRAME_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
      connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors *";
 /// The demo landing page embeds the widget exactly as a customer site would.
 const DEMO_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \

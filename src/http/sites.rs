@@ -14,5 +14,8 @@ pub async fn public_settings(key: web::Path<String>, state: web::Data<AppState>)
         return Err(ApiError::NotFound("site"));
     }
     let site = state.sites.find(&state.db, &key).await?.ok_or(ApiError::NotFound("site"))?;
-    Ok(HttpResponse::Ok().json(&*site))
+    let mut settings = serde_json::to_value(&*site).map_err(|e| ApiError::Internal(e.into()))?;
+    // What the widget may upload, so it can say so before trying.
+    settings["attachments"] = serde_json::json!({ "max_bytes": state.attachments.max_bytes, "types": state.attachments.allowed() });
+    Ok(HttpResponse::Ok().json(settings))
 }

@@ -5,12 +5,14 @@ import { showNotes } from "./notes.js";
 import { showEmails } from "./emails.js";
 import { renderWorkflow } from "./workflow.js";
 import "./canned.js";
+import { clearFiles, fileNodes, takeReadyFiles } from "./files.js";
 
 var ROLE_LABEL = { visitor: "Visitor", ai: "AI", agent: "Staff", system: "System" };
 export async function openSession(id) {
   var data;
   try { data = await api("GET", "/api/sessions/" + id); } catch (err) { toast(err.message, "danger"); return; }
   $("transcript").replaceChildren();
+  clearFiles();
   state.lastSeq = 0;
   data.messages.forEach(appendMessage);
   var after = data.next_after_seq;
@@ -72,7 +74,8 @@ export function appendMessage(m) {
   state.lastSeq = m.seq;
   var li = el("li", { class: m.role, "data-seq": m.seq, "data-time": m.created_at },
     el("span", { class: "meta", text: (ROLE_LABEL[m.role] || m.role) + (m.author ? " " + m.author : "") + " · " + new Date(m.created_at).toLocaleTimeString() }),
-    window.chathubLinkify(m.text));
+    m.text ? window.chathubLinkify(m.text) : null);
+  fileNodes(m.attachments).forEach(function (node) { li.appendChild(node); });
   $("transcript").appendChild(li);
   $("transcript").scrollTop = $("transcript").scrollHeight;
   if (state.watching) reportRead();
@@ -160,10 +163,11 @@ $("s-takeover").addEventListener("change", function () {
 $("s-reply").addEventListener("submit", function (e) {
   e.preventDefault();
   var text = $("s-reply-text").value.trim();
-  if (!text) return;
+  var files = takeReadyFiles();
+  if (!text && !files.length) return;
   var id = "staff-" + Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
   stopTyping();
-  state.socket.send(JSON.stringify({ type: "say", session_id: state.watching, client_msg_id: id, text: text }));
+  state.socket.send(JSON.stringify({ type: "say", session_id: state.watching, client_msg_id: id, text: text, attachments: files }));
   $("s-reply-text").value = "";
 });
 $("s-reply-text").addEventListener("keydown", function (e) {

@@ -5,7 +5,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, copyFileSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, copyFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { createHmac } from 'node:crypto';
 import http from 'node:http';
@@ -16,6 +18,8 @@ const ADMIN_PASSWORD = process.env.ADMIN_PASSWORD;
 const ARTIFACTS = process.env.ARTIFACTS || 'target/browser-artifacts';
 const DOCS = process.env.DOCS_DIR; // set to refresh docs/ screenshots
 mkdirSync(ARTIFACTS, { recursive: true });
+// Uploaded files go to a directory of this run (the cluster is DATABASE_URL's).
+const DATA_DIR = mkdtempSync(join(tmpdir(), 'chathub-browser-'));
 
 let server, port, base, browser;
 // A local stand-in for Resend's API: records each email and answers with an id.
@@ -49,7 +53,8 @@ async function startServer() {
   server = spawn(process.env.CHATHUB_BIN, [], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: process.env.DATABASE_URL, ADMIN_PASSWORD,
            CHATHUB_BIND: `127.0.0.1:${port}`, CHATHUB_WORKERS: '2', RUST_LOG: process.env.CHATHUB_LOG || 'warn',
-           RESEND_API_URL: resendUrl, RESEND_API_KEY: 're_browser_test', RESEND_WEBHOOK_SECRET },
+           RESEND_API_URL: resendUrl, RESEND_API_KEY: 're_browser_test', RESEND_WEBHOOK_SECRET,
+           CHATHUB_DATA_DIR: DATA_DIR },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   for (let i = 0; i < 200; i++) {
@@ -474,6 +479,44 @@ test('read receipts: an unread chat stands out, staff reading shows Seen in the 
   assert.ok(detail.visitor_read_seq >= 4 && detail.staff_read_by === 'admin', JSON.stringify(detail));
   await staff.goto(`${base}/#/sessions`);
   await staff.waitForSelector(`#sessions-body tr[data-id="${id}"]:not(.unread)`);
+});
+
+// A real 1×1 PNG and a small PDF, as a screenshot and a quote would be.
+const PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGP4z8DwHwAFAAH/iZk9HQAAAABJRU5ErkJggg==', 'base64');
+const PDF = Buffer.from('%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n');
+
+test('attachments: a visitor pastes a screenshot the dashboard shows, and a staff PDF downloads in the widget', async () => {
+  const [, chat] = await openWidget();
+  await say(chat, 'Here is a screenshot of the error');
+  await waitForReply(chat, 1);
+  // A pasted image (as from the clipboard after a screenshot) is uploaded and sent.
+  await chat.evaluate((bytes) => {
+    const clipboard = new DataTransfer();
+    clipboard.items.add(new File([new Uint8Array(bytes)], 'screenshot.png', { type: 'image/png' }));
+    document.getElementById('text').dispatchEvent(new ClipboardEvent('paste', { clipboardData: clipboard, bubbles: true, cancelable: true }));
+  }, [...PNG]);
+  await chat.waitForSelector('.msg.visitor[data-state="delivered"] img.thumb[src^="blob:"]');
+  const staff = await newPage();
+  await signIn(staff, 'admin', ADMIN_PASSWORD);
+  const row = await findSessionRow(staff, 'screenshot of the error');
+  await row.locator('a').first().click();
+  await staff.waitForFunction(() => {
+    const img = document.querySelector('#transcript li.visitor img.thumb[alt="screenshot.png"]');
+    return img && img.complete && img.naturalWidth === 1;
+  });
+  // Staff attach a PDF with the paperclip and send it with a reply.
+  await staff.check('#s-takeover');
+  await staff.setInputFiles('#s-file', { name: 'quote.pdf', mimeType: 'application/pdf', buffer: PDF });
+  await staff.waitForSelector('#s-files .file-chip[data-ready="true"]');
+  await staff.fill('#s-reply-text', 'Your quote is attached.');
+  await staff.press('#s-reply-text', 'Enter');
+  await staff.waitForSelector('#transcript li.agent a.file[download="quote.pdf"]');
+  assert.equal(await staff.locator('#s-files .file-chip').count(), 0, 'sent files leave the reply box');
+  const link = chat.locator('.msg.agent a.file[data-download="quote.pdf"]');
+  await link.waitFor();
+  const [download] = await Promise.all([chat.page().waitForEvent('download'), link.click()]);
+  assert.equal(download.suggestedFilename(), 'quote.pdf');
+  assert.equal(readFileSync(await download.path(), 'latin1'), PDF.toString('latin1'));
 });
 
 test('an admin adds a canned response; /shortcut inserts it expanded; a private note stays with staff', async () => {
