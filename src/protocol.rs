@@ -240,6 +240,8 @@ pub enum StaffFrame<'a> {
     Email { session_id: SessionId, email: &'a EmailView },
     /// The visitor has read the conversation up to `seq` (`by: "visitor"`).
     Read { session_id: SessionId, by: MessageRole, seq: Seq },
+    /// Messenger/WhatsApp reported our reply `seq` `delivered`, `read` or `failed`.
+    Delivery { session_id: SessionId, seq: Seq, status: &'a str },
     Typing { session_id: SessionId, role: crate::domain::MessageRole, on: bool },
     Ack { session_id: SessionId, client_msg_id: &'a str, seq: Seq },
     Takeover { session_id: SessionId, handler: crate::domain::Handler },

@@ -93,6 +93,9 @@ impl Application {
         let cluster = join_cluster(&config, &db).await?;
         let attachments = Arc::new(AttachmentStore::open(&config)?);
         tracing::info!(store = attachments.kind, "attachments store opened");
+        if config.nats_url.is_some() && config.attachments.url.is_none() {
+            tracing::warn!("ATTACHMENTS_URL is not set: this node keeps uploads in its own data directory, where other nodes cannot read them; set a shared s3:// store");
+        }
         let actors = HubActors::start(&db, &config, attachments.clone(), cluster.clone())?;
         let (shutdown, shutting_down) = watch::channel(false);
         let unsent_ttl = Duration::from_secs(config.attachments.unsent_ttl_secs.max(1));

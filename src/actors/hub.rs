@@ -289,6 +289,12 @@ impl Hub {
 
     /// The visitor read up to `seq` (already stored): watchers on every node
     /// see it, and the list's summary (`visitor_read_seq`).
+    /// A channel reported our reply `seq` `delivered`, `read` or `failed`
+    /// (stored): watching dashboards show it.
+    pub fn channel_status(&self, id: SessionId, seq: Seq, status: String) {
+        self.supervisor.event(SessionEvent::ChannelStatus { session_id: id, seq, status });
+    }
+
     pub fn visitor_read(&self, id: SessionId, seq: Seq) {
         self.supervisor.event(SessionEvent::VisitorRead { session_id: id, seq });
     }

@@ -52,6 +52,8 @@ pub enum SessionEvent {
     EmailChanged { session_id: SessionId, email: Arc<EmailView> },
     /// The visitor's read position moved (stored).
     VisitorRead { session_id: SessionId, seq: Seq },
+    /// Messenger/WhatsApp reported our reply `seq` delivered, read or failed (stored).
+    ChannelStatus { session_id: SessionId, seq: Seq, status: String },
     SessionChanged { session_id: SessionId },
     SessionDeleted { session_id: SessionId },
     Typing { session_id: SessionId, role: MessageRole, on: bool },
@@ -247,6 +249,10 @@ impl Handler<SessionEvent> for Supervisor {
                 let frame = StaffFrame::Read { session_id, by: MessageRole::Visitor, seq }.encode();
                 self.to_watchers(session_id, &frame, None);
                 self.dirty.insert(session_id.0);
+            }
+            SessionEvent::ChannelStatus { session_id, seq, status } => {
+                let frame = StaffFrame::Delivery { session_id, seq, status: &status }.encode();
+                self.to_watchers(session_id, &frame, None);
             }
             SessionEvent::SessionChanged { session_id } => {
                 self.dirty.insert(session_id.0);

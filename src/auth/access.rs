@@ -31,18 +31,21 @@ pub enum Access {
     /// Either of the above.
     StaffOrMachine(&'static [Role]),
     /// A visitor with their conversation's token (`Authorization: Bearer`),
-    /// staff with one of these roles, or an API key. The handler decides
-    /// what of the conversation the caller may touch (SPEC §12).
-    Conversation(&'static [Role]),
+    /// staff with one of these roles, or (when `machine`) an API key. The
+    /// handler decides what of the conversation the caller may touch (SPEC §12).
+    Conversation { roles: &'static [Role], machine: bool },
 }
 
 impl Access {
     pub fn allows(self, principal: &Principal) -> bool {
         match (self, principal) {
             (Access::Public, _) => true,
-            (Access::Staff(roles) | Access::StaffOrMachine(roles) | Access::Conversation(roles), Principal::Staff(user)) => roles.contains(&user.role),
-            (Access::Machine | Access::StaffOrMachine(_) | Access::Conversation(_), Principal::Machine { .. }) => true,
-            (Access::Conversation(_), Principal::Visitor { .. }) => true,
+            (Access::Staff(roles) | Access::StaffOrMachine(roles) | Access::Conversation { roles, .. }, Principal::Staff(user)) => {
+                roles.contains(&user.role)
+            }
+            (Access::Machine | Access::StaffOrMachine(_), Principal::Machine { .. }) => true,
+            (Access::Conversation { machine, .. }, Principal::Machine { .. }) => machine,
+            (Access::Conversation { .. }, Principal::Visitor { .. }) => true,
             _ => false,
         }
     }
@@ -55,7 +58,8 @@ impl Access {
             Access::Staff(r) => format!("staff: {}", roles(r)),
             Access::Machine => "API key".into(),
             Access::StaffOrMachine(r) => format!("API key, or staff: {}", roles(r)),
-            Access::Conversation(r) => format!("conversation token, API key, or staff: {}", roles(r)),
+            Access::Conversation { roles: r, machine: true } => format!("conversation token, API key, or staff: {}", roles(r)),
+            Access::Conversation { roles: r, machine: false } => format!("conversation token, or staff: {}", roles(r)),
         }
     }
 }

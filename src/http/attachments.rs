@@ -33,6 +33,7 @@ pub async fn upload(req: HttpRequest, principal: Option<Principal>, mut form: Mu
     let (session_id, uploaded_by) = match &principal {
         Principal::Visitor { session_id } => (Some(*session_id), None),
         Principal::Staff(user) => (None, Some(user.user_id)),
+        // Refused by the route's access rule already.
         Principal::Machine { .. } => return Err(ApiError::Forbidden("API keys may not upload attachments")),
     };
     let max = state.attachments.max_bytes;

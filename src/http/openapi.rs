@@ -23,7 +23,8 @@ pub fn build() -> Value {
             Access::Staff(_) => json!([{"staffCookie": []}]),
             Access::Machine => json!([{"apiKey": []}]),
             Access::StaffOrMachine(_) => json!([{"staffCookie": []}, {"apiKey": []}]),
-            Access::Conversation(_) => json!([{"staffCookie": []}, {"apiKey": []}, {"conversationToken": []}]),
+            Access::Conversation { machine: true, .. } => json!([{"staffCookie": []}, {"apiKey": []}, {"conversationToken": []}]),
+            Access::Conversation { machine: false, .. } => json!([{"staffCookie": []}, {"conversationToken": []}]),
         };
         let operation = json!({
             "summary": summary,

@@ -88,8 +88,8 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/api/sessions/bulk", Staff(HANDLERS), "Archive, unarchive or delete many sessions", alias, sessions::bulk),
         route!(GET "/api/sessions/{id}", StaffOrMachine(ANY_STAFF), "A session with its transcript (paged by seq) and QA history", alias, sessions::detail),
         route!(PUT "/api/sessions/{id}", Staff(HANDLERS), "Change status, priority or assignee", alias, sessions::update),
-        route!(POST "/api/attachments", Conversation(HANDLERS), "Upload a file (multipart `file`) into a conversation", attachments::upload),
-        route!(GET "/api/attachments/{id}", Conversation(ANY_STAFF), "A conversation's file: its visitor (token) or staff", attachments::download),
+        route!(POST "/api/attachments", Conversation { roles: HANDLERS, machine: false }, "Upload a file (multipart `file`) into a conversation", attachments::upload),
+        route!(GET "/api/attachments/{id}", Conversation { roles: ANY_STAFF, machine: true }, "A conversation's file: its visitor (token) or staff", attachments::download),
         route!(DELETE "/api/sessions/{id}", Staff(DEVELOPERS), "Delete a session and its messages", alias, sessions::delete),
         route!(PUT "/api/sessions/{id}/qa", Staff(REVIEWERS), "Set the QA status and notes", alias, sessions::qa),
         route!(PUT "/api/sessions/{id}/dev-feedback", Staff(DEVELOPERS), "Set developer feedback", alias, sessions::dev_feedback),
@@ -194,7 +194,8 @@ pub fn markdown_matrix() -> String {
             Access::Public => (true, true, &Role::ALL),
             Access::Staff(roles) => (false, false, roles),
             Access::Machine => (false, true, &[]),
-            Access::StaffOrMachine(roles) | Access::Conversation(roles) => (false, true, roles),
+            Access::StaffOrMachine(roles) => (false, true, roles),
+            Access::Conversation { roles, machine } => (false, machine, roles),
         };
         out.push_str(&format!("| {method} | `{path}` | {summary} | {} | {} |", mark(public), mark(machine)));
         for role in Role::ALL {
@@ -218,7 +219,7 @@ pub async fn authorize(
         let principal = match access {
             // The handler answers a caller without a credential itself
             // (reading a file: 404, as for anyone else's).
-            Access::Conversation(_) => match conversation_caller(&req, &state).await? {
+            Access::Conversation { .. } => match conversation_caller(&req, &state).await? {
                 Some(principal) => principal,
                 None => return next.call(req).await,
             },

@@ -105,7 +105,12 @@ async fn apply_receipt(state: &AppState, channel: Channel, receipt: channels::Re
     use crate::store::reads;
     let moved = match receipt {
         channels::Receipt::ReadUpTo { sender, watermark_ms } => reads::read_watermark(&state.db, channel.as_str(), &sender, watermark_ms).await?,
-        channels::Receipt::Status { message_id, status } => reads::channel_status(&state.db, &message_id, &status).await?,
+        channels::Receipt::Status { message_id, status } => {
+            let Some(moved) = reads::channel_status(&state.db, &message_id, &status).await? else { return Ok(()) };
+            let session = crate::domain::SessionId(moved.session);
+            state.hub.channel_status(session, moved.seq, status);
+            moved.visitor_read.then_some((moved.session, moved.seq))
+        }
     };
     if let Some((session, seq)) = moved {
         state.hub.visitor_read(crate::domain::SessionId(session), seq);

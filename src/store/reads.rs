@@ -54,8 +54,9 @@ pub async fn sent_on_channel(db: &Db, message_id: &str, session_id: Uuid, seq: S
 /// A channel's status for our message `message_id` (`delivered`, `read`,
 /// `failed`), applied only forward (sent → delivered → read; failed only
 /// from sent). A `read` also moves the visitor's read position to that
-/// message. Returns the session and the visitor's new position when it moved.
-pub async fn channel_status(db: &Db, message_id: &str, status: &str) -> Result<Option<(Uuid, Seq)>, StoreError> {
+/// message. Returns what moved (nothing for a repeat, a late status, or a
+/// message we did not send).
+pub async fn channel_status(db: &Db, message_id: &str, status: &str) -> Result<Option<StatusMoved>, StoreError> {
     let row = db
         .get()
         .await?
@@ -70,10 +71,17 @@ pub async fn channel_status(db: &Db, message_id: &str, status: &str) -> Result<O
         .await?;
     let Some(row) = row else { return Ok(None) };
     let (session, seq): (Uuid, Seq) = (row.get(0), row.get(1));
-    if status == "read" && visitor_read(db, session, seq).await? {
-        return Ok(Some((session, seq)));
-    }
-    Ok(None)
+    let visitor_read = status == "read" && visitor_read(db, session, seq).await?;
+    Ok(Some(StatusMoved { session, seq, visitor_read }))
+}
+
+/// A reply's channel status moved forward.
+pub struct StatusMoved {
+    pub session: Uuid,
+    /// The reply's seq.
+    pub seq: Seq,
+    /// The visitor's read position moved to it as well.
+    pub visitor_read: bool,
 }
 
 /// Messenger's `read.watermark`: everything we sent `sender` before

@@ -26,10 +26,7 @@ export async function openSession(id) {
   visitorRead = data.session.visitor_read_seq || 0;
   showSeen();
   // Messenger/WhatsApp: what the channel reported about each reply.
-  (data.channel_receipts || []).forEach(function (r) {
-    var li = $("transcript").querySelector('li[data-seq="' + r.seq + '"]');
-    if (li && r.status !== "sent") li.appendChild(el("span", { class: "delivery", "data-delivery": r.status, text: r.status[0].toUpperCase() + r.status.slice(1) + " on " + data.session.channel }));
-  });
+  (data.channel_receipts || []).forEach(function (r) { showDelivery(r.seq, r.status); });
   renderSessionPanels(data.session);
   showEmails(data.emails, data.email_flag);
   renderHistory(data.qa_history);
@@ -64,6 +61,14 @@ function showSeen() {
     .filter(function (li) { return Number(li.getAttribute("data-seq")) <= visitorRead; });
   var last = ours[ours.length - 1];
   if (last) last.appendChild(el("span", { class: "seen", text: "Seen" }));
+}
+/** What Messenger/WhatsApp reported about our reply `seq` (live or on open). */
+export function showDelivery(seq, status) {
+  var li = $("transcript").querySelector('li[data-seq="' + seq + '"]');
+  if (!li || status === "sent" || !state.session) return;
+  var label = li.querySelector(".delivery") || li.appendChild(el("span", { class: "delivery" }));
+  label.setAttribute("data-delivery", status);
+  label.textContent = status[0].toUpperCase() + status.slice(1) + " on " + state.session.channel;
 }
 export function unwatch() {
   if (state.socket && state.socket.readyState === 1) state.socket.send(JSON.stringify({ type: "unwatch", session_id: state.watching }));

@@ -4,7 +4,7 @@
 import { $, hooks, state, toast } from "./core.js";
 import { onSessionFrame, removeRows } from "./sessions.js";
 import { onSummary } from "./alerts.js";
-import { appendMessage, onVisitorRead, reportRead, showTyping } from "./session.js";
+import { appendMessage, onVisitorRead, reportRead, showDelivery, showTyping } from "./session.js";
 import { onEmail } from "./emails.js";
 
 export function connectSocket() {
@@ -23,6 +23,7 @@ export function connectSocket() {
     else if (frame.type === "message" && frame.session_id === state.watching) appendMessage(frame.message);
     else if (frame.type === "email" && frame.session_id === state.watching) onEmail(frame.email);
     else if (frame.type === "read" && frame.session_id === state.watching && frame.by === "visitor") onVisitorRead(frame.seq);
+    else if (frame.type === "delivery" && frame.session_id === state.watching) showDelivery(frame.seq, frame.status);
     else if (frame.type === "typing" && frame.session_id === state.watching) showTyping(frame.role, frame.on);
     else if (frame.type === "takeover" && frame.session_id === state.watching) $("s-takeover").checked = frame.handler === "human";
     else if (frame.type === "error") toast(frame.message, "danger");

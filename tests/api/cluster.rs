@@ -82,11 +82,22 @@ async fn a_visitor_on_one_node_is_watched_answered_and_taken_over_from_another()
     let (status, body) = admin.call("POST", &format!("/api/sessions/{session}/reply"), Some(json!({"client_msg_id": "http-1", "text": "Following up"}))).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(visitor.next_message().await["text"], "Following up");
+    // A file uploaded on B goes to the visitor on A with its reply, and A
+    // serves it (the nodes share the attachment store).
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(b"%PDF-1.4\n%%EOF\n".to_vec()).file_name("quote.pdf"));
+    let upload: Value = admin.request("POST", "/api/attachments").multipart(form).send().await.unwrap().json().await.unwrap();
+    let file = upload["attachment"].clone();
+    let (status, body) = admin.call("POST", &format!("/api/sessions/{session}/reply"), Some(json!({"client_msg_id": "http-2", "text": "", "attachments": [file["id"]]}))).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(visitor.next_message().await["attachments"], json!([file]));
+    let token = visitor.token.clone().unwrap();
+    let bytes = reqwest::Client::new().get(a.url(file["url"].as_str().unwrap())).bearer_auth(&token).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(bytes.as_ref(), b"%PDF-1.4\n%%EOF\n");
     // The AI stayed quiet after the takeover; nothing was written twice.
     let db = cluster.db().await;
     let rows = db.query("SELECT seq, role FROM messages ORDER BY seq", &[]).await.unwrap();
     let roles: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
-    assert_eq!(roles, ["visitor", "ai", "visitor", "ai", "system", "agent", "agent"]);
+    assert_eq!(roles, ["visitor", "ai", "visitor", "ai", "system", "agent", "agent", "agent"]);
     assert!(metric(&b.url(""), "chathub_bus_messages_total{direction=\"sent\"}").await > 0.0);
 }
 

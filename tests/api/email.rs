@@ -298,13 +298,15 @@ async fn a_retried_delivery_reuses_its_idempotency_key_and_a_dead_one_marks_the_
     let app = TestApp::spawn_with(|c| email_config(c, resend.uri())).await;
     let agent = app.staff("ana", "agent").await;
     let session = lead_session(&app, "Ada", Some("ada@example.com")).await;
-    let (status, _) = agent.call("POST", &format!("/api/sessions/{session}/emails"), Some(json!({"template_id": FOLLOW_UP}))).await;
+    let (status, sent) = agent.call("POST", &format!("/api/sessions/{session}/emails"), Some(json!({"template_id": FOLLOW_UP}))).await;
     assert_eq!(status, 201);
     assert!(eventually(Duration::from_secs(20), async || session_emails(&agent, session).await[0]["status"] == "sent").await);
-    let requests = resend.received_requests().await.unwrap();
+    // (wiremock pools its servers between tests: only this email's requests count.)
+    let email_id = sent["email"]["id"].as_str().unwrap();
+    let requests: Vec<_> = resend.received_requests().await.unwrap().into_iter().filter(|r| String::from_utf8_lossy(&r.body).contains(email_id)).collect();
     assert_eq!(requests.len(), 3);
     let keys: std::collections::HashSet<_> = requests.iter().map(|r| r.headers["idempotency-key"].to_str().unwrap().to_owned()).collect();
-    assert_eq!(keys.len(), 1, "every retry carries the same key");
+    assert_eq!(keys, std::collections::HashSet::from([format!("email.send/{email_id}")]), "every retry carries the same key");
     assert_eq!(session_emails(&agent, session).await[0]["provider_id"], "re-2");
 
     // A 422 from Resend can never succeed: dead-lettered, the email failed with the reason.

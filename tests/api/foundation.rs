@@ -108,7 +108,7 @@ async fn with_database_url_the_server_uses_it_and_starts_no_cluster() {
     let data = world_readable_tempdir().join("data");
     let server = ChildServer::start(&[("DATABASE_URL", &url), ("CHATHUB_DATA_DIR", &data_dir_env(&data))]);
     assert_eq!(get_json(&server.url("/health")).await.0, 200);
-    assert!(!data.exists(), "no private cluster is made when DATABASE_URL is set");
+    assert!(!data.join("postgres").exists(), "no private cluster is made when DATABASE_URL is set");
     // The migrations ran in that database and the admin is there.
     let db = connect(&url).await;
     let admins: i64 = db.query_one("SELECT count(*) FROM users WHERE role = 'admin'", &[]).await.unwrap().get(0);

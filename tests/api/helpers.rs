@@ -191,6 +191,8 @@ pub fn chathub_command(envs: &[(&str, &str)]) -> Command {
     // Tests start many conversations from 127.0.0.1; the per-IP allowance
     // has tests of its own.
     command.env("CHATHUB_BIND", "127.0.0.1:0").env("CHATHUB_WORKERS", "1").env("VISITOR_NEW_CONVERSATIONS_PER_HOUR", "0");
+    // Its own data directory (uploads), never the checkout's `./data`.
+    command.env("CHATHUB_DATA_DIR", world_readable_tempdir());
     command.envs(envs.iter().copied());
     command
 }

@@ -578,13 +578,20 @@ async fn messenger_read_watermarks_and_whatsapp_statuses_move_the_customers_read
     let whatsapp = session_of("whatsapp").await;
     let receipts = async || admin.get(&format!("/api/sessions/{whatsapp}")).await.1["channel_receipts"].clone();
     assert!(eventually(Duration::from_secs(10), async || receipts().await == json!([{"seq": 2, "status": "sent"}])).await, "{}", receipts().await);
+    let mut watching = Visitor::dashboard(app.port, &admin.cookie, &admin.origin()).await;
+    watching.send(json!({"type": "watch", "session_id": whatsapp, "last_seq": 0})).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let (bytes, signature) = signed(wa_status("wamid.OUT.1", "delivered"));
     assert_eq!(post_webhook(&app, "/webhooks/whatsapp", bytes, Some(signature)).await, 200);
     assert_eq!(receipts().await, json!([{"seq": 2, "status": "delivered"}]));
+    // The session view shows it live.
+    let (delivery, _) = watching.recv_until("delivery").await;
+    assert_eq!(delivery, json!({"type": "delivery", "session_id": whatsapp, "seq": 2, "status": "delivered"}));
     assert_eq!(read_seq(&whatsapp).await, 0, "delivered is not read");
     let (bytes, signature) = signed(wa_status("wamid.OUT.1", "read"));
     assert_eq!(post_webhook(&app, "/webhooks/whatsapp", bytes, Some(signature)).await, 200);
     assert_eq!((receipts().await, read_seq(&whatsapp).await), (json!([{"seq": 2, "status": "read"}]), json!(2)));
+    assert_eq!(watching.recv_until("delivery").await.0["status"], "read");
     // Late or repeated statuses never move it back; unknown ids change nothing.
     for (id, status) in [("wamid.OUT.1", "delivered"), ("wamid.OUT.1", "failed"), ("wamid.NOT.OURS", "read")] {
         let (bytes, signature) = signed(wa_status(id, status));

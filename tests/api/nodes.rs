@@ -74,11 +74,14 @@ impl Drop for Nats {
 pub struct TestCluster {
     pub nats: Nats,
     pub database_url: String,
+    /// The attachment store every node shares (a directory standing in for S3).
+    pub attachments_url: String,
 }
 
 impl TestCluster {
     pub async fn new() -> Self {
-        Self { nats: Nats::start(), database_url: fresh_database().await }
+        let attachments_url = format!("file://{}", world_readable_tempdir().display());
+        Self { nats: Nats::start(), database_url: fresh_database().await, attachments_url }
     }
 
     /// Starts node `id` with short lease timings and `extra` settings.
@@ -91,6 +94,7 @@ impl TestCluster {
             ("ADMIN_PASSWORD", ADMIN_PASSWORD),
             ("LEASE_RENEW_SECS", "1"),
             ("LEASE_TTL_SECS", "3"),
+            ("ATTACHMENTS_URL", &self.attachments_url),
         ];
         envs.extend_from_slice(extra);
         let node = ChildServer::start(&envs);

@@ -332,6 +332,7 @@ async fn events(hub: Arc<Hub>, cluster: Arc<Cluster>, on_settings: OnSettings) {
             Event::MessageStored { .. }
             | Event::EmailChanged { .. }
             | Event::VisitorRead { .. }
+            | Event::ChannelStatus { .. }
             | Event::SessionChanged { .. }
             | Event::Typing { .. } => {}
         }

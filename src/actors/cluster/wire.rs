@@ -98,6 +98,7 @@ pub enum Event {
     MessageStored { session: SessionId, message: MessageView },
     EmailChanged { session: SessionId, email: EmailView },
     VisitorRead { session: SessionId, seq: Seq },
+    ChannelStatus { session: SessionId, seq: Seq, status: String },
     /// Staff read (stored): the node running it tells its visitors.
     StaffRead { session: SessionId, seq: Seq },
     SessionChanged { session: SessionId },
@@ -119,6 +120,7 @@ impl Event {
             }
             SessionEvent::EmailChanged { session_id, email } => Event::EmailChanged { session: *session_id, email: EmailView::clone(email) },
             SessionEvent::VisitorRead { session_id, seq } => Event::VisitorRead { session: *session_id, seq: *seq },
+            SessionEvent::ChannelStatus { session_id, seq, status } => Event::ChannelStatus { session: *session_id, seq: *seq, status: status.clone() },
             SessionEvent::SessionChanged { session_id } => Event::SessionChanged { session: *session_id },
             SessionEvent::SessionDeleted { session_id } => Event::SessionDeleted { session: *session_id },
             SessionEvent::Typing { session_id, role, on } => Event::Typing { session: *session_id, role: *role, on: *on },
@@ -133,6 +135,7 @@ impl Event {
             }
             Event::EmailChanged { session, email } => SessionEvent::EmailChanged { session_id: *session, email: Arc::new(email.clone()) },
             Event::VisitorRead { session, seq } => SessionEvent::VisitorRead { session_id: *session, seq: *seq },
+            Event::ChannelStatus { session, seq, status } => SessionEvent::ChannelStatus { session_id: *session, seq: *seq, status: status.clone() },
             Event::SessionChanged { session } => SessionEvent::SessionChanged { session_id: *session },
             Event::SessionDeleted { session } => SessionEvent::SessionDeleted { session_id: *session },
             Event::Typing { session, role, on } => SessionEvent::Typing { session_id: *session, role: *role, on: *on },
