@@ -18,6 +18,10 @@ use crate::postgres::Db;
 use crate::sites::SiteCache;
 
 /// What every handler can reach.
+/// Uploads received at once, each up to `MAX_UPLOAD_BYTES` in memory (16 ×
+/// 10 MiB by default); past it an upload is `503 busy` with `Retry-After`.
+pub const MAX_UPLOADS_IN_FLIGHT: usize = 16;
+
 pub struct AppState {
     pub db: Db,
     pub config: Arc<Config>,
@@ -37,6 +41,8 @@ pub struct AppState {
     /// Uploads per client IP and per conversation (per hour).
     pub uploads_per_ip: Arc<PerHour<IpAddr>>,
     pub uploads_per_conversation: Arc<PerHour<Uuid>>,
+    /// Uploads being received at once (each holds its file in memory).
+    pub uploads_in_flight: Arc<tokio::sync::Semaphore>,
     /// Turns true when shutdown starts: every socket closes with 1001 so
     /// clients reconnect elsewhere instead of holding the drain open.
     pub shutting_down: watch::Receiver<bool>,
@@ -57,6 +63,7 @@ impl AppState {
             attachments,
             uploads_per_ip: PerHour::new(config.attachments.per_ip_per_hour),
             uploads_per_conversation: PerHour::new(config.attachments.per_conversation_per_hour),
+            uploads_in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS_IN_FLIGHT)),
             shutting_down,
         }
     }

@@ -79,6 +79,16 @@ impl AttachmentStore {
         Ok(())
     }
 
+    /// The bytes of `id` as a stream (a download holds one chunk at a
+    /// time, not the file); `None` if the store has no such object.
+    pub async fn stream(&self, id: Uuid) -> anyhow::Result<Option<futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>>> {
+        match self.store.get(&key(id)).await {
+            Ok(found) => Ok(Some(found.into_stream())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).context("reading an attachment"),
+        }
+    }
+
     /// The bytes of `id`; `None` if the store has no such object.
     pub async fn get(&self, id: Uuid) -> anyhow::Result<Option<Bytes>> {
         match self.store.get(&key(id)).await {

@@ -41,6 +41,9 @@ pub async fn upload(req: HttpRequest, principal: Option<Principal>, mut form: Mu
     if declared.is_some_and(|n| n > max + MULTIPART_OVERHEAD) {
         return Err(ApiError::PayloadTooLarge(max));
     }
+    // Each upload holds its file in memory until stored: at most
+    // `MAX_UPLOADS_IN_FLIGHT` at once, the rest are told to retry.
+    let _slot = state.uploads_in_flight.clone().try_acquire_owned().map_err(|_| ApiError::Busy { retry_after_secs: 1 })?;
     let ip = state.config.trusted_proxies.of_request(&req).ok_or(ApiError::invalid("no_peer", "unknown peer address"))?;
     let allowed = state.uploads_per_ip.allow(ip) && session_id.is_none_or(|s| state.uploads_per_conversation.allow(s));
     if !allowed {
@@ -96,7 +99,9 @@ pub async fn download(id: web::Path<Uuid>, principal: Option<Principal>, state: 
             return Err(not_found);
         }
     }
-    let Some(bytes) = state.attachments.get(row.attachment.id).await.map_err(ApiError::Unavailable)? else { return Err(not_found) };
+    let Some(bytes) = state.attachments.stream(row.attachment.id).await.map_err(ApiError::Unavailable)? else { return Err(not_found) };
+    // A store failure midway cuts the body off (the client sees a failed download).
+    let bytes = bytes.map(|chunk| chunk.map_err(|e| ApiError::Unavailable(e.into())));
     let file = row.attachment;
     let content_type = if file.content_type == "text/plain" { "text/plain; charset=utf-8".to_owned() } else { file.content_type.clone() };
     let disposition = ContentDisposition {
@@ -113,5 +118,6 @@ pub async fn download(id: web::Path<Uuid>, principal: Option<Principal>, state: 
         .insert_header((header::CONTENT_SECURITY_POLICY, ATTACHMENT_CSP))
         .insert_header(("Cross-Origin-Resource-Policy", "same-origin"))
         .insert_header((header::CACHE_CONTROL, "private, max-age=86400"))
-        .body(bytes))
+        .no_chunking(file.size.max(0) as u64)
+        .streaming(bytes))
 }

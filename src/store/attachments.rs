@@ -1,6 +1,6 @@
 //! The `attachments` table (SPEC §12): who may read each stored file and
 //! which message carries it. The bytes are in the object store
-//! (`crate::attachments`); a row removed here is followed by deleting its
+//! (the `attachments` module above); a row removed here is followed by deleting its
 //! object.
 
 use uuid::Uuid;

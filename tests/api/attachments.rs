@@ -238,6 +238,38 @@ async fn uploads_past_the_limits_are_refused_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn uploads_in_flight_are_bounded_and_the_rest_are_told_to_retry() {
+    let app = TestApp::spawn().await;
+    let agent = app.staff("ana", "agent").await;
+    // Sixteen uploads that start their file and never finish it.
+    let boundary = "slowboundary";
+    let mut held = Vec::new();
+    for _ in 0..chathub::state::MAX_UPLOADS_IN_FLIGHT {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        let head = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.png\"\r\nContent-Type: image/png\r\n\r\n");
+        tx.send(Ok(head.into_bytes())).await.unwrap();
+        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) }));
+        let request = agent.request("POST", "/api/attachments").header("content-type", format!("multipart/form-data; boundary={boundary}")).body(body);
+        held.push((tx, tokio::spawn(request.send())));
+    }
+    // The next one is turned away at once, to retry; nothing is stored.
+    let busy = eventually(Duration::from_secs(10), async || staff_upload(&agent, "a.png", PNG, "image/png").await.0 == 503).await;
+    assert!(busy, "past the bound an upload is refused");
+    let rows = attachment_rows(&app).await;
+    let response = agent.request("POST", "/api/attachments").multipart(form("a.png", PNG, "image/png")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "busy");
+    assert_eq!(attachment_rows(&app).await, rows, "a refused upload stores nothing");
+    // The stalled ones go away: uploads are taken again.
+    for (tx, request) in held {
+        drop(tx);
+        let _ = request.await;
+    }
+    assert_eq!(staff_upload(&agent, "a.png", PNG, "image/png").await.0, 201);
+}
+
+#[tokio::test]
 async fn an_upload_never_sent_is_removed_after_its_time() {
     let data_dir = world_readable_tempdir();
     let dir = data_dir.clone();
