@@ -38,6 +38,9 @@ pub enum ApiError {
     /// 409: conflicts with the current state.
     #[error("{0}")]
     Conflict(String),
+    /// 408: the client sent its body too slowly (an upload past its time).
+    #[error("{0}")]
+    Timeout(String),
     /// 413
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -79,6 +82,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::Timeout(_) => "request_timeout",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::UnsupportedFileType(_) => "unsupported_file_type",
             Self::RateLimited { .. } => "rate_limited",
@@ -100,6 +104,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::UnsupportedMediaType | Self::UnsupportedFileType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) | Self::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,

@@ -19,8 +19,10 @@ use crate::auth::access::Principal;
 use crate::state::AppState;
 use crate::store;
 
-/// Bytes of multipart framing allowed around the file before a request
-/// counts as too large from its `Content-Length` alone.
+/// How long one upload may take to arrive (a slow one holds an upload slot).
+const UPLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Bytes of multipart framing and other fields allowed besides the file.
 const MULTIPART_OVERHEAD: usize = 16 * 1024;
 
 /// Served with every attachment: never run, never framed, never sniffed.
@@ -50,7 +52,9 @@ pub async fn upload(req: HttpRequest, principal: Option<Principal>, mut form: Mu
         return Err(ApiError::RateLimited { retry_after_secs: 60 });
     }
 
-    let (name, bytes) = read_file_field(&mut form, max).await?;
+    let (name, bytes) = tokio::time::timeout(UPLOAD_TIMEOUT, read_file_field(&mut form, max))
+        .await
+        .map_err(|_| ApiError::Timeout(format!("the upload took longer than {} s", UPLOAD_TIMEOUT.as_secs())))??;
     let upload = Upload { name, bytes: bytes.freeze(), session_id, uploaded_by };
     let attachment = state.attachments.store_new(&state.db, upload).await.map_err(|e| match e {
         NotStored::Empty => ApiError::invalid("empty_file", "the file is empty"),
@@ -61,15 +65,21 @@ pub async fn upload(req: HttpRequest, principal: Option<Principal>, mut form: Mu
     Ok(HttpResponse::Created().json(json!({ "attachment": attachment })))
 }
 
-/// The name and bytes of the form's `file` field; other fields are skipped.
-/// Past `max` bytes it stops reading: 413, nothing stored.
+/// The name and bytes of the form's `file` field; other fields before it
+/// are skipped (counted against the same limit, so a body without a
+/// `Content-Length` cannot stream forever). Past `max` bytes it stops
+/// reading: 413, nothing stored.
 async fn read_file_field(form: &mut Multipart, max: usize) -> Result<(String, BytesMut), ApiError> {
     let invalid = |e: actix_multipart::MultipartError| ApiError::invalid("invalid_upload", format!("not a valid multipart/form-data body: {e}"));
+    let mut skipped = 0;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(invalid)?;
         if field.name() != Some("file") {
             while let Some(chunk) = field.next().await {
-                chunk.map_err(invalid)?;
+                skipped += chunk.map_err(invalid)?.len();
+                if skipped > MULTIPART_OVERHEAD {
+                    return Err(ApiError::PayloadTooLarge(max));
+                }
             }
             continue;
         }
