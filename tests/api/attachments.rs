@@ -239,7 +239,8 @@ async fn uploads_past_the_limits_are_refused_and_store_nothing() {
 
 #[tokio::test]
 async fn uploads_in_flight_are_bounded_and_the_rest_are_told_to_retry() {
-    let app = TestApp::spawn().await;
+    // (No hourly allowance: the probing below may upload many times.)
+    let app = TestApp::spawn_with(|c| c.attachments.per_ip_per_hour = 0).await;
     let agent = app.staff("ana", "agent").await;
     // Sixteen uploads that start their file and never finish it.
     let boundary = "slowboundary";
