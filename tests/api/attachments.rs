@@ -239,31 +239,49 @@ async fn uploads_past_the_limits_are_refused_and_store_nothing() {
 
 #[tokio::test]
 async fn uploads_in_flight_are_bounded_and_the_rest_are_told_to_retry() {
-    // (No hourly allowance: the probing below may upload many times.)
-    let app = TestApp::spawn_with(|c| c.attachments.per_ip_per_hour = 0).await;
+    let app = TestApp::spawn().await;
     let agent = app.staff("ana", "agent").await;
-    // Sixteen uploads that start their file and never finish it.
+    // Four more uploads than the bound, each starting its file and never
+    // finishing it: the bound's worth are held, the rest turned away at once.
+    let bound = chathub::state::MAX_UPLOADS_IN_FLIGHT;
     let boundary = "slowboundary";
     let mut held = Vec::new();
-    for _ in 0..chathub::state::MAX_UPLOADS_IN_FLIGHT {
+    for _ in 0..bound + 4 {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
         let head = format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.png\"\r\nContent-Type: image/png\r\n\r\n");
         tx.send(Ok(head.into_bytes())).await.unwrap();
         let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|chunk| (chunk, rx)) }));
-        let request = agent.request("POST", "/api/attachments").header("content-type", format!("multipart/form-data; boundary={boundary}")).body(body);
+        // Each on a new connection of its own (a pooled one the server has
+        // closed cannot be retried with a streaming body).
+        let request = reqwest::Client::new()
+            .post(app.url("/api/attachments"))
+            .header("cookie", &agent.cookie)
+            .header("x-csrf-token", &agent.csrf)
+            .header("origin", agent.origin())
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body);
         held.push((tx, tokio::spawn(request.send())));
     }
-    // The next one is turned away at once, to retry; nothing is stored.
-    let busy = eventually(Duration::from_secs(10), async || staff_upload(&agent, "a.png", PNG, "image/png").await.0 == 503).await;
-    assert!(busy, "past the bound an upload is refused");
-    let rows = attachment_rows(&app).await;
-    let response = agent.request("POST", "/api/attachments").multipart(form("a.png", PNG, "image/png")).send().await.unwrap();
-    assert_eq!(response.status(), 503);
-    assert!(response.headers().contains_key("retry-after"));
-    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "busy");
-    assert_eq!(attachment_rows(&app).await, rows, "a refused upload stores nothing");
-    // The stalled ones go away: uploads are taken again.
+    let turned_away = eventually(Duration::from_secs(10), async || held.iter().filter(|(_, r)| r.is_finished()).count() == 4).await;
+    assert!(turned_away, "four uploads past the bound are answered at once");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut pending = Vec::new();
     for (tx, request) in held {
+        if request.is_finished() {
+            let response = request.await.unwrap().unwrap();
+            assert_eq!(response.status(), 503);
+            assert!(response.headers().contains_key("retry-after"));
+            assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "busy");
+        } else {
+            pending.push((tx, request));
+        }
+    }
+    assert_eq!(pending.len(), bound);
+    // So is any other upload meanwhile; nothing is stored.
+    assert_eq!(staff_upload(&agent, "a.png", PNG, "image/png").await.0, 503);
+    assert_eq!(attachment_rows(&app).await, 0, "a refused upload stores nothing");
+    // The stalled ones go away: uploads are taken again.
+    for (tx, request) in pending {
         drop(tx);
         let _ = request.await;
     }
