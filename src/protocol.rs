@@ -54,6 +54,9 @@ pub mod error_code {
     pub const INTERNAL: &str = "internal";
     pub const UNKNOWN_SESSION: &str = "unknown_session";
     pub const FORBIDDEN: &str = "forbidden";
+    /// A rating on a conversation that has nothing stored yet, or one
+    /// rated more than 24 h ago.
+    pub const CSAT_CLOSED: &str = "csat_closed";
     /// An attachment id that is unknown, not this sender's, or already sent
     /// in another message. Nothing was stored.
     pub const INVALID_ATTACHMENT: &str = "invalid_attachment";
@@ -86,6 +89,12 @@ pub enum VisitorFrame {
     Read {
         seq: i64,
     },
+    /// The visitor rates the conversation (SPEC §16).
+    Csat {
+        score: i64,
+        #[serde(default)]
+        comment: Option<String>,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,7 +119,7 @@ pub fn parse_frame<T: serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| (error_code::INVALID_FRAME, format!("bad {kind} frame: {e}")))
 }
 
-pub const VISITOR_FRAME_TYPES: &[&str] = &["hello", "message", "typing", "read"];
+pub const VISITOR_FRAME_TYPES: &[&str] = &["hello", "message", "typing", "read", "csat"];
 
 /// The message object of the wire contract.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

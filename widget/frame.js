@@ -26,7 +26,7 @@
   }
   function persist() {
     try {
-      localStorage.setItem(storeKey, JSON.stringify({ token: saved.token || null, lastSeq: saved.lastSeq || 0, outbox: outbox }));
+      localStorage.setItem(storeKey, JSON.stringify({ token: saved.token || null, lastSeq: saved.lastSeq || 0, outbox: outbox, rated: saved.rated || null }));
     } catch (e) { /* private mode: the chat still works, it just won't resume */ }
   }
   function setState(s) { stateEl.textContent = s; }
@@ -207,6 +207,7 @@
         if (f.seq > staffRead) { staffRead = f.seq; showSeen(); }
       } else if (f.type === "status") {
         status = f.status;
+        if (f.status === "resolved" || f.completion === "complete") askRating();
         if (status !== "escalated") joined = null;
         renderState();
       } else if (f.type === "typing") {
@@ -349,6 +350,38 @@
     if (e.data.type === "chathub:opened") { open = true; reportRead(); if (e.data.focus !== false) text.focus(); }
     if (e.data.type === "chathub:theme" && e.origin === location.origin && channel === "test") applyTheme(e.data.theme);
   });
+
+  // The customer's verdict (SPEC §16): asked once per conversation when it
+  // is resolved or completes; skipping counts as answered.
+  var score = 0;
+  function askRating() {
+    if (saved.rated === saved.token || !$("csat").hidden) return;
+    $("csat").hidden = false;
+    scroll();
+  }
+  function rated() {
+    saved.rated = saved.token; persist();
+  }
+  $("csat").querySelectorAll("[data-score]").forEach(function (star) {
+    star.addEventListener("click", function () {
+      score = Number(star.getAttribute("data-score"));
+      $("csat").querySelectorAll("[data-score]").forEach(function (s) {
+        var on = Number(s.getAttribute("data-score")) <= score;
+        s.classList.toggle("on", on);
+        s.setAttribute("aria-checked", String(s === star));
+      });
+      $("csat-send").disabled = false;
+    });
+  });
+  $("csat").addEventListener("submit", function (e) {
+    e.preventDefault();
+    if (!score || !ws || ws.readyState !== 1) return;
+    var comment = $("csat-comment").value.trim();
+    ws.send(JSON.stringify({ type: "csat", score: score, comment: comment || undefined }));
+    rated();
+    $("csat").replaceChildren(Object.assign(document.createElement("p"), { className: "thanks", textContent: "Thank you for your feedback!" }));
+  });
+  $("csat-skip").addEventListener("click", function () { rated(); $("csat").hidden = true; });
 
   $("prechat").addEventListener("submit", function (e) {
     e.preventDefault();

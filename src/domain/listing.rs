@@ -25,6 +25,8 @@ pub struct ListQuery {
     pub channel: Option<String>,
     pub completion: Option<String>,
     pub qa_status: Option<String>,
+    /// A rating from 1 to 5 (sessions the customer rated so).
+    pub csat: Option<String>,
     /// A status, or `all`. Without it archived sessions are left out.
     pub status: Option<String>,
     /// Text searched in the customer's name, email and phone and in the transcript.
@@ -47,6 +49,7 @@ pub struct SessionFilter {
     pub channel: Option<Channel>,
     pub completion: Option<Completion>,
     pub qa_status: Option<QaStatus>,
+    pub csat: Option<i16>,
     pub status: StatusFilter,
     pub search: Option<String>,
     pub site: Option<String>,
@@ -138,6 +141,10 @@ impl SessionFilter {
             channel: parse_enum(&query.channel, "channel", Channel::parse, "web, messenger, whatsapp, test")?,
             completion: parse_enum(&query.completion, "completion", Completion::parse, "complete, in_progress, incomplete")?,
             qa_status: parse_enum(&query.qa_status, "qa_status", QaStatus::parse, "unchecked, passed, issue, fixed")?,
+            csat: match query.csat.as_deref().filter(|c| !c.is_empty()) {
+                None => None,
+                Some(c) => Some(c.parse::<i16>().ok().filter(|n| (1..=5).contains(n)).ok_or_else(|| invalid_filter("csat must be 1 to 5"))?),
+            },
             status: parse_status(&query.status)?,
             search,
             site: query.site.clone().filter(|s| !s.is_empty()),

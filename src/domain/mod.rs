@@ -4,10 +4,12 @@
 
 mod attachment;
 mod chat;
+mod csat;
 pub mod email;
 pub mod listing;
 pub mod role;
 
 pub use attachment::*;
 pub use chat::*;
+pub use csat::*;
 pub use role::Role;

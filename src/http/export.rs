@@ -74,7 +74,7 @@ pub async fn sessions(query: web::Query<ExportQuery>, state: web::Data<AppState>
 const CSV_SESSION_COLUMNS: &[&str] = &[
     "session_id", "created_at", "channel", "site", "status", "completion", "completion_rule", "completed_at",
     "customer_name", "customer_email", "customer_phone", "qa_status", "qa_notes", "qa_by", "dev_feedback",
-    "handler", "priority", "assignee", "message_count", "last_message_at",
+    "handler", "priority", "assignee", "message_count", "last_message_at", "csat_score", "csat_comment",
 ];
 /// With `include=messages`: one line per message; `attachments` lists each
 /// file as `name <url>` (absolute, on `CHATHUB_PUBLIC_URL`), `; `-separated.
@@ -193,6 +193,8 @@ fn session_cells(s: &SessionSummary) -> Vec<String> {
         text(&s.assignee),
         s.message_count.to_string(),
         time(&s.last_message_at),
+        s.csat_score.map(|n| n.to_string()).unwrap_or_default(),
+        text(&s.csat_comment),
     ]
 }
 

@@ -69,6 +69,10 @@ pub struct SessionPatch {
     /// A staff member who replied: assigned if the session is an escalation
     /// nobody is assigned to.
     pub assign_if_unassigned: Option<Uuid>,
+    /// A Messenger/WhatsApp customer's rating, given by replying 1–5.
+    pub csat: Option<crate::domain::Csat>,
+    /// The customer was asked for a rating (with this message).
+    pub csat_asked: bool,
 }
 
 impl SessionPatch {
@@ -79,6 +83,8 @@ impl SessionPatch {
             && self.escalated_at.is_none()
             && self.completion.is_none()
             && self.assign_if_unassigned.is_none()
+            && self.csat.is_none()
+            && !self.csat_asked
     }
 
     /// Folds a later patch into this one (later values win).
@@ -91,6 +97,8 @@ impl SessionPatch {
             self.completion = later.completion;
         }
         self.assign_if_unassigned = self.assign_if_unassigned.or(later.assign_if_unassigned);
+        self.csat = later.csat.or(self.csat.take());
+        self.csat_asked |= later.csat_asked;
     }
 }
 
@@ -406,6 +414,10 @@ async fn apply_session_patches(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(
                         completion_rule = COALESCE(completion_rule, $8),
                         completed_at = COALESCE(completed_at, $9),
                         assignee_id = CASE WHEN assignee_id IS NULL AND COALESCE($5, status) = 'escalated' THEN $10 ELSE assignee_id END,
+                        csat_score = COALESCE($11, csat_score),
+                        csat_comment = CASE WHEN $11::smallint IS NULL THEN csat_comment ELSE $12 END,
+                        csat_at = CASE WHEN $11::smallint IS NULL THEN csat_at ELSE COALESCE(csat_at, now()) END,
+                        csat_asked_at = CASE WHEN $13 THEN COALESCE(csat_asked_at, now()) ELSE csat_asked_at END,
                         updated_at = now()
                      WHERE id = $1",
                 )
@@ -427,6 +439,9 @@ async fn apply_session_patches(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(
                     &rule,
                     &completed_at,
                     &patch.assign_if_unassigned,
+                    &patch.csat.as_ref().map(|c| c.score),
+                    &patch.csat.as_ref().and_then(|c| c.comment.clone()),
+                    &patch.csat_asked,
                 ],
             )
             .await?;

@@ -38,6 +38,9 @@ pub struct StoredConversation {
     pub relay: bool,
     /// How far staff have read the visitor's messages.
     pub staff_read_seq: Seq,
+    /// Messenger/WhatsApp: the customer was asked for a rating, and has given one.
+    pub csat_asked: bool,
+    pub csat_given: bool,
 }
 
 /// The conversation `id` with its latest `recent` messages, if it exists.
@@ -47,7 +50,8 @@ pub async fn load(db: &Db, id: SessionId, recent: i64) -> Result<Option<StoredCo
         .query_opt(
             "SELECT channel, site_id, customer_name, customer_email, customer_phone, status, handler,
                     completed_at, completion_rule, last_seq, created_at, COALESCE(last_message_at, created_at),
-                    external_id, COALESCE(metadata->>'source' = 'relay', false), staff_read_seq
+                    external_id, COALESCE(metadata->>'source' = 'relay', false), staff_read_seq,
+                    csat_asked_at IS NOT NULL, csat_score IS NOT NULL
              FROM sessions WHERE id = $1",
             &[&id.0],
         )
@@ -92,6 +96,8 @@ pub async fn load(db: &Db, id: SessionId, recent: i64) -> Result<Option<StoredCo
         external_id: row.get(12),
         relay: row.get(13),
         staff_read_seq: row.get(14),
+        csat_asked: row.get(15),
+        csat_given: row.get(16),
     }))
 }
 

@@ -17,11 +17,13 @@
 //! - `email_templates`, `emails`: email to leads, and its tracking.
 //! - `reads`: how far the visitor and staff have read each conversation.
 //! - `attachments`: who may read each stored file, and the message carrying it.
+//! - `csat`: the customer's rating of a conversation.
 
 pub mod attachments;
 pub mod canned;
 pub mod conversation_writes;
 pub mod conversations;
+pub mod csat;
 pub mod deliveries;
 pub mod email_templates;
 pub mod emails;

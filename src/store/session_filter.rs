@@ -50,6 +50,9 @@ pub fn where_clause(filter: &SessionFilter, inactive_after_hours: u32, params: &
         // customers: left out unless asked for (`channel=test`).
         None => clauses.push("s.channel <> 'test'".into()),
     }
+    if let Some(score) = filter.csat {
+        clauses.push(format!("s.csat_score = {}", params.push(score)));
+    }
     if let Some(qa) = filter.qa_status {
         clauses.push(format!("s.qa_status = {}", params.push(qa.as_str())));
     }

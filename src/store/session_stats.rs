@@ -26,7 +26,18 @@ pub struct Stats {
     pub open_escalations: i64,
     /// The open escalations nobody took yet, and those someone is on.
     pub escalations: Escalations,
+    /// The customers' ratings of the filtered sessions.
+    pub csat: CsatStats,
     pub timezone: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CsatStats {
+    pub responses: i64,
+    /// The mean score, `null` before the first rating.
+    pub average: Option<f64>,
+    /// How many gave each score, "1" to "5".
+    pub distribution: Counts,
 }
 
 #[derive(Debug, Serialize)]
@@ -134,6 +145,16 @@ impl Scoped<'_> {
         Ok(Escalations { unassigned: row.get(0), in_progress: row.get(1) })
     }
 
+    async fn csat(&self) -> Result<CsatStats, StoreError> {
+        let (condition, params) = self.condition();
+        let sql = format!("SELECT s.csat_score::text, count(*) FROM sessions s WHERE s.csat_score IS NOT NULL AND {condition} GROUP BY 1");
+        let distribution = counts(self.client.query(&sql, &params.refs()).await?, &["1", "2", "3", "4", "5"]);
+        let scored: Vec<(i64, i64)> = distribution.iter().map(|(k, v)| (k.parse().unwrap_or(0), v.as_i64().unwrap_or(0))).collect();
+        let responses: i64 = scored.iter().map(|(_, n)| n).sum();
+        let average = (responses > 0).then(|| scored.iter().map(|(score, n)| score * n).sum::<i64>() as f64 / responses as f64);
+        Ok(CsatStats { responses, average, distribution })
+    }
+
     /// Open escalations overall: the queue, whatever the filter (the
     /// navigation badge).
     async fn open_escalations(&self) -> Result<i64, StoreError> {
@@ -167,6 +188,7 @@ pub async fn stats(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours
         messages_per_session,
         open_escalations: scoped.open_escalations().await?,
         escalations,
+        csat: scoped.csat().await?,
         timezone: tz.name().to_owned(),
     })
 }

@@ -62,6 +62,9 @@ pub struct SessionSummary {
     pub staff_read_by: Option<String>,
     /// Visitor messages after `staff_read_seq`.
     pub unread: i64,
+    /// The customer's rating (1–5) and comment, if they gave one.
+    pub csat_score: Option<i16>,
+    pub csat_comment: Option<String>,
     #[serde(with = "rfc3339")]
     pub created_at: DateTime<Utc>,
     #[serde(with = "rfc3339")]
@@ -78,7 +81,8 @@ const SUMMARY_SELECT: &str = "
            s.dev_feedback, ud.username, s.dev_feedback_at, s.last_seq, s.last_message_at,
            lm.text, s.metadata, s.created_at, s.updated_at, lm.role,
            s.visitor_read_seq, s.staff_read_seq, s.staff_read_by,
-           (SELECT count(*) FROM messages mu WHERE mu.session_id = s.id AND mu.seq > s.staff_read_seq AND mu.role = 'visitor')
+           (SELECT count(*) FROM messages mu WHERE mu.session_id = s.id AND mu.seq > s.staff_read_seq AND mu.role = 'visitor'),
+           s.csat_score, s.csat_comment
     FROM sessions s
     LEFT JOIN sites st ON st.id = s.site_id
     LEFT JOIN users ua ON ua.id = s.assignee_id
@@ -125,6 +129,8 @@ impl SessionSummary {
             staff_read_seq: row.get(30),
             staff_read_by: row.get(31),
             unread: row.get(32),
+            csat_score: row.get(33),
+            csat_comment: row.get(34),
         }
     }
 }

@@ -27,8 +27,9 @@ use crate::actors::Hub;
 use crate::actors::SessionHandle;
 use crate::actors::chat_session::AttachError;
 use crate::actors::persistence::NewSessionRow;
-use crate::domain::{Channel, ClientMsgId, Completion, Customer, SeenUpTo, Seq, SessionId, SessionStatus};
+use crate::domain::{Channel, ClientMsgId, Completion, Csat, Customer, SeenUpTo, Seq, SessionId, SessionStatus};
 use crate::store::attachments::Sender;
+use crate::store::csat::Rated;
 use crate::error::ApiError;
 use crate::sites;
 use uuid::Uuid;
@@ -266,6 +267,7 @@ impl Connection {
                 },
             },
             VisitorFrame::Read { seq } => self.on_read(seq).await,
+            VisitorFrame::Csat { score, comment } => self.on_csat(score, comment).await,
         }
     }
 
@@ -306,6 +308,32 @@ impl Connection {
             Err((code, message)) => {
                 let id = (client_msg_id.chars().count() <= 64).then_some(client_msg_id.as_str());
                 self.reply(error_frame(code, &message, id)).await
+            }
+        }
+    }
+
+    /// The visitor rates the conversation: stored (once; again within 24 h
+    /// replaces it), and the dashboards' summary moves.
+    async fn on_csat(&mut self, score: i64, comment: Option<String>) -> Flow {
+        let csat = match Csat::parse(score, comment.as_deref()) {
+            Ok(csat) => csat,
+            Err(e) => return self.reply(error_frame(e.code, &e.message, None)).await,
+        };
+        let session_id = match &self.phase {
+            Phase::Hello => return self.reply(error_frame(error_code::HELLO_REQUIRED, "send hello first", None)).await,
+            Phase::Opened { session_id } => *session_id,
+            Phase::Chatting { session } => session.id(),
+        };
+        match crate::store::csat::rate(&self.hub.db, session_id.0, &csat).await {
+            Ok(Rated::Stored) => {
+                self.hub.session_changed(session_id);
+                Flow::Continue
+            }
+            Ok(Rated::Closed) => self.reply(error_frame(error_code::CSAT_CLOSED, "this conversation was rated more than 24 hours ago", None)).await,
+            Ok(Rated::Unknown) => self.reply(error_frame(error_code::CSAT_CLOSED, "there is nothing to rate yet", None)).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not store a rating");
+                self.reply(error_frame(error_code::RETRY, "the rating was not stored; send it again", None)).await
             }
         }
     }

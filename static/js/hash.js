@@ -6,7 +6,7 @@ export function parseHash() {
   var parts = hash.split("?");
   return { path: parts[0], query: new URLSearchParams(parts[1] || "") };
 }
-export var FILTERS = ["from", "to", "channel", "completion", "qa_status", "status", "q"];
+export var FILTERS = ["from", "to", "channel", "completion", "qa_status", "csat", "status", "q"];
 export function currentFilters() {
   var q = new URLSearchParams();
   FILTERS.forEach(function (name) { var v = $("filters").elements[name].value; if (v) q.set(name, v); });

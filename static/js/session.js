@@ -120,7 +120,8 @@ export function renderSessionPanels(s) {
   $("s-takeover").checked = s.handler === "human";
   var rows = [["Name", s.customer.name], ["Email", s.customer.email], ["Phone", s.customer.phone], ["Channel", s.channel],
     ["Site", s.site], ["Completion rule", s.completion_rule], ["Completed", s.completed_at ? when(s.completed_at) : null],
-    ["Handler", s.handler], ["Priority", s.priority], ["Assignee", s.assignee], ["Started", when(s.created_at)]];
+    ["Handler", s.handler], ["Priority", s.priority], ["Assignee", s.assignee], ["Started", when(s.created_at)],
+    ["Rating", s.csat_score ? s.csat_score + " / 5" + (s.csat_comment ? " — " + s.csat_comment : "") : null]];
   $("s-customer").replaceChildren.apply($("s-customer"), rows.reduce(function (acc, r) {
     acc.push(el("dt", { class: "col-5", text: r[0] }), el("dd", { class: "col-7 mb-1", text: r[1] || "—" }));
     return acc;

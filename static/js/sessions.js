@@ -125,6 +125,7 @@ function passesFilters(s) {
   if (!q.get("channel") && s.channel === "test") return false; // Test AI chats only when asked for
   if (q.get("completion") && q.get("completion") !== s.completion) return false;
   if (q.get("qa_status") && q.get("qa_status") !== s.qa_status) return false;
+  if (q.get("csat") && Number(q.get("csat")) !== s.csat_score) return false;
   var status = q.get("status");
   if (!status && s.status === "archived") return false;
   if (status && status !== "all" && status !== s.status) return false;

@@ -20,6 +20,7 @@ export async function loadStats() {
     ["QA fixed", stats.by_qa_status.fixed, ""],
     ["Completion rate", Math.round(stats.completion_rate * 100) + " %", ""],
     ["Messages / session", stats.messages_per_session.toFixed(1), ""],
+    ["Customer rating", stats.csat.responses ? stats.csat.average.toFixed(1) + " ★ (" + stats.csat.responses + ")" : "—", "csat"],
     ["Open escalations", stats.escalations.unassigned + " unassigned • " + stats.escalations.in_progress + " in progress", "escalations"]];
   $("stat-cards").replaceChildren.apply($("stat-cards"), cards.map(function (c) {
     return el("div", { class: "col-6 col-md-3 col-xl" }, el("div", { class: "card card-body py-2 stat " + c[2], "data-stat": c[0] },

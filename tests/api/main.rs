@@ -10,6 +10,7 @@ mod attachments;
 mod browser;
 mod chat;
 mod cluster;
+mod csat;
 mod dashboard;
 mod durability;
 mod email;

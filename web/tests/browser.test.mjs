@@ -519,6 +519,34 @@ test('attachments: a visitor pastes a screenshot the dashboard shows, and a staf
   assert.equal(readFileSync(await download.path(), 'latin1'), PDF.toString('latin1'));
 });
 
+test('a visitor rates a resolved chat in the widget, and the dashboard shows the rating', async () => {
+  const [, chat] = await openWidget();
+  await say(chat, 'Do you open on Saturdays?');
+  await waitForReply(chat, 1);
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  const staff = await newPage();
+  await signIn(staff, 'admin', ADMIN_PASSWORD);
+  const row = await findSessionRow(staff, 'open on Saturdays');
+  const id = await row.getAttribute('data-id');
+  assert.equal((await apiCall(admin, 'PUT', `/api/sessions/${id}`, { status: 'resolved' })).status, 200);
+  // Resolved: the widget asks, once.
+  await chat.waitForSelector('#csat:not([hidden])');
+  assert.equal(await chat.locator('#csat-send').isDisabled(), true, 'no score, nothing to send');
+  await chat.click('#csat [data-score="4"]');
+  await chat.fill('#csat-comment', 'Quick answer, <b>thanks</b>');
+  await chat.click('#csat-send');
+  await chat.waitForSelector('#csat .thanks');
+  await staff.waitForFunction(async (sid) => {
+    const r = await fetch('/api/sessions/' + sid); const d = await r.json();
+    return d.session.csat_score === 4;
+  }, id);
+  await row.locator('a').first().click();
+  await staff.waitForSelector('#s-customer dd:text("4 / 5 — Quick answer, <b>thanks</b>")');
+  // The rating filter finds it.
+  await staff.goto(`${base}/#/sessions?csat=4`);
+  await staff.waitForSelector(`#sessions-body tr[data-id="${id}"]`);
+});
+
 test('an admin adds a canned response; /shortcut inserts it expanded; a private note stays with staff', async () => {
   const admin = await newPage();
   await signIn(admin, 'admin', ADMIN_PASSWORD);

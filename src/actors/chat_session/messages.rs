@@ -165,10 +165,11 @@ pub struct StatusChanged(pub SessionStatus);
 impl Handler<StatusChanged> for ChatSession {
     type Result = ();
 
-    fn handle(&mut self, StatusChanged(status): StatusChanged, _: &mut Context<Self>) {
+    fn handle(&mut self, StatusChanged(status): StatusChanged, ctx: &mut Context<Self>) {
         if status == SessionStatus::Resolved {
             // Stored with the status: the AI answers again.
             self.handler = SessionHandler::Ai;
+            self.ask_for_rating(ctx);
         }
         if self.status != status {
             self.status = status;

@@ -46,13 +46,14 @@ use super::persistence::{MessageRow, NewSessionRow, OutboxRow, PersistError, Ses
 use super::supervisor::SessionEvent;
 use crate::agents::{AgentError, AgentReply, AgentRequest, HISTORY_LEN, HistoryItem};
 use crate::domain::{
-    Attachment, Channel, ClientMsgId, MessageBody, Completion, Customer, Handler as SessionHandler, MessageRole, Seq, SessionId,
+    Attachment, Channel, ClientMsgId, Csat, MessageBody, Completion, Customer, Handler as SessionHandler, MessageRole, Seq, SessionId,
     SessionStatus,
 };
 use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{MessageView, ServerFrame, StaffFrame, close, error_code, error_frame};
 
 mod agent;
+mod csat;
 mod messages;
 mod outbox;
 mod snapshot;
@@ -106,6 +107,8 @@ struct Pending {
     role: MessageRole,
     text: String,
     attachments: Vec<Attachment>,
+    /// A visitor's answer to the rating question: the agent does not reply.
+    is_rating: bool,
     client_msg_id: Option<String>,
     origin: Origin,
     /// The staff member who wrote an `agent` message.
@@ -157,6 +160,11 @@ pub struct ChatSession {
     write_backoff: Duration,
     /// A visitor message is stored that the agent has not answered yet.
     needs_answer: bool,
+    /// Messenger/WhatsApp: asked the customer for a rating; they gave one.
+    csat_asked: bool,
+    csat_given: bool,
+    /// A rating question or thanks to send after the current write.
+    rating_prompt: Option<csat::RatingPrompt>,
     agent_running: bool,
     /// Since when nothing happened and nobody is attached (eviction clock).
     idle_since: Instant,
@@ -196,6 +204,9 @@ impl ChatSession {
             unsaved: snapshot.unsaved,
             write_backoff: WRITE_RETRY_FIRST,
             needs_answer,
+            csat_asked: s.csat_asked,
+            csat_given: s.csat_given,
+            rating_prompt: None,
             agent_running: false,
             idle_since: Instant::now(),
             fence: snapshot.fence,

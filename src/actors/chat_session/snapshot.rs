@@ -48,6 +48,8 @@ impl SessionSnapshot {
             external_id: row.external_id.clone(),
             relay: false,
             staff_read_seq: 0,
+            csat_asked: false,
+            csat_given: false,
         };
         Self { id, stored, unsaved: Some(row), fence: None }
     }

@@ -18,7 +18,7 @@ impl ChatSession {
             self.check_completion(&text, &mut patch, &mut outbox);
         }
         outbox.extend(self.outgoing(&text, &[]));
-        self.queued.push_back(Pending { role, text, attachments: Vec::new(), client_msg_id: None, origin, author: None, external_id: None, ack_to: Vec::new(), patch, outbox });
+        self.queued.push_back(Pending { role, text, attachments: Vec::new(), is_rating: false, client_msg_id: None, origin, author: None, external_id: None, ack_to: Vec::new(), patch, outbox });
         self.write(ctx);
     }
 
@@ -232,8 +232,13 @@ impl ChatSession {
         let frame = ServerFrame::Message { message: &view }.encode();
         // A visitor's own socket has its ack; their other tabs get the message.
         self.broadcast(&frame, &skip);
-        if pending.origin == Origin::Visitor {
+        if pending.origin == Origin::Visitor && !pending.is_rating {
             self.needs_answer = true;
+        }
+        if pending.is_rating {
+            self.rating_prompt = Some(super::csat::RatingPrompt::Thank);
+        } else if pending.patch.completion.is_some() {
+            self.rating_prompt = Some(super::csat::RatingPrompt::Ask);
         }
         let view = Arc::new(view);
         self.hub.supervisor.event(SessionEvent::MessageStored { session_id: self.id, message: view.clone() });
@@ -266,6 +271,7 @@ impl ChatSession {
             self.broadcast(&frame, &[]);
         }
         self.hub.supervisor.event(SessionEvent::SessionChanged { session_id: self.id });
+        self.send_due_prompt(ctx);
         self.maybe_run_agent(ctx);
     }
 
@@ -361,8 +367,16 @@ impl ChatSession {
             // The replier takes an escalation nobody has taken (SPEC §11).
             patch.assign_if_unassigned = author.as_ref().map(|a| a.id);
         }
+        // A Messenger/WhatsApp customer answering the rating question with
+        // 1–5 rates the conversation; the agent does not answer that.
+        let rating = (origin == Origin::Visitor && self.csat_asked && !self.csat_given).then(|| Csat::from_reply(&text)).flatten();
+        let is_rating = rating.is_some();
+        if let Some(csat) = rating {
+            self.csat_given = true;
+            patch.csat = Some(csat);
+        }
         // A visitor who writes again in a resolved conversation reopens it.
-        if origin == Origin::Visitor && self.status == SessionStatus::Resolved {
+        if origin == Origin::Visitor && self.status == SessionStatus::Resolved && !is_rating {
             self.status = SessionStatus::Active;
             patch.status = Some(SessionStatus::Active);
         }
@@ -370,7 +384,7 @@ impl ChatSession {
             MessageKey::Client(id) => (Some(id), None),
             MessageKey::External(id) => (None, Some(id)),
         };
-        self.queued.push_back(Pending { role, text, attachments, client_msg_id, origin, author, external_id, ack_to: vec![ack], patch, outbox });
+        self.queued.push_back(Pending { role, text, attachments, is_rating, client_msg_id, origin, author, external_id, ack_to: vec![ack], patch, outbox });
         self.write(ctx);
     }
 }
