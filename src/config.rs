@@ -104,6 +104,20 @@ pub struct Config {
     #[arg(long, env = "N8N_WEBHOOK_SECRET", hide_env_values = true)]
     pub n8n_webhook_secret: Option<String>,
 
+    /// Where `ai.alert` events go (AI-health thresholds crossed), signed
+    /// the Standard Webhooks way with ALERT_WEBHOOK_SECRET if set. They also
+    /// go to QA_ALERT_EMAILS when Resend is configured.
+    #[arg(long, env = "ALERT_WEBHOOK_URL")]
+    pub alert_webhook_url: Option<String>,
+
+    #[arg(long, env = "ALERT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub alert_webhook_secret: Option<String>,
+
+    /// Seconds between checks of the AI-health alert thresholds (and pushes
+    /// of the health card to dashboards).
+    #[arg(long, env = "AI_HEALTH_CHECK_SECS", default_value_t = 15)]
+    pub ai_health_check_secs: u64,
+
     /// Resend API key for QA alert emails and emails to leads.
     #[arg(long, env = "RESEND_API_KEY", hide_env_values = true)]
     pub resend_api_key: Option<String>,

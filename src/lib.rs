@@ -23,7 +23,8 @@
 //!  agents delivery channels     outside services: AI agents, n8n/Resend/Meta, Meta's webhooks
 //!  sites completion email       the websites a widget may sit on, completion rules, email templates,
 //!  attachments                  the object store holding files sent in conversations
-//!  auth client_ip limits        passwords, logins, API keys; who the client is; per-IP limits
+//!  auth client_ip limits        passwords, logins, API keys; who the client is; per-IP limits;
+//!  ai_health                    the AI's health counters over a sliding window
 //!  store                        every SQL statement, one file per table group
 //!  domain protocol error        validated types, frames and codes, the one error shape
 //!  outbound                     the bounded writer queue of every socket
@@ -51,6 +52,8 @@
 //!   rows and its own `StoreError`.
 //! - [`client_ip`]: the client's address behind trusted proxies.
 //! - [`limits`]: per-IP socket caps, new conversations per IP, rate limits.
+//! - [`ai_health`]: replies, latency, timeouts, fallbacks, errors, loops and
+//!   stuck typing per minute, for the health card and its alerts.
 //! - [`domain`]: validated types the rest of the code passes around.
 //! - [`protocol`]: the wire frames, error codes and close codes.
 //! - [`error`]: the one JSON error shape and the HTTP status of each failure.
@@ -62,6 +65,7 @@
 
 pub mod actors;
 pub mod agents;
+pub mod ai_health;
 pub mod attachments;
 pub mod auth;
 pub mod bus;

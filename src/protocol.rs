@@ -252,6 +252,10 @@ pub enum StaffFrame<'a> {
     /// Messenger/WhatsApp reported our reply `seq` `delivered`, `read` or `failed`.
     Delivery { session_id: SessionId, seq: Seq, status: &'a str },
     Typing { session_id: SessionId, role: crate::domain::MessageRole, on: bool },
+    /// (extra) The AI-health card: this node's last `minutes` minutes.
+    AiHealth { health: &'a crate::domain::AiHealthReport },
+    /// An AI-health threshold was crossed (SPEC §16).
+    AiAlert { metric: &'a str, value: f64, max: f64, minutes: i32 },
     Ack { session_id: SessionId, client_msg_id: &'a str, seq: Seq },
     Takeover { session_id: SessionId, handler: crate::domain::Handler },
     Error {

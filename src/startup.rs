@@ -105,6 +105,8 @@ impl Application {
         let sockets = open_sockets.clone();
         let (persistence, supervisor, notifier) = (actors.persistence.clone(), actors.supervisor.clone(), actors.notifier.clone());
         let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence, supervisor, notifier, agent, rules, cluster.clone())?);
+        let check_every = Duration::from_secs(config.ai_health_check_secs.max(1));
+        actix_web::rt::spawn(crate::actors::ai_watch::watch(hub.clone(), check_every, shutting_down.clone()));
         let state = web::Data::new(AppState::new(db, &config, hub.clone(), attachments, shutting_down));
         let cluster = cluster.map(|cluster| ClusterNode::serve(cluster, hub, state.clone()));
 

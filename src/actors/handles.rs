@@ -276,6 +276,12 @@ impl SupervisorHandle {
         self.fell_behind.store(true, Ordering::SeqCst);
     }
 
+    /// A frame for every dashboard on this node (best effort: dropped when
+    /// the mailbox is full; the next one follows shortly).
+    pub fn to_all_dashboards(&self, frame: bytestring::ByteString) {
+        let _ = self.addr.try_send(super::supervisor::ToAllDashboards(frame));
+    }
+
     /// A dashboard socket opened (one per socket: always delivered).
     pub fn dashboard_connected(&self, outbound: Outbound) {
         self.addr.do_send(DashboardConnected(outbound));

@@ -38,6 +38,8 @@ pub struct Hub {
     /// For best-effort calls to channels (typing indicators).
     pub http: reqwest::Client,
     pub rules: Rules,
+    /// What the AI did recently, as the conversations report it.
+    pub ai_health: Arc<crate::ai_health::AiHealth>,
     /// Live conversations (with the fencing number of their lease, on
     /// several nodes). An entry whose actor has stopped is replaced on the
     /// next lookup; the actor removes its own entry when it stops.
@@ -83,6 +85,7 @@ impl Hub {
             agent,
             http,
             rules,
+            ai_health: Default::default(),
             sessions: DashMap::new(),
             cluster,
             starting: DashMap::new(),

@@ -10,7 +10,9 @@
 //! - [`handles`]: the typed handles, the only way in from outside `actors/`.
 //! - [`cluster`]: several nodes: leases, the remote side of `SessionHandle`,
 //!   and what a node serves to the others over the bus.
+//! - [`ai_watch`]: the AI-health card pushed to dashboards, and its alerts.
 
+pub mod ai_watch;
 pub mod chat_session;
 pub mod cluster;
 pub mod handles;

@@ -69,6 +69,11 @@ pub struct DashboardConnected(pub Outbound);
 #[rtype(result = "()")]
 pub struct DashboardGone(pub ConnId);
 
+/// A frame for every dashboard of this node (the AI-health card and alerts).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ToAllDashboards(pub ByteString);
+
 /// Start streaming a conversation's messages to a dashboard. Frames carry a
 /// dedupe key so the socket can drop live frames its backlog already covered.
 #[derive(Message)]
@@ -290,6 +295,14 @@ impl Handler<DashboardConnected> for Supervisor {
     fn handle(&mut self, DashboardConnected(outbound): DashboardConnected, _: &mut Context<Self>) {
         self.dashboards.insert(outbound.id, outbound);
         metrics::gauge!("chathub_dashboard_sockets").set(self.dashboards.len() as f64);
+    }
+}
+
+impl Handler<ToAllDashboards> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, ToAllDashboards(frame): ToAllDashboards, _: &mut Context<Self>) {
+        self.to_all(&frame);
     }
 }
 

@@ -23,11 +23,12 @@ const RETRY_DELAY: Duration = Duration::from_millis(300);
 pub struct WebhookAgent {
     url: String,
     http: reqwest::Client,
+    timeout: Duration,
 }
 
 impl WebhookAgent {
     pub fn new(url: String, timeout: Duration) -> anyhow::Result<Self> {
-        Ok(Self { url, http: super::http_client(timeout)? })
+        Ok(Self { url, http: super::http_client(timeout)?, timeout })
     }
 }
 
@@ -39,6 +40,7 @@ impl Agent for WebhookAgent {
     fn reply(&self, request: AgentRequest) -> BoxFuture<'static, Result<AgentReply, AgentError>> {
         let http = self.http.clone();
         let url = self.url.clone();
+        let timeout_secs = self.timeout.as_secs();
         let body = json!({
             "session_id": request.session_id,
             "channel": request.channel,
@@ -62,7 +64,8 @@ impl Agent for WebhookAgent {
                         last_error = Some(AgentError::Status(response.status().as_u16()));
                     }
                     Ok(response) => return Err(AgentError::Status(response.status().as_u16())),
-                    Err(e) if e.is_timeout() => return Err(AgentError::Transport(format!("timed out: {e}"))),
+                    // The client's timeout is the agent's (`AGENT_TIMEOUT_SECS`).
+                    Err(e) if e.is_timeout() => return Err(AgentError::Timeout(timeout_secs)),
                     Err(e) => last_error = Some(AgentError::Transport(e.to_string())),
                 }
             }

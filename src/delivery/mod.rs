@@ -68,6 +68,10 @@ pub fn unconfigured(config: &Config, event_type: &str) -> Option<&'static str> {
             missing(config.qa_alert_emails.as_deref().is_none_or(|r| r.trim().is_empty()), "QA_ALERT_EMAILS is not set")
         }),
         "email.send" => missing(config.resend_api_key.is_none(), "RESEND_API_KEY is not set"),
+        "ai.alert" => missing(
+            config.alert_webhook_url.is_none() && (config.resend_api_key.is_none() || config.qa_alert_emails.as_deref().is_none_or(|r| r.trim().is_empty())),
+            "ALERT_WEBHOOK_URL is not set, nor RESEND_API_KEY with QA_ALERT_EMAILS",
+        ),
         "messenger.send" => missing(config.messenger_page_token.is_none(), "MESSENGER_PAGE_TOKEN is not set"),
         "whatsapp.send" => missing(
             config.whatsapp_token.is_none() || config.whatsapp_phone_number_id.is_none(),
@@ -91,10 +95,29 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, files: &A
         "lead.completed" => n8n::deliver(http, config, db, job).await,
         "qa.issue" => resend::deliver(http, config, db, job).await,
         "email.send" => resend::send_lead_email(http, config, db, job).await,
+        "ai.alert" => ai_alert(http, config, job).await,
         "messenger.send" => meta::send_messenger(http, config, files, job).await,
         "whatsapp.send" => meta::send_whatsapp(http, config, files, job).await,
         _ => Outcome::Permanent { status: None, error: format!("no target for event type {}", job.event_type) },
     }
+}
+
+/// `ai.alert` to `ALERT_WEBHOOK_URL` and to the QA alert emails, whichever
+/// are set; delivered when every one of them took it (a retry sends both
+/// again, under the same idempotency key).
+async fn ai_alert(http: &reqwest::Client, config: &Config, job: &Job) -> Outcome {
+    let mut outcome = Outcome::Skipped { reason: "no alert target" };
+    if let Some(url) = &config.alert_webhook_url {
+        outcome = n8n::post_signed(http, url, config.alert_webhook_secret.as_deref(), job, job.payload.clone()).await;
+        if !matches!(outcome, Outcome::Delivered { .. }) {
+            return outcome;
+        }
+    }
+    let emails_set = config.resend_api_key.is_some() && config.qa_alert_emails.as_deref().is_some_and(|r| !r.trim().is_empty());
+    if emails_set {
+        outcome = resend::send_ai_alert(http, config, job).await;
+    }
+    outcome
 }
 
 /// What an attempt changed besides its outbox row: a reply to Messenger or

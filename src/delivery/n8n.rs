@@ -23,8 +23,14 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
     };
     let mut data = job.payload.clone();
     data["transcript"] = json!(transcript);
+    post_signed(http, url, config.n8n_webhook_secret.as_deref(), job, data).await
+}
+
+/// Posts `{"type","timestamp","data"}` for `job`, signed with `secret`
+/// when there is one (also used for `ai.alert` webhooks).
+pub async fn post_signed(http: &reqwest::Client, url: &str, secret: Option<&str>, job: &Job, data: serde_json::Value) -> Outcome {
     let body = serde_json::to_vec(&json!({
-        "type": "lead.completed",
+        "type": job.event_type,
         "timestamp": crate::protocol::rfc3339::format(&chrono::Utc::now()),
         "data": data,
     }))
@@ -35,7 +41,7 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
         .header("content-type", "application/json")
         .header("webhook-id", &job.idempotency_key)
         .header("webhook-timestamp", timestamp.to_string());
-    if let Some(secret) = &config.n8n_webhook_secret {
+    if let Some(secret) = secret {
         request = request.header("webhook-signature", sign(secret, &job.idempotency_key, timestamp, &body));
     }
     match request.body(body).send().await {

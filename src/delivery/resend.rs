@@ -88,6 +88,24 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
     post(http, config, key, job, &email).await
 }
 
+/// `ai.alert` to the QA alert recipients: which AI-health threshold was
+/// crossed, by how much, with a link to the dashboard.
+pub async fn send_ai_alert(http: &reqwest::Client, config: &Config, job: &Job) -> Outcome {
+    let Some(key) = &config.resend_api_key else { return super::skipped(config, job) };
+    let recipients: Vec<&str> = config.qa_alert_emails.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if recipients.is_empty() {
+        return super::skipped(config, job);
+    }
+    let p = &job.payload;
+    let (metric, value, max, minutes) = (p["metric"].as_str().unwrap_or("?"), &p["value"], &p["max"], &p["minutes"]);
+    let subject = format!("chathub: AI alert, {metric} is {value} (over {max} in {minutes} min)");
+    let link = format!("{}/#/sessions", config.public_url.trim_end_matches('/'));
+    let text = format!("The AI's {metric} reached {value} over the last {minutes} minutes; the alert threshold is {max}.\n\nOpen the dashboard: {link}\n");
+    let html = format!("<p>{}</p><p><a href=\"{}\">Open the dashboard</a></p>", crate::email::render::escape_html(&text.lines().next().unwrap_or_default()), crate::email::render::escape_html(&link));
+    let email = json!({ "from": config.email_from, "to": recipients, "subject": subject, "html": html, "text": text });
+    post(http, config, key, job, &email).await
+}
+
 pub async fn send_lead_email(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
     let Some(key) = &config.resend_api_key else { return super::skipped(config, job) };
     let Some(id) = super::email_id(job) else {

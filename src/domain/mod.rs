@@ -2,6 +2,7 @@
 //! handlers, socket frames, CLI), so the rest of the code never re-checks a
 //! bare string.
 
+mod ai_health;
 mod attachment;
 mod chat;
 mod csat;
@@ -9,6 +10,7 @@ pub mod email;
 pub mod listing;
 pub mod role;
 
+pub use ai_health::*;
 pub use attachment::*;
 pub use chat::*;
 pub use csat::*;

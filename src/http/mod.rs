@@ -1,6 +1,7 @@
 //! HTTP routes, one file per route group, mounted from the route table in
 //! `routes`, and the JSON error shape they share.
 
+pub mod ai_health;
 pub mod assets;
 pub mod attachments;
 pub mod auth;

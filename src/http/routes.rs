@@ -14,7 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use actix_web::{Route, web};
 
-use super::{assets, attachments, auth, canned, deliveries, emails, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
+use super::{ai_health, assets, attachments, auth, canned, deliveries, emails, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
 use crate::auth::access::{ANY_STAFF, Access, Principal, authenticate, bearer, check_csrf, is_api_key};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -88,6 +88,9 @@ pub fn table() -> Vec<RouteSpec> {
         route!(POST "/api/sessions/bulk", Staff(HANDLERS), "Archive, unarchive or delete many sessions", alias, sessions::bulk),
         route!(GET "/api/sessions/{id}", StaffOrMachine(ANY_STAFF), "A session with its transcript (paged by seq) and QA history", alias, sessions::detail),
         route!(PUT "/api/sessions/{id}", Staff(HANDLERS), "Change status, priority or assignee", alias, sessions::update),
+        route!(GET "/api/ai-health", Staff(ANY_STAFF), "The AI's replies, latency, timeouts, fallbacks, errors, loops and stuck typing over a window (this node)", ai_health::health),
+        route!(GET "/api/ai-health/alerts", Staff(ANY_STAFF), "The AI-health alert thresholds", ai_health::alerts),
+        route!(PUT "/api/ai-health/alerts", Staff(ADMINS), "Replace the AI-health alert thresholds", ai_health::set_alerts),
         route!(POST "/api/attachments", Conversation { roles: HANDLERS, machine: false }, "Upload a file (multipart `file`) into a conversation", attachments::upload),
         route!(GET "/api/attachments/{id}", Conversation { roles: ANY_STAFF, machine: true }, "A conversation's file: its visitor (token) or staff", attachments::download),
         route!(DELETE "/api/sessions/{id}", Staff(DEVELOPERS), "Delete a session and its messages", alias, sessions::delete),

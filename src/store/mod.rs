@@ -18,7 +18,9 @@
 //! - `reads`: how far the visitor and staff have read each conversation.
 //! - `attachments`: who may read each stored file, and the message carrying it.
 //! - `csat`: the customer's rating of a conversation.
+//! - `ai_alerts`: AI-health alert thresholds and the `ai.alert` rows they raise.
 
+pub mod ai_alerts;
 pub mod attachments;
 pub mod canned;
 pub mod conversation_writes;

@@ -6,6 +6,7 @@ mod helpers;
 mod nodes;
 mod ws_client;
 
+mod ai_health;
 mod attachments;
 mod browser;
 mod chat;

@@ -3,6 +3,7 @@
 //! as it streams, and its answer (or the fallback) is queued as a reply.
 
 use super::*;
+use crate::ai_health::Signal;
 
 /// Partial-answer updates buffered from a streaming agent (extra ones are skipped).
 const PARTIALS_BUFFER: usize = 8;
@@ -20,7 +21,17 @@ impl ChatSession {
         let Some(last_text) = self.transcript.back().map(text_for_agent) else { return };
         self.needs_answer = false;
         self.agent_running = true;
+        self.agent_runs += 1;
         self.set_typing(MessageRole::Ai, true);
+        // The agent call has a timeout of its own; a typing indicator still
+        // on after it (and a little more) is stuck.
+        let run = self.agent_runs;
+        let stuck_after = Duration::from_secs(self.hub.config.limits.agent_timeout_secs) + STUCK_TYPING_GRACE;
+        ctx.run_later(stuck_after, move |actor, _| {
+            if actor.agent_running && actor.agent_runs == run {
+                actor.hub.ai_health.record(Signal::StuckTyping);
+            }
+        });
         if let (Channel::Messenger, Some(psid)) = (self.channel, self.external_id.clone()) {
             let (http, config) = (self.hub.http.clone(), self.hub.config.clone());
             actix::spawn(async move { crate::delivery::meta::messenger_typing(&http, &config, &psid).await });
@@ -68,6 +79,8 @@ impl ChatSession {
             // Staff took over while the agent was thinking: their word wins.
             Ok(_) if self.handler == SessionHandler::Human => {}
             Ok(reply) => {
+                self.hub.ai_health.record(Signal::Reply { latency_ms: took.as_millis() as u64 });
+                self.count_repeats(&reply.text);
                 let mut patch = SessionPatch::default();
                 if let Some(customer) = reply.customer {
                     self.customer.merge(customer.clone());
@@ -86,6 +99,9 @@ impl ChatSession {
             }
             Err(e) => {
                 metrics::counter!("chathub_agent_failures_total").increment(1);
+                let failure = if matches!(e, AgentError::Timeout(_)) { Signal::Timeout } else { Signal::Error };
+                self.hub.ai_health.record(failure);
+                self.hub.ai_health.record(Signal::Fallback);
                 tracing::warn!(session = %self.id, agent = self.hub.agent.name(), error = %e, "the agent failed; sending the fallback");
                 self.hub.record_error(
                     "agent",
@@ -97,6 +113,24 @@ impl ChatSession {
             }
         }
         self.maybe_run_agent(ctx);
+    }
+}
+
+/// Identical AI answers in a row that count as a loop (SPEC §16).
+const LOOP_REPEATS: u32 = 3;
+/// Past the agent's timeout, how long a typing indicator may stay on.
+const STUCK_TYPING_GRACE: Duration = Duration::from_secs(2);
+
+impl ChatSession {
+    /// Counts the AI saying the same again; the third time in a row is one
+    /// loop (a fourth is the same loop, until the text changes).
+    fn count_repeats(&mut self, text: &str) {
+        let same = self.last_ai_text.as_deref().is_some_and(|last| last.trim() == text.trim());
+        self.ai_repeats = if same { self.ai_repeats + 1 } else { 1 };
+        self.last_ai_text = Some(text.to_owned());
+        if self.ai_repeats == LOOP_REPEATS {
+            self.hub.ai_health.record(Signal::Loop);
+        }
     }
 }
 

@@ -166,6 +166,11 @@ pub struct ChatSession {
     /// A rating question or thanks to send after the current write.
     rating_prompt: Option<csat::RatingPrompt>,
     agent_running: bool,
+    /// Agent calls started (a stuck typing check names the run it is about).
+    agent_runs: u64,
+    /// The AI's last answer and how many times in a row it was the same.
+    last_ai_text: Option<String>,
+    ai_repeats: u32,
     /// Since when nothing happened and nobody is attached (eviction clock).
     idle_since: Instant,
     /// Several nodes: the fencing number of this node's lease, sent with
@@ -208,6 +213,9 @@ impl ChatSession {
             csat_given: s.csat_given,
             rating_prompt: None,
             agent_running: false,
+            agent_runs: 0,
+            last_ai_text: None,
+            ai_repeats: 0,
             idle_since: Instant::now(),
             fence: snapshot.fence,
         }
