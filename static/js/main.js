@@ -11,7 +11,9 @@
  *   emails    a session's emails and "Email the lead";  templates  email templates
  *   alerts    tab title count, sound and desktop notifications
  *   workflow  resolve/reopen, priority and assignee of one session
- *   queues    escalations, errors, deliveries;  users;  settings;  testai */
+ *   queues    escalations, errors, deliveries;  users;  settings;  testai
+ *   files     attachments in the transcript and the reply box
+ *   aihealth  the AI-health card, its alerts and their settings */
 import { hooks } from "./core.js";
 import "./theme.js";
 import "./testai.js";

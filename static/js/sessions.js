@@ -3,6 +3,7 @@
 import { $, api, badge, confirmAction, copyButton, customerName, el, embedSnippet, state, toast, when } from "./core.js";
 import { FILTERS, currentFilters, parseHash } from "./hash.js";
 import { loadStats, scheduleStats } from "./stats.js";
+import { loadHealth } from "./aihealth.js";
 import { renderSessionPanels } from "./session.js";
 
 $("filters").addEventListener("submit", function (e) {
@@ -43,6 +44,7 @@ export async function loadSessions(query) {
     renderRows();
   } catch (err) { toast("Could not load sessions: " + err.message, "danger"); }
   loadStats();
+  loadHealth();
 }
 function rowFor(s) {
   var box = el("input", { class: "form-check-input", type: "checkbox", "aria-label": "Select " + customerName(s) });

@@ -2,9 +2,11 @@
  * responses (canned.js) and sites. */
 import { $, api, confirmAction, copyButton, el, embedSnippet, toast, when } from "./core.js";
 import { loadCannedSettings } from "./canned.js";
+import { loadAlertSettings } from "./aihealth.js";
 
 export async function loadSettings() {
   loadCannedSettings().catch(function (e) { toast(e.message, "danger"); });
+  loadAlertSettings().catch(function (e) { toast(e.message, "danger"); });
   var rules = await api("GET", "/api/completion-rules");
   $("booking-url").textContent = rules.booking_url;
   $("rules-body").replaceChildren.apply($("rules-body"), rules.rules.map(function (r) {

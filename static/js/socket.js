@@ -6,6 +6,7 @@ import { onSessionFrame, removeRows } from "./sessions.js";
 import { onSummary } from "./alerts.js";
 import { appendMessage, onVisitorRead, reportRead, showDelivery, showTyping } from "./session.js";
 import { onEmail } from "./emails.js";
+import { onAiAlert, showHealth } from "./aihealth.js";
 
 export function connectSocket() {
   var proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -26,6 +27,8 @@ export function connectSocket() {
     else if (frame.type === "delivery" && frame.session_id === state.watching) showDelivery(frame.seq, frame.status);
     else if (frame.type === "typing" && frame.session_id === state.watching) showTyping(frame.role, frame.on);
     else if (frame.type === "takeover" && frame.session_id === state.watching) $("s-takeover").checked = frame.handler === "human";
+    else if (frame.type === "ai_health") showHealth(frame.health);
+    else if (frame.type === "ai_alert") onAiAlert(frame);
     else if (frame.type === "error") toast(frame.message, "danger");
   };
   socket.onclose = function (event) {

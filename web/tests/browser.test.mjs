@@ -54,7 +54,7 @@ async function startServer() {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, DATABASE_URL: process.env.DATABASE_URL, ADMIN_PASSWORD,
            CHATHUB_BIND: `127.0.0.1:${port}`, CHATHUB_WORKERS: '2', RUST_LOG: process.env.CHATHUB_LOG || 'warn',
            RESEND_API_URL: resendUrl, RESEND_API_KEY: 're_browser_test', RESEND_WEBHOOK_SECRET,
-           CHATHUB_DATA_DIR: DATA_DIR },
+           CHATHUB_DATA_DIR: DATA_DIR, AI_HEALTH_CHECK_SECS: '1' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   for (let i = 0; i < 200; i++) {
@@ -545,6 +545,29 @@ test('a visitor rates a resolved chat in the widget, and the dashboard shows the
   // The rating filter finds it.
   await staff.goto(`${base}/#/sessions?csat=4`);
   await staff.waitForSelector(`#sessions-body tr[data-id="${id}"]`);
+});
+
+test('the AI-health card counts replies live, and an admin sets an alert limit', async () => {
+  const staff = await newPage();
+  await signIn(staff, 'admin', ADMIN_PASSWORD);
+  const replies = staff.locator('#ai-health [data-figure="replies"] dd');
+  await replies.waitFor();
+  const before = Number(await replies.textContent());
+  const [, chat] = await openWidget();
+  await say(chat, 'How healthy is the AI today?');
+  await waitForReply(chat, 1);
+  // Pushed over the socket: no reload.
+  await staff.waitForFunction((n) => Number(document.querySelector('#ai-health [data-figure="replies"] dd').textContent) > n, before);
+  assert.notEqual(await staff.locator('#ai-health [data-figure="latency_p95_ms"] dd').textContent(), '—');
+  await staff.goto(`${base}/#/settings`);
+  await staff.fill('#ai-alert-timeouts', '3');
+  await staff.fill('#ai-alerts-minutes', '10');
+  await staff.click('#ai-alerts-form button[type=submit]');
+  await staff.waitForSelector('#toasts .toast-body:text("Alerts saved")');
+  const admin = await apiLogin('admin', ADMIN_PASSWORD);
+  assert.deepEqual((await apiCall(admin, 'GET', '/api/ai-health/alerts')).body.alerts, [{ metric: 'timeouts', max: 3, minutes: 10 }]);
+  await staff.reload();
+  await staff.waitForFunction(() => document.querySelector('#ai-alert-timeouts') && document.querySelector('#ai-alert-timeouts').value === '3');
 });
 
 test('an admin adds a canned response; /shortcut inserts it expanded; a private note stays with staff', async () => {
