@@ -254,6 +254,8 @@ pub enum StaffFrame<'a> {
     Typing { session_id: SessionId, role: crate::domain::MessageRole, on: bool },
     /// (extra) The AI-health card: this node's last `minutes` minutes.
     AiHealth { health: &'a crate::domain::AiHealthReport },
+    /// A replay moved on (`running`) or finished (`done`), with its summary.
+    Replay { id: uuid::Uuid, status: &'a str, summary: &'a serde_json::Value },
     /// An AI-health threshold was crossed (SPEC §16).
     AiAlert { metric: &'a str, value: f64, max: f64, minutes: i32 },
     Ack { session_id: SessionId, client_msg_id: &'a str, seq: Seq },

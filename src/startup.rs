@@ -87,6 +87,10 @@ impl Application {
         let db = postgres::pool(&url, config.db_pool_size)?;
         crate::auth::users::ensure_first_admin(&db, config.admin_password.as_deref()).await?;
 
+        if config.nats_url.is_none() {
+            // One node: a replay still marked running died with the last process.
+            crate::store::replays::fail_running(&db).await?;
+        }
         let config = Arc::new(config);
         let agent = crate::agents::from_config(&config)?;
         let rules = Rules::new(RuleSet::load(&db, &config.booking_url).await?);

@@ -292,6 +292,11 @@ impl Hub {
 
     /// The visitor read up to `seq` (already stored): watchers on every node
     /// see it, and the list's summary (`visitor_read_seq`).
+    /// Replays `sessions` against the agent configured now, in the background.
+    pub fn replay(self: &Arc<Self>, id: Uuid, sessions: Vec<Uuid>) {
+        super::replay::start(self.clone(), id, sessions);
+    }
+
     /// A channel reported our reply `seq` `delivered`, `read` or `failed`
     /// (stored): watching dashboards show it.
     pub fn channel_status(&self, id: SessionId, seq: Seq, status: String) {

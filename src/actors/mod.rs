@@ -11,6 +11,7 @@
 //! - [`cluster`]: several nodes: leases, the remote side of `SessionHandle`,
 //!   and what a node serves to the others over the bus.
 //! - [`ai_watch`]: the AI-health card pushed to dashboards, and its alerts.
+//! - [`replay`]: conversations replayed against today's agent, in a sandbox.
 
 pub mod ai_watch;
 pub mod chat_session;
@@ -19,6 +20,7 @@ pub mod handles;
 pub mod hub;
 pub mod notifier;
 pub mod persistence;
+pub mod replay;
 pub mod supervisor;
 
 pub use handles::{Busy, HubActors, NotifierHandle, PersistenceHandle, SessionHandle, SupervisorHandle};

@@ -13,6 +13,7 @@ pub mod export;
 pub mod health;
 pub mod openapi;
 pub mod relay;
+pub mod replays;
 pub mod routes;
 pub mod sessions;
 pub mod settings;

@@ -14,7 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use actix_web::{Route, web};
 
-use super::{ai_health, assets, attachments, auth, canned, deliveries, emails, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
+use super::{ai_health, assets, attachments, auth, replays, canned, deliveries, emails, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
 use crate::auth::access::{ANY_STAFF, Access, Principal, authenticate, bearer, check_csrf, is_api_key};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -91,6 +91,9 @@ pub fn table() -> Vec<RouteSpec> {
         route!(GET "/api/ai-health", Staff(ANY_STAFF), "The AI's replies, latency, timeouts, fallbacks, errors, loops and stuck typing over a window (this node)", ai_health::health),
         route!(GET "/api/ai-health/alerts", Staff(ANY_STAFF), "The AI-health alert thresholds", ai_health::alerts),
         route!(PUT "/api/ai-health/alerts", Staff(ADMINS), "Replace the AI-health alert thresholds", ai_health::set_alerts),
+        route!(GET "/api/replays", Staff(ANY_STAFF), "Replays, newest first, with their summaries", replays::list),
+        route!(POST "/api/replays", Staff(DEVELOPERS), "Replay sessions against the agent configured now (a sandbox)", replays::create),
+        route!(GET "/api/replays/{id}", Staff(ANY_STAFF), "A replay: every turn's original and replayed answer, and the summary", replays::get),
         route!(POST "/api/attachments", Conversation { roles: HANDLERS, machine: false }, "Upload a file (multipart `file`) into a conversation", attachments::upload),
         route!(GET "/api/attachments/{id}", Conversation { roles: ANY_STAFF, machine: true }, "A conversation's file: its visitor (token) or staff", attachments::download),
         route!(DELETE "/api/sessions/{id}", Staff(DEVELOPERS), "Delete a session and its messages", alias, sessions::delete),

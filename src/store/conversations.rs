@@ -156,6 +156,12 @@ pub async fn written_since(db: &Db, id: SessionId, channel: Channel, after: Seq,
 }
 
 /// The stored conversation a visitor token (its SHA-256) belongs to, with its site.
+/// The channel of session `id` (`web` if it is gone).
+pub async fn channel_of(db: &Db, id: Uuid) -> Result<Channel, StoreError> {
+    let row = db.get().await?.query_opt("SELECT channel FROM sessions WHERE id = $1", &[&id]).await?;
+    Ok(row.and_then(|r| Channel::parse(r.get(0))).unwrap_or(Channel::Web))
+}
+
 pub async fn find_by_visitor_token(db: &Db, token_hash: &[u8]) -> Result<Option<(SessionId, Option<Uuid>)>, StoreError> {
     let row = db.get().await?.query_opt("SELECT id, site_id FROM sessions WHERE visitor_token_hash = $1", &[&token_hash]).await?;
     Ok(row.map(|r| (SessionId(r.get(0)), r.get(1))))

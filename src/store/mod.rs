@@ -18,6 +18,7 @@
 //! - `reads`: how far the visitor and staff have read each conversation.
 //! - `attachments`: who may read each stored file, and the message carrying it.
 //! - `csat`: the customer's rating of a conversation.
+//! - `replays`: conversations replayed against today's agent, turn by turn.
 //! - `ai_alerts`: AI-health alert thresholds and the `ai.alert` rows they raise.
 
 pub mod ai_alerts;
@@ -33,6 +34,7 @@ pub mod errors;
 pub mod leases;
 pub mod notes;
 pub mod reads;
+pub mod replays;
 pub mod rules;
 pub mod session_edits;
 pub mod session_filter;

@@ -240,6 +240,12 @@ pub async fn messages(db: &Db, id: Uuid, after: Seq, limit: i64) -> Result<Vec<M
     Ok(rows.iter().map(|r| message_from_row(r, 0)).collect())
 }
 
+/// Those of `ids` that are stored sessions.
+pub async fn existing(db: &Db, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+    let rows = db.get().await?.query("SELECT id FROM sessions WHERE id = ANY($1)", &[&ids]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// The columns of a message object in a query over `messages`: `seq, role,
 /// text, created_at`, the display name of its staff author, and its
 /// attachments (six columns, read by `message_from_row`).

@@ -19,6 +19,7 @@ mod faults;
 mod foundation;
 mod integrations;
 mod receipts;
+mod replay;
 mod search;
 mod settings;
 mod staff;
