@@ -13,7 +13,8 @@
  *   workflow  resolve/reopen, priority and assignee of one session
  *   queues    escalations, errors, deliveries;  users;  settings;  testai
  *   files     attachments in the transcript and the reply box
- *   aihealth  the AI-health card, its alerts and their settings */
+ *   aihealth  the AI-health card, its alerts and their settings
+ *   replays   replays against today's agent, with the turn-by-turn diff */
 import { hooks } from "./core.js";
 import "./theme.js";
 import "./testai.js";

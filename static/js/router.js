@@ -8,6 +8,7 @@ import { loadUsers } from "./users.js";
 import { loadSettings } from "./settings.js";
 import { loadTemplates } from "./templates.js";
 import { screenShown } from "./alerts.js";
+import { loadReplays } from "./replays.js";
 
 export function show(view) {
   if ($("view-" + view).classList.contains("d-none")) window.scrollTo({ top: 0, behavior: "instant" }); // another screen starts at its top
@@ -30,6 +31,8 @@ export function route() {
   if (r.path === "/errors") { show("errors"); loadErrors(); return; }
   if (r.path === "/deliveries") { show("deliveries"); loadDeliveries(); return; }
   if (r.path === "/email-templates") { show("templates"); loadTemplates(); return; }
+  var replay = r.path.match(/^\/replays(?:\/([0-9a-f-]{36}))?$/);
+  if (replay) { show("replays"); loadReplays(replay[1]); return; }
   if (r.path === "/users" && can("admin")) { show("users"); loadUsers(); return; }
   if (r.path === "/settings" && can("admin")) { show("settings"); loadSettings(); return; }
   show("sessions");

@@ -7,6 +7,7 @@ import { onSummary } from "./alerts.js";
 import { appendMessage, onVisitorRead, reportRead, showDelivery, showTyping } from "./session.js";
 import { onEmail } from "./emails.js";
 import { onAiAlert, showHealth } from "./aihealth.js";
+import { onReplayFrame } from "./replays.js";
 
 export function connectSocket() {
   var proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -29,6 +30,7 @@ export function connectSocket() {
     else if (frame.type === "takeover" && frame.session_id === state.watching) $("s-takeover").checked = frame.handler === "human";
     else if (frame.type === "ai_health") showHealth(frame.health);
     else if (frame.type === "ai_alert") onAiAlert(frame);
+    else if (frame.type === "replay") onReplayFrame(frame);
     else if (frame.type === "error") toast(frame.message, "danger");
   };
   socket.onclose = function (event) {

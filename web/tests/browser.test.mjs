@@ -570,6 +570,30 @@ test('the AI-health card counts replies live, and an admin sets an alert limit',
   await staff.waitForFunction(() => document.querySelector('#ai-alert-timeouts') && document.querySelector('#ai-alert-timeouts').value === '3');
 });
 
+test('a replay started from the sessions list shows each turn side by side, and its JSON exports', async () => {
+  const [, chat] = await openWidget();
+  await say(chat, 'Please replay this conversation');
+  await waitForReply(chat, 1);
+  const staff = await newPage();
+  await signIn(staff, 'admin', ADMIN_PASSWORD);
+  const row = await findSessionRow(staff, 'Please replay this conversation');
+  const id = await row.getAttribute('data-id');
+  await row.locator('input[type=checkbox]').check();
+  await staff.click('#bulk-replay');
+  await staff.waitForSelector('#view-replays:not(.d-none) #replay-detail:not([hidden])');
+  await staff.waitForSelector('#replay-title:text("done")');
+  const turn = staff.locator(`#replay-sessions [data-session="${id}"] .replay-turn`).first();
+  // The demo agent answers as it did: the same, side by side.
+  assert.equal(await turn.getAttribute('data-same'), 'true');
+  assert.match(await turn.textContent(), /Please replay this conversation/);
+  assert.equal(await turn.locator('.original').textContent(), await turn.locator('.replayed').textContent());
+  assert.equal(await staff.locator(`#replays-body tr[data-replay]`).count() >= 1, true);
+  const [download] = await Promise.all([staff.waitForEvent('download'), staff.click('#replay-export')]);
+  const exported = JSON.parse(readFileSync(await download.path(), 'utf8'));
+  assert.equal(exported.sessions[0].session_id, id);
+  assert.equal(exported.summary.changed, 0);
+});
+
 test('an admin adds a canned response; /shortcut inserts it expanded; a private note stays with staff', async () => {
   const admin = await newPage();
   await signIn(admin, 'admin', ADMIN_PASSWORD);
@@ -980,7 +1004,8 @@ test('axe finds no serious or critical accessibility violations on any screen, l
     if (await page.getAttribute('html', 'data-bs-theme') !== theme) await page.click('#theme-toggle');
     for (const [hash, ready] of [['#/sessions', '#sessions-body tr[data-id]'], [`#/sessions/${sessionId}`, '#transcript li'],
       ['#/escalations', '#escalations-body tr'], ['#/errors', '#errors-body tr'], ['#/deliveries', '#deliveries-body tr'],
-      ['#/email-templates', '#templates-body tr'], ['#/users', '#users-body tr'], ['#/settings', '#sites-body tr']]) {
+      ['#/email-templates', '#templates-body tr'], ['#/users', '#users-body tr'], ['#/settings', '#sites-body tr'],
+      ['#/replays', '#view-replays:not(.d-none)']]) {
       await page.evaluate((h) => { location.hash = h; }, hash);
       await page.waitForSelector(ready);
       await assertAccessible(page, `${hash} (${theme})`);
