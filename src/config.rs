@@ -222,11 +222,45 @@ pub struct Config {
     #[command(flatten)]
     pub attachments: AttachmentSettings,
 
+    #[command(flatten)]
+    pub calls: CallSettings,
+
     /// Reverse proxies (comma-separated IPs or CIDRs) whose X-Forwarded-For /
     /// Forwarded headers name the client for the per-IP limits. Empty: the
     /// TCP peer is the client and those headers are ignored.
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = crate::client_ip::TrustedProxies::parse)]
     pub trusted_proxies: crate::client_ip::TrustedProxies,
+}
+
+/// Video calls (SPEC §14): ringing and reconnect times, and the ICE servers
+/// browsers are given (chathub relays signaling only, never media).
+#[derive(Debug, Clone, Args)]
+pub struct CallSettings {
+    /// STUN (or TURN without credentials) URLs, comma-separated, e.g.
+    /// `stun:stun.example.com:3478`. Empty: host candidates only (a LAN).
+    #[arg(long, env = "ICE_SERVERS", default_value = "")]
+    pub ice_servers: String,
+
+    /// TURN URLs (comma-separated, e.g. `turn:turn.example.com:3478?transport=udp`)
+    /// given with short-lived credentials minted from TURN_SECRET.
+    #[arg(long, env = "TURN_URLS", default_value = "")]
+    pub turn_urls: String,
+
+    /// coturn's `static-auth-secret` (its `use-auth-secret` REST scheme).
+    #[arg(long, env = "TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// Seconds a minted TURN credential is valid.
+    #[arg(long, env = "TURN_TTL_SECS", default_value_t = 3600)]
+    pub turn_ttl_secs: u64,
+
+    /// Seconds a call rings before it is `missed`.
+    #[arg(long, env = "CALL_RING_TIMEOUT_SECS", default_value_t = 30)]
+    pub ring_timeout_secs: u64,
+
+    /// Seconds a call survives a dropped socket (either side) before it ends.
+    #[arg(long, env = "CALL_GRACE_SECS", default_value_t = 10)]
+    pub grace_secs: u64,
 }
 
 /// Where files sent in conversations are kept, and what may be sent (SPEC §12).

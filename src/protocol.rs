@@ -57,6 +57,10 @@ pub mod error_code {
     /// A rating on a conversation that has nothing stored yet, or one
     /// rated more than 24 h ago.
     pub const CSAT_CLOSED: &str = "csat_closed";
+    /// A call frame for a call this socket is not a party of, or one that
+    /// is over; or a call that cannot start (no visitor online, one already
+    /// running, not a web chat).
+    pub const CALL_REFUSED: &str = "call_refused";
     /// An attachment id that is unknown, not this sender's, or already sent
     /// in another message. Nothing was stored.
     pub const INVALID_ATTACHMENT: &str = "invalid_attachment";
@@ -89,6 +93,22 @@ pub enum VisitorFrame {
     Read {
         seq: i64,
     },
+    /// A video call: `accept`, `decline`, `hangup`, or `failed` (no camera,
+    /// permission refused; `reason` says which) (SPEC §14).
+    Call {
+        call_id: uuid::Uuid,
+        action: String,
+        #[serde(default)]
+        reason: Option<String>,
+        /// What the client's getStats() said, sent with `hangup`.
+        #[serde(default)]
+        quality: Option<serde_json::Value>,
+    },
+    /// WebRTC signaling for the other party of the call (SDP, ICE).
+    Signal {
+        call_id: uuid::Uuid,
+        data: serde_json::Value,
+    },
     /// The visitor rates the conversation (SPEC §16).
     Csat {
         score: i64,
@@ -119,7 +139,7 @@ pub fn parse_frame<T: serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| (error_code::INVALID_FRAME, format!("bad {kind} frame: {e}")))
 }
 
-pub const VISITOR_FRAME_TYPES: &[&str] = &["hello", "message", "typing", "read", "csat"];
+pub const VISITOR_FRAME_TYPES: &[&str] = &["hello", "message", "typing", "read", "csat", "call", "signal"];
 
 /// The message object of the wire contract.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -187,6 +207,14 @@ pub enum ServerFrame<'a> {
     Status { completion: Completion, status: SessionStatus },
     /// Staff have read the visitor's messages up to `seq` (`by: "agent"`).
     Read { by: MessageRole, seq: Seq },
+    /// A video call: `ring` (with `from`), `ended`, `missed`, `resumed`.
+    Call {
+        call_id: uuid::Uuid,
+        action: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<&'a str>,
+    },
+    Signal { call_id: uuid::Uuid, data: &'a serde_json::Value },
     Error {
         code: &'a str,
         message: &'a str,
@@ -235,9 +263,23 @@ pub enum DashboardFrame {
         session_id: SessionId,
         seq: i64,
     },
+    /// A video call: `start`, or `hangup` of `call_id` (SPEC §14).
+    Call {
+        session_id: SessionId,
+        action: String,
+        #[serde(default)]
+        call_id: Option<uuid::Uuid>,
+        #[serde(default)]
+        quality: Option<serde_json::Value>,
+    },
+    Signal {
+        session_id: SessionId,
+        call_id: uuid::Uuid,
+        data: serde_json::Value,
+    },
 }
 
-pub const DASHBOARD_FRAME_TYPES: &[&str] = &["watch", "unwatch", "say", "takeover", "typing", "read"];
+pub const DASHBOARD_FRAME_TYPES: &[&str] = &["watch", "unwatch", "say", "takeover", "typing", "read", "call", "signal"];
 
 /// A frame to a staff dashboard.
 #[derive(Debug, Serialize)]
@@ -254,6 +296,16 @@ pub enum StaffFrame<'a> {
     Typing { session_id: SessionId, role: crate::domain::MessageRole, on: bool },
     /// (extra) The AI-health card: this node's last `minutes` minutes.
     AiHealth { health: &'a crate::domain::AiHealthReport },
+    /// A video call of the session: `ringing`, `accepted`, `declined`,
+    /// `missed`, `ended`, `failed` (with `reason`), `resumed`.
+    Call {
+        session_id: SessionId,
+        call_id: uuid::Uuid,
+        action: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
+    },
+    Signal { session_id: SessionId, call_id: uuid::Uuid, data: &'a serde_json::Value },
     /// A replay moved on (`running`) or finished (`done`), with its summary.
     Replay { id: uuid::Uuid, status: &'a str, summary: &'a serde_json::Value },
     /// An AI-health threshold was crossed (SPEC §16).

@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+pub use super::chat_session::call::{StaffCallCommand, VisitorCallCommand};
+use super::chat_session::call::{StaffCall, VisitorCall};
 use super::chat_session::{
     AttachError, AttachVisitor, Attached, ChatSession, Deleted, DetachVisitor, ExternalMessage, LeaseLost, StaffSay,
     StaffRead, StaffTyping, StatusChanged, Takeover, TranscriptAfter, VisitorMessage, VisitorTyping,
@@ -142,6 +144,24 @@ impl SessionHandle {
                 rx.await.unwrap_or(Err(PersistError::Stopped))
             }
             Where::There(remote) => remote.staff_say_stored(author, client_msg_id, body).await,
+        }
+    }
+
+    /// A staff member's video-call command (start, hangup, signal). Calls
+    /// run on the node that runs the conversation: elsewhere it is `Busy`
+    /// (the dashboard is told the call cannot start there).
+    pub fn staff_call(&self, command: StaffCallCommand) -> Result<(), Busy> {
+        match &self.at {
+            Where::Here(addr) => addr.try_send(StaffCall(command)).map_err(|_| Busy),
+            Where::There(_) => Err(Busy),
+        }
+    }
+
+    /// A visitor socket's video-call frame (its socket is attached here).
+    pub fn visitor_call(&self, command: VisitorCallCommand) -> Result<(), Busy> {
+        match &self.at {
+            Where::Here(addr) => addr.try_send(VisitorCall(command)).map_err(|_| Busy),
+            Where::There(_) => Err(Busy),
         }
     }
 

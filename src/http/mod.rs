@@ -5,6 +5,7 @@ pub mod ai_health;
 pub mod assets;
 pub mod attachments;
 pub mod auth;
+pub mod calls;
 pub mod canned;
 pub mod deliveries;
 pub mod emails;

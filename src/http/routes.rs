@@ -14,7 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::HttpMessage;
 use actix_web::{Route, web};
 
-use super::{ai_health, assets, attachments, auth, replays, canned, deliveries, emails, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
+use super::{ai_health, assets, attachments, auth, calls, replays, canned, deliveries, emails, errors, export, health, openapi, relay, sessions, settings, sites, users, webhooks};
 use crate::auth::access::{ANY_STAFF, Access, Principal, authenticate, bearer, check_csrf, is_api_key};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -94,6 +94,7 @@ pub fn table() -> Vec<RouteSpec> {
         route!(GET "/api/replays", Staff(ANY_STAFF), "Replays, newest first, with their summaries", replays::list),
         route!(POST "/api/replays", Staff(DEVELOPERS), "Replay sessions against the agent configured now (a sandbox)", replays::create),
         route!(GET "/api/replays/{id}", Staff(ANY_STAFF), "A replay: every turn's original and replayed answer, and the summary", replays::get),
+        route!(GET "/api/calls/ice-servers", Conversation { roles: ANY_STAFF, machine: false }, "STUN/TURN servers for a video call, TURN with short-lived credentials", calls::ice_servers),
         route!(POST "/api/attachments", Conversation { roles: HANDLERS, machine: false }, "Upload a file (multipart `file`) into a conversation", attachments::upload),
         route!(GET "/api/attachments/{id}", Conversation { roles: ANY_STAFF, machine: true }, "A conversation's file: its visitor (token) or staff", attachments::download),
         route!(DELETE "/api/sessions/{id}", Staff(DEVELOPERS), "Delete a session and its messages", alias, sessions::delete),

@@ -62,6 +62,7 @@ pub async fn detail(
     let emails = store::emails::for_session(&state.db, *id).await?;
     let channel_receipts: Vec<serde_json::Value> =
         store::reads::channel_statuses(&state.db, *id).await?.into_iter().map(|(seq, status)| json!({ "seq": seq, "status": status })).collect();
+    let calls = store::calls::of_session(&state.db, *id).await?;
     let email_flag = match &session.customer.email {
         Some(address) => store::emails::address_flag(&state.db, address).await?,
         None => None,
@@ -74,6 +75,7 @@ pub async fn detail(
         "notes": notes,
         "emails": emails,
         "channel_receipts": channel_receipts,
+        "calls": calls,
         "email_flag": email_flag.map(|(reason, at)| json!({ "reason": reason, "at": crate::protocol::rfc3339::format(&at) })),
     })))
 }

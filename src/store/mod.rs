@@ -17,12 +17,14 @@
 //! - `email_templates`, `emails`: email to leads, and its tracking.
 //! - `reads`: how far the visitor and staff have read each conversation.
 //! - `attachments`: who may read each stored file, and the message carrying it.
+//! - `calls`: finished video calls and their participants.
 //! - `csat`: the customer's rating of a conversation.
 //! - `replays`: conversations replayed against today's agent, turn by turn.
 //! - `ai_alerts`: AI-health alert thresholds and the `ai.alert` rows they raise.
 
 pub mod ai_alerts;
 pub mod attachments;
+pub mod calls;
 pub mod canned;
 pub mod conversation_writes;
 pub mod conversations;

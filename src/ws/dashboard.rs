@@ -21,6 +21,8 @@ use super::transport::{self, Incoming, Socket};
 use crate::protocol::{self, DashboardFrame, StaffFrame, close, error_code};
 use crate::limits::RateLimit;
 use crate::actors::Hub;
+use crate::actors::handles::StaffCallCommand;
+use uuid::Uuid;
 use crate::auth::access::{same_origin, session_cookie};
 use crate::auth::staff_sessions::{self, StaffUser};
 use crate::domain::{ClientMsgId, SeenUpTo, Seq, SessionId};
@@ -165,6 +167,21 @@ impl Dashboard {
         self.reply(StaffFrame::Error { session_id, code, message, client_msg_id }.encode()).await;
     }
 
+    /// A video-call command for a conversation running on this node.
+    async fn call(&mut self, session_id: SessionId, command: StaffCallCommand) {
+        let session = match &command {
+            StaffCallCommand::Start { .. } => self.hub.session(session_id).await.ok().flatten(),
+            _ => self.hub.running(session_id).await,
+        };
+        let Some(session) = session else {
+            return self.error(Some(session_id), error_code::CALL_REFUSED, "no such conversation running", None).await;
+        };
+        if session.staff_call(command).is_err() {
+            let message = "the call cannot run from here (the conversation is busy, or runs on another node)";
+            self.error(Some(session_id), error_code::CALL_REFUSED, message, None).await;
+        }
+    }
+
     fn may_handle(&self) -> bool {
         HANDLERS.contains(&self.user.role)
     }
@@ -237,6 +254,21 @@ impl Dashboard {
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "could not store a read position"),
                 }
+            }
+            DashboardFrame::Call { session_id, action, call_id, quality } => {
+                if !self.may_handle() {
+                    return self.error(Some(session_id), error_code::FORBIDDEN, "your role may not call visitors", None).await;
+                }
+                let command = match (action.as_str(), call_id) {
+                    ("start", None) => StaffCallCommand::Start { call_id: Uuid::new_v4(), staff: self.outbound.clone(), author: self.user.author() },
+                    ("hangup", Some(call_id)) => StaffCallCommand::Hangup { from: self.outbound.clone(), call_id, quality },
+                    _ => return self.error(Some(session_id), error_code::INVALID_FRAME, "action must be start, or hangup with a call_id", None).await,
+                };
+                self.call(session_id, command).await;
+            }
+            DashboardFrame::Signal { session_id, call_id, data } => {
+                let command = StaffCallCommand::Signal { from: self.outbound.clone(), call_id, data };
+                self.call(session_id, command).await;
             }
             DashboardFrame::Typing { session_id, on } => {
                 // Best effort: typing in a conversation that is not running

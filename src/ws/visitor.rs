@@ -25,6 +25,7 @@ use crate::protocol::{self, VisitorFrame, close, error_code, error_frame};
 use crate::limits::{IpSlot, NewConversations, RateLimit};
 use crate::actors::Hub;
 use crate::actors::SessionHandle;
+use crate::actors::handles::VisitorCallCommand;
 use crate::actors::chat_session::AttachError;
 use crate::actors::persistence::NewSessionRow;
 use crate::domain::{Channel, ClientMsgId, Completion, Csat, Customer, SeenUpTo, Seq, SessionId, SessionStatus};
@@ -268,6 +269,14 @@ impl Connection {
             },
             VisitorFrame::Read { seq } => self.on_read(seq).await,
             VisitorFrame::Csat { score, comment } => self.on_csat(score, comment).await,
+            VisitorFrame::Call { call_id, action, reason, quality } => {
+                let conn = self.outbound.id;
+                self.on_call(VisitorCallCommand::Action { conn, call_id, action, reason, quality }).await
+            }
+            VisitorFrame::Signal { call_id, data } => {
+                let conn = self.outbound.id;
+                self.on_call(VisitorCallCommand::Signal { conn, call_id, data }).await
+            }
         }
     }
 
@@ -310,6 +319,18 @@ impl Connection {
                 self.reply(error_frame(code, &message, id)).await
             }
         }
+    }
+
+    /// A video-call frame: for the conversation this socket is attached to
+    /// (which checks that the socket is a party of the call).
+    async fn on_call(&mut self, command: VisitorCallCommand) -> Flow {
+        let Phase::Chatting { session } = &self.phase else {
+            return self.reply(error_frame(error_code::CALL_REFUSED, "no call in this conversation", None)).await;
+        };
+        if session.visitor_call(command).is_err() {
+            return self.reply(error_frame(error_code::RETRY, "the conversation is busy; send it again", None)).await;
+        }
+        Flow::Continue
     }
 
     /// The visitor rates the conversation: stored (once; again within 24 h

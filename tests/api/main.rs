@@ -9,6 +9,7 @@ mod ws_client;
 mod ai_health;
 mod attachments;
 mod browser;
+mod calls;
 mod chat;
 mod cluster;
 mod csat;

@@ -45,6 +45,7 @@ impl Handler<AttachVisitor> for ChatSession {
             return MessageResult(Err(AttachError::InvalidLastSeq { newest: self.committed_seq }));
         }
         self.touch();
+        self.call_visitor_back(&msg.outbound);
         self.visitors.push(msg.outbound);
         let oldest_in_memory = self.transcript.front().map_or(self.committed_seq + 1, |m| m.seq);
         let gap = (last_seq + 1 < oldest_in_memory).then_some((last_seq, oldest_in_memory - 1));
@@ -65,8 +66,9 @@ pub struct DetachVisitor(pub ConnId);
 impl Handler<DetachVisitor> for ChatSession {
     type Result = ();
 
-    fn handle(&mut self, DetachVisitor(conn): DetachVisitor, _: &mut Context<Self>) {
+    fn handle(&mut self, DetachVisitor(conn): DetachVisitor, ctx: &mut Context<Self>) {
         self.visitors.retain(|v| v.id != conn);
+        self.call_visitor_gone(conn, ctx);
         self.touch();
     }
 }

@@ -53,6 +53,7 @@ use crate::outbound::{ConnId, Outbound};
 use crate::protocol::{MessageView, ServerFrame, StaffFrame, close, error_code, error_frame};
 
 mod agent;
+pub mod call;
 mod csat;
 mod messages;
 mod outbox;
@@ -165,6 +166,8 @@ pub struct ChatSession {
     csat_given: bool,
     /// A rating question or thanks to send after the current write.
     rating_prompt: Option<csat::RatingPrompt>,
+    /// The video call running in this conversation, if any.
+    call: Option<call::Call>,
     agent_running: bool,
     /// Agent calls started (a stuck typing check names the run it is about).
     agent_runs: u64,
@@ -212,6 +215,7 @@ impl ChatSession {
             csat_asked: s.csat_asked,
             csat_given: s.csat_given,
             rating_prompt: None,
+            call: None,
             agent_running: false,
             agent_runs: 0,
             last_ai_text: None,
