@@ -203,6 +203,10 @@
         typing.hidden = true;
         showMessage(f.message);
         reportRead();
+      } else if (f.type === "call") {
+        onCall(f);
+      } else if (f.type === "signal") {
+        onSignal(f);
       } else if (f.type === "read") {
         if (f.seq > staffRead) { staffRead = f.seq; showSeen(); }
       } else if (f.type === "status") {
@@ -349,6 +353,103 @@
     if (!e.data) return;
     if (e.data.type === "chathub:opened") { open = true; reportRead(); if (e.data.focus !== false) text.focus(); }
     if (e.data.type === "chathub:theme" && e.origin === location.origin && channel === "test") applyTheme(e.data.theme);
+  });
+
+  // Video calls (SPEC §14): staff ring; the visitor accepts or declines;
+  // the call runs in this frame (the embedding iframe allows camera and
+  // microphone). Signaling goes over the chat socket, media browser to
+  // browser. No camera or a refused permission ends the call as failed.
+  var call = null; // { id, pc, local, pending }
+  function callSend(frame) { if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame)); }
+  function showCall(mode) {
+    $("call").hidden = mode === "off";
+    $("call-ring").hidden = mode !== "ring";
+    $("call-live").hidden = mode !== "live";
+    if (mode !== "off") scroll();
+  }
+  function endCall(note) {
+    if (call) {
+      if (call.pc) call.pc.close();
+      if (call.local) call.local.getTracks().forEach(function (t) { t.stop(); });
+    }
+    call = null;
+    $("call-remote").srcObject = null; $("call-local").srcObject = null;
+    $("call").setAttribute("data-state", "ended");
+    if (note) { $("call-note").textContent = note; $("call-note").hidden = false; }
+    showCall("off");
+  }
+  function onCall(f) {
+    if (f.action === "ring") {
+      if (call && call.id !== f.call_id) return;
+      call = { id: f.call_id, pc: null, local: null };
+      $("call-from").textContent = (f.from || "Our team") + (settings.name ? " from " + settings.name : "") + " would like a video call";
+      $("call-note").hidden = true;
+      showCall("ring");
+    } else if (f.action === "resumed") {
+      if (!call || call.id !== f.call_id) callSend({ type: "call", call_id: f.call_id, action: "hangup" });
+    } else if (call && call.id === f.call_id) {
+      endCall(f.action === "missed" ? "You missed a video call." : "The video call ended.");
+    }
+  }
+  async function onSignal(f) {
+    if (!call || !call.pc || call.id !== f.call_id) return;
+    try {
+      if (f.data.sdp) {
+        await call.pc.setRemoteDescription(f.data.sdp);
+        if (f.data.sdp.type === "offer") {
+          await call.pc.setLocalDescription(await call.pc.createAnswer());
+          callSend({ type: "signal", call_id: call.id, data: { sdp: call.pc.localDescription.toJSON() } });
+        }
+      } else if (f.data.candidate) {
+        await call.pc.addIceCandidate(f.data.candidate);
+      }
+    } catch (e) { /* a late candidate after hang-up */ }
+  }
+  $("call-accept").addEventListener("click", async function () {
+    if (!call) return;
+    var id = call.id;
+    var local;
+    try {
+      local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+    } catch (e) {
+      var reason = e && e.name === "NotAllowedError" ? "the visitor refused camera and microphone access" : "no camera or microphone";
+      callSend({ type: "call", call_id: id, action: "failed", reason: reason });
+      endCall(e && e.name === "NotAllowedError" ? "You did not allow the camera and microphone, so the call could not start." : "No camera or microphone was found, so the call could not start.");
+      return;
+    }
+    var ice = await fetch("/api/calls/ice-servers", { headers: { Authorization: "Bearer " + saved.token } })
+      .then(function (r) { return r.ok ? r.json() : { ice_servers: [] }; }).catch(function () { return { ice_servers: [] }; });
+    if (!call || call.id !== id) { local.getTracks().forEach(function (t) { t.stop(); }); return; }
+    call.local = local;
+    var pc = new RTCPeerConnection({ iceServers: ice.ice_servers });
+    call.pc = pc;
+    local.getTracks().forEach(function (t) { pc.addTrack(t, local); });
+    pc.onicecandidate = function (e) { if (e.candidate) callSend({ type: "signal", call_id: id, data: { candidate: e.candidate.toJSON() } }); };
+    pc.ontrack = function (e) { $("call-remote").srcObject = e.streams[0]; };
+    pc.onconnectionstatechange = function () { $("call").setAttribute("data-state", pc.connectionState); };
+    $("call-local").srcObject = local;
+    showCall("live");
+    callSend({ type: "call", call_id: id, action: "accept" });
+  });
+  $("call-decline").addEventListener("click", function () {
+    if (call) callSend({ type: "call", call_id: call.id, action: "decline" });
+    endCall("");
+  });
+  $("call-hangup").addEventListener("click", function () {
+    if (call) callSend({ type: "call", call_id: call.id, action: "hangup" });
+    endCall("The video call ended.");
+  });
+  $("call-mute").addEventListener("click", function () {
+    if (!call || !call.local) return;
+    var on = $("call-mute").getAttribute("aria-pressed") !== "true";
+    call.local.getAudioTracks().forEach(function (t) { t.enabled = !on; });
+    $("call-mute").setAttribute("aria-pressed", String(on));
+  });
+  $("call-camera").addEventListener("click", function () {
+    if (!call || !call.local) return;
+    var off = $("call-camera").getAttribute("aria-pressed") !== "true";
+    call.local.getVideoTracks().forEach(function (t) { t.enabled = !off; });
+    $("call-camera").setAttribute("aria-pressed", String(off));
   });
 
   // The customer's verdict (SPEC §16): asked once per conversation when it

@@ -60,6 +60,8 @@
   bubble.replaceChildren(icon("chat"));
   var frame = document.createElement("iframe");
   frame.title = "Chat";
+  // Video calls run inside the frame (SPEC §14).
+  frame.allow = "camera; microphone";
   frame.src = hub + "/widget/frame.html?site=" + encodeURIComponent(site);
   root.appendChild(frame);
   root.appendChild(bubble);

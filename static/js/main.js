@@ -14,7 +14,8 @@
  *   queues    escalations, errors, deliveries;  users;  settings;  testai
  *   files     attachments in the transcript and the reply box
  *   aihealth  the AI-health card, its alerts and their settings
- *   replays   replays against today's agent, with the turn-by-turn diff */
+ *   replays   replays against today's agent, with the turn-by-turn diff
+ *   call      a video call with the visitor (WebRTC; signaling over the socket) */
 import { hooks } from "./core.js";
 import "./theme.js";
 import "./testai.js";

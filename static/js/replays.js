@@ -7,6 +7,7 @@ import { currentFilters } from "./hash.js";
 
 /** Starts a replay of `ids` and opens it. */
 export async function startReplay(ids) {
+  if (!ids.length) { toast("Select the sessions to replay first", "warning"); return; }
   try {
     var started = await api("POST", "/api/replays", { session_ids: ids });
     toast("Replay started (" + ids.length + " session" + (ids.length === 1 ? "" : "s") + ")", "success");

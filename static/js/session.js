@@ -6,6 +6,7 @@ import { showEmails } from "./emails.js";
 import { renderWorkflow } from "./workflow.js";
 import "./canned.js";
 import { clearFiles, fileNodes, takeReadyFiles } from "./files.js";
+import { leaveSession } from "./call.js";
 
 var ROLE_LABEL = { visitor: "Visitor", ai: "AI", agent: "Staff", system: "System" };
 export async function openSession(id) {
@@ -28,6 +29,7 @@ export async function openSession(id) {
   // Messenger/WhatsApp: what the channel reported about each reply.
   (data.channel_receipts || []).forEach(function (r) { showDelivery(r.seq, r.status); });
   renderSessionPanels(data.session);
+  renderCalls(data.calls || []);
   showEmails(data.emails, data.email_flag);
   renderHistory(data.qa_history);
   $("qa-notes").value = data.session.qa_notes || "";
@@ -71,6 +73,7 @@ export function showDelivery(seq, status) {
   label.textContent = status[0].toUpperCase() + status.slice(1) + " on " + state.session.channel;
 }
 export function unwatch() {
+  leaveSession();
   if (state.socket && state.socket.readyState === 1) state.socket.send(JSON.stringify({ type: "unwatch", session_id: state.watching }));
   state.watching = null;
 }
@@ -118,6 +121,7 @@ export function renderSessionPanels(s) {
   $("s-status").textContent = s.status;
   $("s-archive").textContent = s.status === "archived" ? "Unarchive" : "Archive";
   $("s-takeover").checked = s.handler === "human";
+  $("s-call").classList.toggle("d-none", s.channel !== "web" && s.channel !== "test"); // calls are for web chats
   var rows = [["Name", s.customer.name], ["Email", s.customer.email], ["Phone", s.customer.phone], ["Channel", s.channel],
     ["Site", s.site], ["Completion rule", s.completion_rule], ["Completed", s.completed_at ? when(s.completed_at) : null],
     ["Handler", s.handler], ["Priority", s.priority], ["Assignee", s.assignee], ["Started", when(s.created_at)],
@@ -134,6 +138,13 @@ export function renderSessionPanels(s) {
     b.disabled = current || (status === "fixed" && s.qa_status !== "issue");
   });
   $("dev-by").textContent = s.dev_feedback_by ? "by " + s.dev_feedback_by + ", " + when(s.dev_feedback_at) : "";
+}
+function renderCalls(calls) {
+  $("s-calls").replaceChildren.apply($("s-calls"), calls.map(function (c) {
+    var length = c.duration_secs >= 60 ? Math.floor(c.duration_secs / 60) + " min " + (c.duration_secs % 60) + " s" : c.duration_secs + " s";
+    return el("li", { "data-call": c.status }, when(c.created_at) + ": " + c.status + (c.status === "ended" ? ", " + length : "") + " (" + c.started_by_name + ")");
+  }));
+  $("s-calls-card").hidden = !calls.length;
 }
 function renderHistory(history) {
   $("qa-history").replaceChildren.apply($("qa-history"), (history || []).map(function (h) {

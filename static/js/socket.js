@@ -8,6 +8,7 @@ import { appendMessage, onVisitorRead, reportRead, showDelivery, showTyping } fr
 import { onEmail } from "./emails.js";
 import { onAiAlert, showHealth } from "./aihealth.js";
 import { onReplayFrame } from "./replays.js";
+import { onCallFrame, onCallRefused, onSignalFrame } from "./call.js";
 
 export function connectSocket() {
   var proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -31,6 +32,9 @@ export function connectSocket() {
     else if (frame.type === "ai_health") showHealth(frame.health);
     else if (frame.type === "ai_alert") onAiAlert(frame);
     else if (frame.type === "replay") onReplayFrame(frame);
+    else if (frame.type === "call") onCallFrame(frame);
+    else if (frame.type === "signal") onSignalFrame(frame);
+    else if (frame.type === "error" && frame.code === "call_refused" && onCallRefused(frame.message)) { /* shown by the call */ }
     else if (frame.type === "error") toast(frame.message, "danger");
   };
   socket.onclose = function (event) {

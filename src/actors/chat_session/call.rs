@@ -262,6 +262,9 @@ impl ChatSession {
             visitor.send(frame.clone());
         }
         let ended_at = Utc::now();
+        // The caller's client says whether they ended muted or with the camera off.
+        let flag = |name: &str| call.quality.as_ref().and_then(|q| q.get(name)).and_then(|v| v.as_bool()).unwrap_or(false);
+        let (staff_muted, staff_video_off) = (flag("muted"), flag("video_off"));
         let duration_secs = call.answered_at.map_or(0, |at| (ended_at - at).num_seconds().max(0) as i32);
         let record = CallRecord {
             id: call.id,
@@ -276,7 +279,14 @@ impl ChatSession {
             end_reason: reason.map(str::to_owned),
             quality: call.quality.take(),
             participants: vec![
-                Participant { role: "staff".into(), user_id: Some(call.author.id), joined_at: Some(call.created_at), left_at: Some(ended_at), muted: false, video_off: false },
+                Participant {
+                    role: "staff".into(),
+                    user_id: Some(call.author.id),
+                    joined_at: Some(call.created_at),
+                    left_at: Some(ended_at),
+                    muted: staff_muted,
+                    video_off: staff_video_off,
+                },
                 Participant { role: "visitor".into(), user_id: None, joined_at: call.answered_at, left_at: call.answered_at.map(|_| ended_at), muted: false, video_off: false },
             ],
         };
