@@ -16,16 +16,21 @@ export async function startReplay(ids) {
 }
 
 var shown = null; // the replay open in the detail
+var loads = 0;    // each load numbered: a slower, older one is dropped
 export async function loadReplays(id) {
+  shown = id || null;
+  var load = ++loads;
   var list = await api("GET", "/api/replays");
+  if (load !== loads) return;
   $("replays-body").replaceChildren.apply($("replays-body"), list.replays.map(function (r) {
     return el("tr", { "data-replay": r.id }, el("td", { text: when(r.created_at) }), el("td", { text: r.created_by }), el("td", { text: r.note || "" }),
       el("td", { text: r.session_ids.length }), el("td", { text: r.status }), el("td", { text: r.summary.same }), el("td", { text: r.summary.changed }),
       el("td", { text: r.summary.failed }), el("td", {}, el("a", { href: "#/replays/" + r.id, text: "Open" })));
   }));
-  shown = id || null;
   $("replay-detail").hidden = !id;
-  if (id) showReplay((await api("GET", "/api/replays/" + id)).replay);
+  if (!id) return;
+  var replay = (await api("GET", "/api/replays/" + id)).replay;
+  if (load === loads) showReplay(replay);
 }
 /** A replay moved on: refresh what shows it. */
 export function onReplayFrame(frame) {
