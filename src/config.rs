@@ -406,6 +406,16 @@ impl Config {
         Ok(())
     }
 
+    /// The QA alert recipients (`QA_ALERT_EMAILS`, comma-separated).
+    pub fn qa_alert_recipients(&self) -> Vec<&str> {
+        self.qa_alert_emails.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).collect()
+    }
+
+    /// QA and AI alerts can go out by email: Resend and a recipient are set.
+    pub fn alert_emails_configured(&self) -> bool {
+        self.resend_api_key.is_some() && !self.qa_alert_recipients().is_empty()
+    }
+
     pub fn notifier_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.notifier_timeout_secs.max(1))
     }

@@ -123,7 +123,7 @@ impl Actor for Notifier {
         if c.resend_api_key.is_none() {
             tracing::warn!("RESEND_API_KEY is not set: staff cannot email leads");
         }
-        if c.resend_api_key.is_none() || c.qa_alert_emails.is_none() {
+        if !c.alert_emails_configured() {
             tracing::warn!("RESEND_API_KEY or QA_ALERT_EMAILS is not set: QA alerts are kept as skipped deliveries");
         }
         ctx.run_interval(self.config.notifier_poll(), |actor, ctx| actor.claim(ctx));

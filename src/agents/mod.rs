@@ -101,3 +101,9 @@ fn http_client(timeout: std::time::Duration) -> anyhow::Result<reqwest::Client> 
         .redirect(reqwest::redirect::Policy::none())
         .build()?)
 }
+
+/// A request to an agent that failed; past the client's timeout (the
+/// agent's `AGENT_TIMEOUT_SECS`, see `http_client`) it is a timeout.
+fn request_error(e: reqwest::Error, timeout: std::time::Duration) -> AgentError {
+    if e.is_timeout() { AgentError::Timeout(timeout.as_secs()) } else { AgentError::Transport(e.to_string()) }
+}

@@ -62,9 +62,9 @@ impl Agent for OpenAiAgent {
             call = call.bearer_auth(key);
         }
         let partials = request.partials;
-        let timeout_secs = self.timeout.as_secs();
+        let timeout = self.timeout;
         async move {
-            let response = call.send().await.map_err(|e| transport(e, timeout_secs))?;
+            let response = call.send().await.map_err(|e| super::request_error(e, timeout))?;
             if !response.status().is_success() {
                 return Err(AgentError::Status(response.status().as_u16()));
             }
@@ -72,7 +72,7 @@ impl Agent for OpenAiAgent {
             let mut line = Vec::new();
             let mut stream = response.bytes_stream();
             'read: while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| transport(e, timeout_secs))?;
+                let chunk = chunk.map_err(|e| super::request_error(e, timeout))?;
                 for &byte in chunk.iter() {
                     if byte != b'\n' {
                         line.push(byte);
@@ -109,9 +109,4 @@ impl Agent for OpenAiAgent {
         }
         .boxed()
     }
-}
-
-/// A failed request; the client's timeout is the agent's (`AGENT_TIMEOUT_SECS`).
-fn transport(e: reqwest::Error, timeout_secs: u64) -> AgentError {
-    if e.is_timeout() { AgentError::Timeout(timeout_secs) } else { AgentError::Transport(e.to_string()) }
 }

@@ -40,7 +40,7 @@ impl Agent for WebhookAgent {
     fn reply(&self, request: AgentRequest) -> BoxFuture<'static, Result<AgentReply, AgentError>> {
         let http = self.http.clone();
         let url = self.url.clone();
-        let timeout_secs = self.timeout.as_secs();
+        let timeout = self.timeout;
         let body = json!({
             "session_id": request.session_id,
             "channel": request.channel,
@@ -64,9 +64,11 @@ impl Agent for WebhookAgent {
                         last_error = Some(AgentError::Status(response.status().as_u16()));
                     }
                     Ok(response) => return Err(AgentError::Status(response.status().as_u16())),
-                    // The client's timeout is the agent's (`AGENT_TIMEOUT_SECS`).
-                    Err(e) if e.is_timeout() => return Err(AgentError::Timeout(timeout_secs)),
-                    Err(e) => last_error = Some(AgentError::Transport(e.to_string())),
+                    // A timeout is not tried again: the agent's time is up.
+                    Err(e) => match super::request_error(e, timeout) {
+                        timed_out @ AgentError::Timeout(_) => return Err(timed_out),
+                        failed => last_error = Some(failed),
+                    },
                 }
             }
             Err(last_error.expect("at least one attempt"))

@@ -64,11 +64,6 @@ impl AttachmentStore {
         sniff(bytes).filter(|t| self.allowed.iter().any(|a| a == t))
     }
 
-    /// The types accepted, for error messages.
-    pub fn allowed_types(&self) -> String {
-        self.allowed.join(", ")
-    }
-
     /// The types accepted (`ATTACHMENT_TYPES`).
     pub fn allowed(&self) -> &[String] {
         &self.allowed
@@ -79,22 +74,26 @@ impl AttachmentStore {
         Ok(())
     }
 
-    /// The bytes of `id` as a stream (a download holds one chunk at a
-    /// time, not the file); `None` if the store has no such object.
-    pub async fn stream(&self, id: Uuid) -> anyhow::Result<Option<futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>>> {
+    /// The object of `id`; `None` if the store has no such object.
+    async fn object(&self, id: Uuid) -> anyhow::Result<Option<object_store::GetResult>> {
         match self.store.get(&key(id)).await {
-            Ok(found) => Ok(Some(found.into_stream())),
+            Ok(found) => Ok(Some(found)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e).context("reading an attachment"),
         }
     }
 
+    /// The bytes of `id` as a stream (a download holds one chunk at a
+    /// time, not the file); `None` if the store has no such object.
+    pub async fn stream(&self, id: Uuid) -> anyhow::Result<Option<futures_util::stream::BoxStream<'static, object_store::Result<Bytes>>>> {
+        Ok(self.object(id).await?.map(object_store::GetResult::into_stream))
+    }
+
     /// The bytes of `id`; `None` if the store has no such object.
     pub async fn get(&self, id: Uuid) -> anyhow::Result<Option<Bytes>> {
-        match self.store.get(&key(id)).await {
-            Ok(found) => Ok(Some(found.bytes().await.context("reading an attachment")?)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e).context("reading an attachment"),
+        match self.object(id).await? {
+            Some(found) => Ok(Some(found.bytes().await.context("reading an attachment")?)),
+            None => Ok(None),
         }
     }
 
@@ -179,7 +178,7 @@ impl AttachmentStore {
         if upload.bytes.is_empty() {
             return Err(NotStored::Empty);
         }
-        let content_type = self.accepted_type(&upload.bytes).ok_or_else(|| NotStored::UnsupportedType(self.allowed_types()))?;
+        let content_type = self.accepted_type(&upload.bytes).ok_or_else(|| NotStored::UnsupportedType(self.allowed.join(", ")))?;
         let attachment = Attachment {
             id: Uuid::new_v4(),
             name: crate::domain::clean_file_name(&upload.name),

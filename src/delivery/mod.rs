@@ -65,11 +65,11 @@ pub fn unconfigured(config: &Config, event_type: &str) -> Option<&'static str> {
     match event_type {
         "lead.completed" => missing(config.n8n_webhook_url.is_none(), "N8N_WEBHOOK_URL is not set"),
         "qa.issue" => missing(config.resend_api_key.is_none(), "RESEND_API_KEY is not set").or_else(|| {
-            missing(config.qa_alert_emails.as_deref().is_none_or(|r| r.trim().is_empty()), "QA_ALERT_EMAILS is not set")
+            missing(config.qa_alert_recipients().is_empty(), "QA_ALERT_EMAILS is not set")
         }),
         "email.send" => missing(config.resend_api_key.is_none(), "RESEND_API_KEY is not set"),
         "ai.alert" => missing(
-            config.alert_webhook_url.is_none() && (config.resend_api_key.is_none() || config.qa_alert_emails.as_deref().is_none_or(|r| r.trim().is_empty())),
+            config.alert_webhook_url.is_none() && !config.alert_emails_configured(),
             "ALERT_WEBHOOK_URL is not set, nor RESEND_API_KEY with QA_ALERT_EMAILS",
         ),
         "messenger.send" => missing(config.messenger_page_token.is_none(), "MESSENGER_PAGE_TOKEN is not set"),
@@ -113,8 +113,7 @@ async fn ai_alert(http: &reqwest::Client, config: &Config, job: &Job) -> Outcome
             return outcome;
         }
     }
-    let emails_set = config.resend_api_key.is_some() && config.qa_alert_emails.as_deref().is_some_and(|r| !r.trim().is_empty());
-    if emails_set {
+    if config.alert_emails_configured() {
         outcome = resend::send_ai_alert(http, config, job).await;
     }
     outcome

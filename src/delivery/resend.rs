@@ -57,14 +57,7 @@ pub fn render(payload: &Value, session_link: &str, last_messages: &[(String, Str
 
 pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job) -> Outcome {
     let Some(key) = &config.resend_api_key else { return super::skipped(config, job) };
-    let recipients: Vec<String> = config
-        .qa_alert_emails
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let recipients = config.qa_alert_recipients();
     if recipients.is_empty() {
         return super::skipped(config, job);
     }
@@ -92,7 +85,7 @@ pub async fn deliver(http: &reqwest::Client, config: &Config, db: &Db, job: &Job
 /// crossed, by how much, with a link to the dashboard.
 pub async fn send_ai_alert(http: &reqwest::Client, config: &Config, job: &Job) -> Outcome {
     let Some(key) = &config.resend_api_key else { return super::skipped(config, job) };
-    let recipients: Vec<&str> = config.qa_alert_emails.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let recipients = config.qa_alert_recipients();
     if recipients.is_empty() {
         return super::skipped(config, job);
     }

@@ -98,6 +98,12 @@ export function copyButton(text, label) {
 }
 
 /** Set by main.js: what to do when the server says we are signed out. */
+/** Saves `data` as a pretty-printed JSON file named `name`. */
+export function downloadJson(name, data) {
+  var blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+  var a = el("a", { href: URL.createObjectURL(blob), download: name });
+  document.body.appendChild(a); a.click(); a.remove();
+}
 export var hooks = { signedOut: function () {} };
 
 export var BADGE = { complete: "success", in_progress: "info", incomplete: "secondary", unchecked: "secondary", passed: "success",

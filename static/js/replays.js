@@ -2,7 +2,7 @@
  * current filter) or a session; listed with who ran them; one replay shows
  * every turn side by side, the original answer and today's, with the words
  * that changed marked. Progress arrives over the dashboard socket. */
-import { $, api, el, state, toast, when } from "./core.js";
+import { $, api, downloadJson, el, state, toast, when } from "./core.js";
 import { currentFilters } from "./hash.js";
 
 /** Starts a replay of `ids` and opens it. */
@@ -80,11 +80,7 @@ function showReplay(r) {
     });
     return card;
   }));
-  $("replay-export").onclick = function () {
-    var blob = new Blob([JSON.stringify(r, null, 2)], { type: "application/json" });
-    var a = el("a", { href: URL.createObjectURL(blob), download: "replay-" + r.id + ".json" });
-    document.body.appendChild(a); a.click(); a.remove();
-  };
+  $("replay-export").onclick = function () { downloadJson("replay-" + r.id + ".json", r); };
 }
 
 $("bulk-replay").addEventListener("click", function () { startReplay(Array.from(state.selected)); });

@@ -1,6 +1,6 @@
 /* One session: transcript (live while watched), customer panel, emails (emails.js), QA,
  * developer feedback, takeover, staff replies, archive, delete, export. */
-import { $, BADGE, api, applyRoles, confirmAction, customerName, el, state, toast, when } from "./core.js";
+import { $, BADGE, api, applyRoles, confirmAction, customerName, downloadJson, el, state, toast, when } from "./core.js";
 import { showNotes } from "./notes.js";
 import { showEmails } from "./emails.js";
 import { renderWorkflow } from "./workflow.js";
@@ -206,9 +206,5 @@ $("s-delete").addEventListener("click", async function () {
 $("s-export").addEventListener("click", function () {
   // One conversation: the export filtered down to it by its customer search is
   // not exact, so use the detail JSON instead.
-  api("GET", "/api/sessions/" + state.watching).then(function (data) {
-    var blob = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
-    var a = el("a", { href: URL.createObjectURL(blob), download: "session-" + state.watching + ".json" });
-    document.body.appendChild(a); a.click(); a.remove();
-  });
+  api("GET", "/api/sessions/" + state.watching).then(function (data) { downloadJson("session-" + state.watching + ".json", data); });
 });
