@@ -277,9 +277,14 @@ pub enum DashboardFrame {
         call_id: uuid::Uuid,
         data: serde_json::Value,
     },
+    /// Push the stats of these filters (the query parameters of
+    /// `GET /api/sessions/stats`, as strings) whenever they change.
+    Stats {
+        filters: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
-pub const DASHBOARD_FRAME_TYPES: &[&str] = &["watch", "unwatch", "say", "takeover", "typing", "read", "call", "signal"];
+pub const DASHBOARD_FRAME_TYPES: &[&str] = &["watch", "unwatch", "say", "takeover", "typing", "read", "call", "signal", "stats"];
 
 /// A frame to a staff dashboard.
 #[derive(Debug, Serialize)]
@@ -308,6 +313,9 @@ pub enum StaffFrame<'a> {
     Signal { session_id: SessionId, call_id: uuid::Uuid, data: &'a serde_json::Value },
     /// A replay moved on (`running`) or finished (`done`), with its summary.
     Replay { id: uuid::Uuid, status: &'a str, summary: &'a serde_json::Value },
+    /// The stats of the filters a `stats` frame asked for, as
+    /// `GET /api/sessions/stats` answers them.
+    Stats { filters: &'a serde_json::Value, stats: &'a serde_json::Value },
     /// An AI-health threshold was crossed (SPEC §16).
     AiAlert { metric: &'a str, value: f64, max: f64, minutes: i32 },
     Ack { session_id: SessionId, client_msg_id: &'a str, seq: Seq },

@@ -85,6 +85,8 @@ impl Application {
         let (url, local_postgres) = open_database(&config).await?;
         postgres::migrate(&url).await?;
         let db = postgres::pool(&url, config.db_pool_size)?;
+        // Before serving: stats read from the rollups once they exist.
+        crate::store::stats_rollups::build(&db, config.timezone).await?;
         crate::auth::users::ensure_first_admin(&db, config.admin_password.as_deref()).await?;
 
         if config.nats_url.is_none() {
@@ -111,6 +113,7 @@ impl Application {
         let hub = Arc::new(Hub::new(db.clone(), config.clone(), persistence, supervisor, notifier, agent, rules, cluster.clone())?);
         let check_every = Duration::from_secs(config.ai_health_check_secs.max(1));
         actix_web::rt::spawn(crate::actors::ai_watch::watch(hub.clone(), check_every, shutting_down.clone()));
+        actix_web::rt::spawn(crate::actors::stats_watch::watch(hub.clone(), shutting_down.clone()));
         let state = web::Data::new(AppState::new(db, &config, hub.clone(), attachments, shutting_down));
         let cluster = cluster.map(|cluster| ClusterNode::serve(cluster, hub, state.clone()));
 

@@ -58,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 async fn measure(url: &str, args: &Args) -> anyhow::Result<Report> {
     let db = postgres::pool(url, 8)?;
-    let persistence = PersistenceHandle::spawn(Persistence::new(db.clone(), usize::MAX / 2, args.batch, None));
+    let persistence = PersistenceHandle::spawn(Persistence::new(db.clone(), chrono_tz::UTC, usize::MAX / 2, args.batch, None));
     let rows = (args.sessions * args.messages) as f64;
     let mut latency = report::histogram();
     let (mut actor_rates, mut copy_rates) = (Vec::new(), Vec::new());

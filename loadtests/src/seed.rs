@@ -44,6 +44,9 @@ pub struct Args {
     /// Varies the data deterministically.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The hub's `TIMEZONE`: the days the AI's response times are counted in.
+    #[arg(long, env = "TIMEZONE", default_value = "UTC")]
+    timezone: String,
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -134,6 +137,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.sessions > 0 && args.batch > 0, "sessions and batch must be positive");
     postgres::migrate(&args.database_url).await?;
     let db = postgres::pool(&args.database_url, args.parallel.max(1) + 1)?;
+    let tz: chrono_tz::Tz = args.timezone.parse().map_err(|e| anyhow::anyhow!("TIMEZONE: {e}"))?;
     let per_session = (args.messages / args.sessions).max(1);
     let extra = args.messages.saturating_sub(per_session * args.sessions);
     let now = Utc::now();
@@ -158,7 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     })
                     .collect();
                 let messages: u64 = writes.iter().map(|w| w.messages.len() as u64).sum();
-                write_batch(&db, &writes).await.map(|()| messages)
+                write_batch(&db, &writes, tz).await.map(|()| messages)
             }));
         }
         for task in tasks {

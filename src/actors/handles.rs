@@ -400,7 +400,7 @@ impl HubActors {
         let supervisor = SupervisorHandle::start(&handle, Supervisor::new(db.clone(), config.inactive_after_hours), cluster);
         let notifier = NotifierHandle::start(&handle, Notifier::new(db.clone(), config.clone(), attachments, supervisor.clone())?);
         let limits = &config.limits;
-        let persistence = Persistence::new(db.clone(), limits.persist_queue, limits.persist_batch, Some(notifier.recipient()))
+        let persistence = Persistence::new(db.clone(), config.timezone, limits.persist_queue, limits.persist_batch, Some(notifier.recipient()))
             .with_in_flight(limits.persist_in_flight);
         let persistence = PersistenceHandle::start(&handle, persistence);
         Ok(Self { arbiter, persistence, supervisor, notifier })

@@ -40,6 +40,8 @@ pub struct Hub {
     pub rules: Rules,
     /// What the AI did recently, as the conversations report it.
     pub ai_health: Arc<crate::ai_health::AiHealth>,
+    /// The dashboards that want stats pushed (`stats_watch`).
+    pub stats: super::stats_watch::StatsSubscriptions,
     /// Live conversations (with the fencing number of their lease, on
     /// several nodes). An entry whose actor has stopped is replaced on the
     /// next lookup; the actor removes its own entry when it stops.
@@ -86,6 +88,7 @@ impl Hub {
             http,
             rules,
             ai_health: Default::default(),
+            stats: Default::default(),
             sessions: DashMap::new(),
             cluster,
             starting: DashMap::new(),

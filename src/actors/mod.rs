@@ -12,6 +12,7 @@
 //!   and what a node serves to the others over the bus.
 //! - [`ai_watch`]: the AI-health card pushed to dashboards, and its alerts.
 //! - [`replay`]: conversations replayed against today's agent, in a sandbox.
+//! - [`stats_watch`]: the rollup job, and stats pushed once per filter to dashboards.
 
 pub mod ai_watch;
 pub mod chat_session;
@@ -21,6 +22,7 @@ pub mod hub;
 pub mod notifier;
 pub mod persistence;
 pub mod replay;
+pub mod stats_watch;
 pub mod supervisor;
 
 pub use handles::{Busy, HubActors, NotifierHandle, PersistenceHandle, SessionHandle, SupervisorHandle};

@@ -66,6 +66,8 @@ type Reply = oneshot::Sender<Result<(), PersistError>>;
 
 pub struct Persistence {
     db: Db,
+    /// `TIMEZONE`: the days the AI's response times are counted in.
+    tz: chrono_tz::Tz,
     /// Writes waiting for a free transaction slot, in arrival order.
     queue: Vec<(SessionWrite, Reply)>,
     /// Rows queued or being written; bounded by `max_rows`.
@@ -84,9 +86,10 @@ pub struct Persistence {
 }
 
 impl Persistence {
-    pub fn new(db: Db, max_rows: usize, batch_rows: usize, notifier: Option<Recipient<Wake>>) -> Self {
+    pub fn new(db: Db, tz: chrono_tz::Tz, max_rows: usize, batch_rows: usize, notifier: Option<Recipient<Wake>>) -> Self {
         Self {
             db,
+            tz,
             queue: Vec::new(),
             rows: 0,
             max_rows,
@@ -119,12 +122,12 @@ impl Persistence {
             }
             let batch: Vec<(SessionWrite, Reply)> = self.queue.drain(..take).collect();
             self.in_flight += 1;
-            let db = self.db.clone();
+            let (db, tz) = (self.db.clone(), self.tz);
             let notifier = self.notifier.clone().filter(|_| batch.iter().any(|(w, _)| !w.outbox.is_empty()));
             ctx.spawn(
                 async move {
                     let (writes, replies): (Vec<SessionWrite>, Vec<Reply>) = batch.into_iter().unzip();
-                    let outcomes = write_with_isolation(&db, &writes).await;
+                    let outcomes = write_with_isolation(&db, &writes, tz).await;
                     if let Some(notifier) = notifier {
                         notifier.do_send(Wake);
                     }
@@ -187,9 +190,9 @@ impl Handler<Drain> for Persistence {
 
 /// Writes the batch in one transaction; if that fails and there is more than
 /// one write, each is retried in a transaction of its own.
-async fn write_with_isolation(db: &Db, writes: &[SessionWrite]) -> Vec<Result<(), PersistError>> {
+async fn write_with_isolation(db: &Db, writes: &[SessionWrite], tz: chrono_tz::Tz) -> Vec<Result<(), PersistError>> {
     let started = std::time::Instant::now();
-    match write_batch(db, writes).await {
+    match write_batch(db, writes, tz).await {
         Ok(()) => {
             metrics::histogram!("chathub_persist_batch_seconds").record(started.elapsed().as_secs_f64());
             metrics::counter!("chathub_persist_messages_total")
@@ -205,7 +208,7 @@ async fn write_with_isolation(db: &Db, writes: &[SessionWrite]) -> Vec<Result<()
             let mut outcomes = Vec::with_capacity(writes.len());
             for write in writes {
                 outcomes.push(
-                    write_batch(db, std::slice::from_ref(write))
+                    write_batch(db, std::slice::from_ref(write), tz)
                         .await
                         .map_err(PersistError::from),
                 );

@@ -42,7 +42,7 @@ pub struct ListQuery {
 }
 
 /// The list's filters, checked.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SessionFilter {
     pub from: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
@@ -121,6 +121,15 @@ fn parse_status(status: &Option<String>) -> Result<StatusFilter, InvalidInput> {
 }
 
 impl SessionFilter {
+    /// The filter of a stats request: like the list's, but every status
+    /// unless one is asked for.
+    pub fn for_stats(mut query: ListQuery, tz: Tz) -> Result<Self, InvalidInput> {
+        if query.status.is_none() {
+            query.status = Some("all".into());
+        }
+        Self::parse(&query, tz)
+    }
+
     pub fn parse(query: &ListQuery, tz: Tz) -> Result<Self, InvalidInput> {
         // PostgreSQL text cannot hold NUL: such a filter matches nothing and is refused.
         if [&query.q, &query.site, &query.from, &query.to].iter().any(|v| v.as_deref().is_some_and(|v| v.contains('\0'))) {

@@ -34,7 +34,7 @@ pub async fn list(query: web::Query<ListQuery>, state: web::Data<AppState>) -> R
     let filter = SessionFilter::parse(&query, state.config.timezone)?;
     let page = PageRequest::parse(query.page, query.per_page)?;
     let cursor = query.cursor.as_deref().map(|c| Cursor::parse(c, filter.order)).transpose()?;
-    let page = store::sessions::list(&state.db, &filter, page, cursor, state.config.inactive_after_hours).await?;
+    let page = store::sessions::list(&state.db, &filter, page, cursor, state.config.timezone, state.config.inactive_after_hours).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -198,7 +198,7 @@ pub async fn dev_feedback(
 }
 
 pub async fn delete(id: web::Path<Uuid>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let files = store::session_edits::delete(&state.db, *id).await?;
+    let files = store::session_edits::delete(&state.db, *id, state.config.timezone).await?;
     state.hub.session_deleted(SessionId(*id));
     state.attachments.delete(&files).await;
     Ok(HttpResponse::NoContent().finish())
@@ -230,7 +230,7 @@ pub async fn bulk(body: web::Json<Bulk>, principal: Principal, state: web::Data<
             if !DEVELOPERS.contains(&principal.staff()?.role) {
                 return Err(ApiError::Forbidden("your role may not delete sessions"));
             }
-            let deleted = store::session_edits::delete_many(&state.db, &ids).await?;
+            let deleted = store::session_edits::delete_many(&state.db, &ids, state.config.timezone).await?;
             for &id in &deleted.sessions {
                 state.hub.session_deleted(SessionId(id));
             }
@@ -243,12 +243,7 @@ pub async fn bulk(body: web::Json<Bulk>, principal: Principal, state: web::Data<
 }
 
 pub async fn stats(query: web::Query<ListQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let mut query = query.into_inner();
-    // Stats cover every status unless one is asked for.
-    if query.status.is_none() {
-        query.status = Some("all".into());
-    }
-    let filter = SessionFilter::parse(&query, state.config.timezone)?;
+    let filter = SessionFilter::for_stats(query.into_inner(), state.config.timezone)?;
     let stats = store::session_stats::stats(&state.db, &filter, state.config.timezone, state.config.inactive_after_hours).await?;
     Ok(HttpResponse::Ok().json(stats))
 }
@@ -264,7 +259,7 @@ pub struct EscalationsQuery {
 pub async fn escalations(query: web::Query<EscalationsQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::parse(query.page, query.per_page.or(Some(MAX_PER_PAGE)))?;
     let filter = SessionFilter::open_escalations();
-    let page = store::sessions::list(&state.db, &filter, page, None, state.config.inactive_after_hours).await?;
+    let page = store::sessions::list(&state.db, &filter, page, None, state.config.timezone, state.config.inactive_after_hours).await?;
     Ok(HttpResponse::Ok().json(json!({
         "count": page.total,
         "sessions": page.sessions,

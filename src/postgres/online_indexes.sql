@@ -11,3 +11,5 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS sessions_customer_search_idx ON sessions
 -- Keyset paging of the list, newest first and latest activity first.
 CREATE INDEX CONCURRENTLY IF NOT EXISTS sessions_created_id_idx ON sessions (created_at DESC, id DESC);
 CREATE INDEX CONCURRENTLY IF NOT EXISTS sessions_activity_id_idx ON sessions ((COALESCE(last_message_at, created_at)) DESC, id DESC);
+-- Sessions changed since the stats rollups' last refresh (`store::stats_rollups`).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS sessions_updated_idx ON sessions (updated_at);

@@ -6,12 +6,14 @@
 //! COPY), then each session's changes and outbox rows. This is the only place session rows are created.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde_json::Value;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::stats_rollups::{REPLY_COUNTS_UPSERT, ReplyCounts};
 use crate::domain::{Channel, Customer, Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
 use crate::postgres::Db;
 
@@ -149,12 +151,12 @@ impl SessionWrite {
 /// One transaction for the whole batch, in named steps: new session rows,
 /// then all messages and the sessions' counters (`store_messages`), then
 /// each session's changes, then the outbox rows.
-pub async fn write_batch(db: &Db, writes: &[SessionWrite]) -> Result<(), StoreError> {
+pub async fn write_batch(db: &Db, writes: &[SessionWrite], tz: Tz) -> Result<(), StoreError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
     check_fences(&tx, writes).await?;
     insert_new_sessions(&tx, writes).await?;
-    store_messages(&tx, writes).await?;
+    store_messages(&tx, writes, tz).await?;
     bind_attachments(&tx, writes).await?;
     apply_session_patches(&tx, writes).await?;
     insert_outbox_rows(&tx, writes).await?;
@@ -263,6 +265,13 @@ impl<'a> MessageColumns<'a> {
         self.seqs.len()
     }
 
+    /// (time, channel, latency) of the AI replies that carry a latency.
+    fn ai_latencies(&self) -> impl Iterator<Item = (DateTime<Utc>, &'a str, i32)> + '_ {
+        (0..self.len())
+            .filter(|&i| self.roles[i] == MessageRole::Ai.as_str())
+            .filter_map(|i| self.latencies[i].map(|ms| (self.times[i], self.channels[i], ms)))
+    }
+
     /// The whole columns, as the arrays of `MESSAGES_INSERT`.
     fn arrays(&self) -> [&(dyn ToSql + Sync); 10] {
         [
@@ -320,11 +329,18 @@ const COUNTER_UPDATE: &str = "UPDATE sessions SET last_seq = $2, last_message_at
 /// over a sequential scan of `sessions`: cheap per row in a big batch, but
 /// measured as PostgreSQL's largest cost at 1k msg/s, where batches hold a
 /// few rows.)
-async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), StoreError> {
+async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite], tz: Tz) -> Result<(), StoreError> {
     let columns = MessageColumns::of(writes);
     if columns.len() == 0 {
         return Ok(());
     }
+    // The AI's response times, counted for the stats with the replies.
+    let replies = ReplyCounts::of(tz, columns.ai_latencies());
+    let reply_counts = match &replies {
+        Some(_) => Some(tx.prepare_cached(REPLY_COUNTS_UPSERT).await?),
+        None => None,
+    };
+    let reply_params = replies.as_ref().map(ReplyCounts::params);
     let last: Vec<(Uuid, Seq, DateTime<Utc>)> = writes
         .iter()
         .filter_map(|w| w.messages.last().map(|m| (w.session_id.0, m.seq, m.created_at)))
@@ -336,6 +352,9 @@ async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), Stor
         let counter_params: Vec<[&(dyn ToSql + Sync); 3]> = last.iter().map(|(id, seq, at)| [id as _, seq as _, at as _]).collect();
         let mut statements = vec![tx.execute(&insert, &arrays)];
         statements.extend(counter_params.iter().map(|p| tx.execute(&counters, p)));
+        if let (Some(statement), Some(params)) = (&reply_counts, &reply_params) {
+            statements.push(tx.execute(statement, params));
+        }
         return in_order(statements).await;
     }
     let sink = tx
@@ -361,6 +380,9 @@ async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(), Stor
         )
         .await?;
     tx.execute(&counters, &[&ids, &seqs, &times]).await?;
+    if let (Some(statement), Some(params)) = (&reply_counts, &reply_params) {
+        tx.execute(statement, params).await?;
+    }
     Ok(())
 }
 

@@ -5,7 +5,8 @@
 //!
 //! - `sessions`: the summary row, list pages, transcripts, QA history, export
 //!   stream; `session_filter`: the list filters as SQL; `session_stats`: the
-//!   dashboard's numbers; `session_edits`: staff changes to a session row.
+//!   dashboard's numbers, from the rollups of `stats_rollups`; `session_edits`:
+//!   staff changes to a session row.
 //! - `conversations`: what a conversation actor loads and re-reads;
 //!   `conversation_writes`: the persistence actor's batched transaction, the
 //!   only place session rows and messages are inserted.
@@ -44,6 +45,7 @@ pub mod session_stats;
 pub mod sessions;
 pub mod sites;
 pub mod staff_logins;
+pub mod stats_rollups;
 pub mod users;
 
 use crate::postgres::Db;

@@ -146,8 +146,8 @@ pub async fn assign(db: &Db, id: Uuid, user: Uuid) -> Result<(), StoreError> {
 
 /// Deletes a session; its messages go with it (ON DELETE CASCADE). Returns
 /// its attachments' ids, whose objects the caller deletes next.
-pub async fn delete(db: &Db, id: Uuid) -> Result<Vec<Uuid>, StoreError> {
-    let deleted = delete_many(db, &[id]).await?;
+pub async fn delete(db: &Db, id: Uuid, tz: chrono_tz::Tz) -> Result<Vec<Uuid>, StoreError> {
+    let deleted = delete_many(db, &[id], tz).await?;
     if deleted.sessions.is_empty() {
         return Err(StoreError::NotFound("session"));
     }
@@ -175,10 +175,11 @@ pub async fn set_status_of(db: &Db, ids: &[Uuid], status: SessionStatus) -> Resu
 }
 
 /// Deletes those of `ids` that exist, with their attachments' rows, in
-/// one transaction.
-pub async fn delete_many(db: &Db, ids: &[Uuid]) -> Result<Deleted, StoreError> {
+/// one transaction (which also takes them out of the stats' rollups).
+pub async fn delete_many(db: &Db, ids: &[Uuid], tz: chrono_tz::Tz) -> Result<Deleted, StoreError> {
     let mut client = db.get().await?;
     let tx = client.transaction().await?;
+    super::stats_rollups::forget_sessions(&tx, tz, ids).await?;
     let sessions: Vec<Uuid> = tx.query("DELETE FROM sessions WHERE id = ANY($1) RETURNING id", &[&ids]).await?.iter().map(|r| r.get(0)).collect();
     let attachments: Vec<Uuid> =
         tx.query("DELETE FROM attachments WHERE session_id = ANY($1) RETURNING id", &[&sessions]).await?.iter().map(|r| r.get(0)).collect();

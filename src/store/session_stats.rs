@@ -1,12 +1,18 @@
 //! The dashboard's numbers over the filtered sessions: counts by status,
 //! channel, QA state and completion, a per-day series in `TIMEZONE`, the
-//! completion rate and the AI's response time.
+//! completion rate and the AI's response time, read from the rollups of
+//! `stats_rollups`.
 
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::StoreError;
-use super::session_filter::{Params, inactivity_cutoff, where_clause};
+use super::session_filter::{Params, where_clause};
+use super::stats_rollups::{self, Cell};
+use crate::domain::Completion;
 use crate::domain::listing::SessionFilter;
 use crate::postgres::Db;
 
@@ -63,132 +69,76 @@ pub struct Percentile {
 
 type Counts = serde_json::Map<String, serde_json::Value>;
 
-/// The statements of one stats request: each gets its own parameter list,
-/// the filter's first, then its own.
-struct Scoped<'a> {
-    client: deadpool_postgres::Object,
-    filter: &'a SessionFilter,
-    inactive_after_hours: u32,
+/// Open escalations among the filtered sessions (the dashboard's card),
+/// unassigned and in progress: few rows, through the partial index.
+async fn escalations(client: &tokio_postgres::Client, filter: &SessionFilter, inactive_after_hours: u32) -> Result<Escalations, StoreError> {
+    let mut params = Params::default();
+    let condition = where_clause(filter, inactive_after_hours, &mut params);
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE s.assignee_id IS NULL), count(*) FILTER (WHERE s.assignee_id IS NOT NULL)
+         FROM sessions s WHERE s.status = 'escalated' AND {condition}"
+    );
+    let row = client.query_one(&sql, &params.refs()).await?;
+    Ok(Escalations { unassigned: row.get(0), in_progress: row.get(1) })
 }
 
-impl Scoped<'_> {
-    fn condition(&self) -> (String, Params) {
-        let mut params = Params::default();
-        let condition = where_clause(self.filter, self.inactive_after_hours, &mut params);
-        (condition, params)
-    }
-
-    /// Counts per value of `column`; every key in `keys` is present, 0 if none.
-    async fn grouped(&self, column: &str, keys: &[&str]) -> Result<Counts, StoreError> {
-        let (condition, params) = self.condition();
-        let sql = format!("SELECT {column}, count(*) FROM sessions s WHERE {condition} GROUP BY 1");
-        Ok(counts(self.client.query(&sql, &params.refs()).await?, keys))
-    }
-
-    async fn by_completion(&self) -> Result<Counts, StoreError> {
-        let (condition, mut params) = self.condition();
-        let cutoff = params.push(inactivity_cutoff(self.inactive_after_hours));
-        let sql = format!(
-            "SELECT CASE WHEN s.completed_at IS NOT NULL THEN 'complete'
-                         WHEN COALESCE(s.last_message_at, s.created_at) > {cutoff} THEN 'in_progress'
-                         ELSE 'incomplete' END, count(*)
-             FROM sessions s WHERE {condition} GROUP BY 1"
-        );
-        Ok(counts(self.client.query(&sql, &params.refs()).await?, &["complete", "in_progress", "incomplete"]))
-    }
-
-    async fn per_day(&self, tz: Tz) -> Result<Vec<DayCount>, StoreError> {
-        let (condition, mut params) = self.condition();
-        let zone = params.push(tz.name().to_owned());
-        let sql = format!(
-            "WITH scoped AS (SELECT s.created_at, s.completed_at FROM sessions s WHERE {condition}),
-             created AS (SELECT to_char(created_at AT TIME ZONE {zone}::text, 'YYYY-MM-DD') AS day, count(*) AS n
-                         FROM scoped GROUP BY 1),
-             completed AS (SELECT to_char(completed_at AT TIME ZONE {zone}::text, 'YYYY-MM-DD') AS day, count(*) AS n
-                           FROM scoped WHERE completed_at IS NOT NULL GROUP BY 1)
-             SELECT COALESCE(c.day, d.day), COALESCE(c.n, 0), COALESCE(d.n, 0)
-             FROM created c FULL JOIN completed d ON d.day = c.day ORDER BY 1"
-        );
-        let rows = self.client.query(&sql, &params.refs()).await?;
-        Ok(rows.iter().map(|r| DayCount { day: r.get(0), sessions: r.get(1), completions: r.get(2) }).collect())
-    }
-
-    async fn ai_response_ms(&self) -> Result<Percentile, StoreError> {
-        let (condition, params) = self.condition();
-        let sql = format!(
-            "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY m.latency_ms),
-                    percentile_cont(0.9) WITHIN GROUP (ORDER BY m.latency_ms), count(*)
-             FROM messages m JOIN sessions s ON s.id = m.session_id
-             WHERE m.role = 'ai' AND m.latency_ms IS NOT NULL AND {condition}"
-        );
-        let row = self.client.query_one(&sql, &params.refs()).await?;
-        Ok(Percentile { median: row.get(0), p90: row.get(1), replies: row.get(2) })
-    }
-
-    /// How many sessions match, and their mean message count.
-    async fn totals(&self) -> Result<(i64, f64), StoreError> {
-        let (condition, params) = self.condition();
-        let sql = format!("SELECT count(*), COALESCE(avg(s.last_seq), 0)::float8 FROM sessions s WHERE {condition}");
-        let row = self.client.query_one(&sql, &params.refs()).await?;
-        Ok((row.get(0), row.get(1)))
-    }
-
-    /// Open escalations among the filtered sessions (the dashboard's card),
-    /// unassigned and in progress.
-    async fn escalations(&self) -> Result<Escalations, StoreError> {
-        let (condition, params) = self.condition();
-        let sql = format!(
-            "SELECT count(*) FILTER (WHERE s.assignee_id IS NULL), count(*) FILTER (WHERE s.assignee_id IS NOT NULL)
-             FROM sessions s WHERE s.status = 'escalated' AND {condition}"
-        );
-        let row = self.client.query_one(&sql, &params.refs()).await?;
-        Ok(Escalations { unassigned: row.get(0), in_progress: row.get(1) })
-    }
-
-    async fn csat(&self) -> Result<CsatStats, StoreError> {
-        let (condition, params) = self.condition();
-        let sql = format!("SELECT s.csat_score::text, count(*) FROM sessions s WHERE s.csat_score IS NOT NULL AND {condition} GROUP BY 1");
-        let distribution = counts(self.client.query(&sql, &params.refs()).await?, &["1", "2", "3", "4", "5"]);
-        let scored: Vec<(i64, i64)> = distribution.iter().map(|(k, v)| (k.parse().unwrap_or(0), v.as_i64().unwrap_or(0))).collect();
-        let responses: i64 = scored.iter().map(|(_, n)| n).sum();
-        let average = (responses > 0).then(|| scored.iter().map(|(score, n)| score * n).sum::<i64>() as f64 / responses as f64);
-        Ok(CsatStats { responses, average, distribution })
-    }
-
-    /// Open escalations overall: the queue, whatever the filter (the
-    /// navigation badge).
-    async fn open_escalations(&self) -> Result<i64, StoreError> {
-        Ok(self.client.query_one("SELECT count(*) FROM sessions WHERE status = 'escalated'", &[]).await?.get(0))
-    }
-}
-
-fn counts(rows: Vec<tokio_postgres::Row>, keys: &[&str]) -> Counts {
+/// Counts per key; every key in `keys` is present, 0 if none.
+fn counts<'a>(keys: &[&str], values: impl Iterator<Item = (String, i64)>) -> Counts {
     let mut map: Counts = keys.iter().map(|key| ((*key).to_owned(), 0.into())).collect();
-    for row in rows {
-        map.insert(row.get::<_, String>(0), row.get::<_, i64>(1).into());
+    for (key, n) in values {
+        let total = map.get(&key).and_then(|v| v.as_i64()).unwrap_or(0) + n;
+        map.insert(key, total.into());
     }
     map
 }
 
+/// The stats of the filtered sessions, from `stats_rollups` (exact; see
+/// there how), with the open escalations counted from their few rows.
 pub async fn stats(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours: u32) -> Result<Stats, StoreError> {
-    let scoped = Scoped { client: db.get().await?, filter, inactive_after_hours };
-    let by_completion = scoped.by_completion().await?;
-    let (total, messages_per_session) = scoped.totals().await?;
+    let tally = stats_rollups::cells(db, filter, tz, inactive_after_hours).await?;
+    let histogram = stats_rollups::latency_histogram(db, filter, tz).await?;
+    let client = db.get().await?;
+    let escalations = escalations(&client, filter, inactive_after_hours).await?;
+    let open_escalations: i64 = client.query_one("SELECT count(*) FROM sessions WHERE status = 'escalated'", &[]).await?.get(0);
+
+    let total: i64 = tally.iter().map(|(_, _, n)| n.sessions).sum();
+    let messages: i64 = tally.iter().map(|(_, _, n)| n.messages).sum();
+    let by = |key: fn(&Cell, Completion) -> Option<String>| tally.iter().filter_map(move |(c, state, n)| key(c, *state).map(|k| (k, n.sessions)));
+    let by_completion = counts(&["complete", "in_progress", "incomplete"], by(|_, state| Some(state.as_str().to_owned())));
     let complete = by_completion.get("complete").and_then(|v| v.as_i64()).unwrap_or(0);
-    let escalations = scoped.escalations().await?;
+    let mut days: BTreeMap<NaiveDate, (i64, i64)> = BTreeMap::new();
+    for (cell, _, n) in &tally {
+        days.entry(cell.day).or_default().0 += n.sessions;
+        if let Some(completed) = cell.completed_day {
+            days.entry(completed).or_default().1 += n.sessions;
+        }
+    }
+    let distribution = counts(&["1", "2", "3", "4", "5"], by(|c, _| c.csat.map(|score| score.to_string())));
+    let responses: i64 = tally.iter().filter(|(c, _, _)| c.csat.is_some()).map(|(_, _, n)| n.sessions).sum();
+    let score_sum: i64 = tally.iter().filter_map(|(c, _, n)| c.csat.map(|score| i64::from(score) * n.sessions)).sum();
+    let replies: i64 = histogram.iter().map(|(_, n)| n).sum();
+    // Tenths of a millisecond are all a dashboard shows.
+    let tenths = |ms: Option<f64>| ms.map(|ms| (ms * 10.0).round() / 10.0);
     Ok(Stats {
         total,
         completion_rate: if total > 0 { complete as f64 / total as f64 } else { 0.0 },
         by_completion,
-        by_qa_status: scoped.grouped("s.qa_status", &["unchecked", "passed", "issue", "fixed"]).await?,
-        by_channel: scoped.grouped("s.channel", &["web", "messenger", "whatsapp", "test"]).await?,
-        by_status: scoped.grouped("s.status", &["active", "resolved", "escalated", "archived"]).await?,
-        per_day: scoped.per_day(tz).await?,
-        ai_response_ms: scoped.ai_response_ms().await?,
-        messages_per_session,
-        open_escalations: scoped.open_escalations().await?,
+        by_qa_status: counts(&["unchecked", "passed", "issue", "fixed"], by(|c, _| Some(c.qa_status.clone()))),
+        by_channel: counts(&["web", "messenger", "whatsapp", "test"], by(|c, _| Some(c.channel.clone()))),
+        by_status: counts(&["active", "resolved", "escalated", "archived"], by(|c, _| Some(c.status.clone()))),
+        per_day: days
+            .into_iter()
+            .map(|(day, (sessions, completions))| DayCount { day: day.format("%Y-%m-%d").to_string(), sessions, completions })
+            .collect(),
+        ai_response_ms: Percentile {
+            median: tenths(stats_rollups::percentile(&histogram, 0.5)),
+            p90: tenths(stats_rollups::percentile(&histogram, 0.9)),
+            replies,
+        },
+        messages_per_session: if total > 0 { messages as f64 / total as f64 } else { 0.0 },
+        open_escalations,
         escalations,
-        csat: scoped.csat().await?,
+        csat: CsatStats { responses, average: (responses > 0).then(|| score_sum as f64 / responses as f64), distribution },
         timezone: tz.name().to_owned(),
     })
 }

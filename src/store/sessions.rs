@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use futures_util::StreamExt;
 use serde::Serialize;
 use uuid::Uuid;
@@ -140,6 +141,10 @@ impl SessionSummary {
 pub struct SessionPage {
     pub sessions: Vec<SessionSummary>,
     pub total: i64,
+    /// With a search: `true` when more than `SEARCH_COUNT_LIMIT` match, and
+    /// `total` is that limit (counting every match of a common word would
+    /// cost what reading them all costs).
+    pub total_capped: bool,
     pub page: i64,
     pub per_page: i64,
     /// Where the next page starts (keyset paging); `None` on the last page
@@ -165,15 +170,16 @@ pub async fn list(
     filter: &SessionFilter,
     page: PageRequest,
     cursor: Option<Cursor>,
+    tz: Tz,
     inactive_after_hours: u32,
 ) -> Result<SessionPage, StoreError> {
+    let (total, total_capped) = match filter.search {
+        None => (super::stats_rollups::count(db, filter, tz, inactive_after_hours).await?, false),
+        Some(_) => search_count(db, filter, inactive_after_hours).await?,
+    };
     let mut params = Params::default();
     let condition = where_clause(filter, inactive_after_hours, &mut params);
     let client = db.get().await?;
-    let total: i64 = client
-        .query_one(&format!("SELECT count(*) FROM sessions s WHERE {condition}"), &params.refs())
-        .await?
-        .get(0);
     let (after, offset) = match cursor {
         Some(cursor) => {
             let key = sort_key(filter.order);
@@ -214,7 +220,21 @@ pub async fn list(
         }
         _ => Vec::new(),
     };
-    Ok(SessionPage { sessions, total, page: page.page, per_page: page.per_page, next_cursor, matches })
+    Ok(SessionPage { sessions, total, total_capped, page: page.page, per_page: page.per_page, next_cursor, matches })
+}
+
+/// A search counts its matches up to this many.
+pub const SEARCH_COUNT_LIMIT: i64 = 10_000;
+
+/// How many sessions a search matches, up to `SEARCH_COUNT_LIMIT`, and
+/// whether there are more.
+async fn search_count(db: &Db, filter: &SessionFilter, inactive_after_hours: u32) -> Result<(i64, bool), StoreError> {
+    let mut params = Params::default();
+    let condition = where_clause(filter, inactive_after_hours, &mut params);
+    let limit = params.push(SEARCH_COUNT_LIMIT + 1);
+    let sql = format!("SELECT count(*) FROM (SELECT 1 FROM sessions s WHERE {condition} LIMIT {limit}) t");
+    let found: i64 = db.get().await?.query_one(&sql, &params.refs()).await?.get(0);
+    Ok((found.min(SEARCH_COUNT_LIMIT), found > SEARCH_COUNT_LIMIT))
 }
 
 /// Summaries of the given sessions (those that exist).

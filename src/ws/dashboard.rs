@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::auth::access::{same_origin, session_cookie};
 use crate::auth::staff_sessions::{self, StaffUser};
 use crate::domain::{ClientMsgId, SeenUpTo, Seq, SessionId};
+use crate::domain::listing::{ListQuery, SessionFilter};
 use crate::store::attachments::Sender;
 use crate::error::ApiError;
 use crate::store::StoreError;
@@ -155,6 +156,7 @@ impl Dashboard {
             }
         };
         self.hub.supervisor.dashboard_gone(self.outbound.id);
+        self.hub.stats.unsubscribe(self.outbound.id);
         self.socket.close(close).await;
     }
 
@@ -279,6 +281,19 @@ impl Dashboard {
                     }
                 }
             }
+            DashboardFrame::Stats { filters } => self.subscribe_stats(filters).await,
+        }
+    }
+
+    /// From now on, the stats of `filters` are pushed as they change.
+    async fn subscribe_stats(&mut self, filters: serde_json::Map<String, serde_json::Value>) {
+        let filters = serde_json::Value::Object(filters);
+        let parsed = serde_json::from_value::<ListQuery>(filters.clone())
+            .map_err(|_| ("invalid_filter", "filters are the stats query's parameters, as strings".to_owned()))
+            .and_then(|query| SessionFilter::for_stats(query, self.hub.config.timezone).map_err(|e| (e.code, e.message)));
+        match parsed {
+            Ok(filter) => self.hub.stats.subscribe(self.outbound.clone(), filters, filter),
+            Err((code, message)) => self.error(None, code, &message, None).await,
         }
     }
 

@@ -2,7 +2,7 @@
  * dashboard socket, selection and bulk actions. */
 import { $, api, badge, confirmAction, copyButton, customerName, el, embedSnippet, state, toast, when } from "./core.js";
 import { FILTERS, currentFilters, parseHash } from "./hash.js";
-import { loadStats, scheduleStats } from "./stats.js";
+import { loadStats } from "./stats.js";
 import { loadHealth } from "./aihealth.js";
 import { renderSessionPanels } from "./session.js";
 
@@ -38,7 +38,7 @@ export async function loadSessions(query) {
   try {
     var page = await api("GET", "/api/sessions?" + q);
     if (load !== loads) return;
-    state.rows = page.sessions; state.total = page.total;
+    state.rows = page.sessions; state.total = page.total; state.totalCapped = !!page.total_capped;
     state.matches = {};
     (page.matches || []).forEach(function (m) { state.matches[m.session_id] = m; });
     renderRows();
@@ -112,7 +112,7 @@ function renderRows(flashId) {
   if (!state.rows.length && !filtered) body.appendChild(el("tr", {}, el("td", { colspan: "9", class: "py-4", id: "onboarding" }, gettingStarted())));
   else if (!state.rows.length) body.appendChild(el("tr", {}, el("td", { colspan: "9", class: "text-center text-body-secondary py-4", text: "No sessions match." })));
   var first = (state.page - 1) * state.perPage;
-  $("page-info").textContent = state.total ? (first + 1) + "–" + (first + state.rows.length) + " of " + state.total : "0 sessions";
+  $("page-info").textContent = state.total ? (first + 1) + "–" + (first + state.rows.length) + " of " + state.total.toLocaleString() + (state.totalCapped ? "+" : "") : "0 sessions";
   $("page-prev").disabled = state.page <= 1;
   $("page-next").disabled = first + state.rows.length >= state.total;
   $("select-all").checked = false;
@@ -143,20 +143,19 @@ export function onSessionFrame(s) {
   if (known && known > s.updated_at) return;
   state.shown[s.id] = s.updated_at;
   if (s.id === state.watching) renderSessionPanels(s);
-  if ($("view-sessions").classList.contains("d-none")) { scheduleStats(); return; }
+  if ($("view-sessions").classList.contains("d-none")) return;
   var i = state.rows.findIndex(function (r) { return r.id === s.id; });
   var searching = !!parseHash().query.get("q");
   if (i >= 0 && !passesFilters(s)) { state.rows.splice(i, 1); state.total -= 1; }
   else if (i >= 0) state.rows[i] = s;
   else if (state.page === 1 && !searching && passesFilters(s)) { state.rows.unshift(s); state.total += 1; if (state.rows.length > state.perPage) state.rows.pop(); }
-  else { scheduleStats(); return; }
+  else return;
   var sort = parseHash().query.get("sort");
   state.rows.sort(function (a, b) {
     var key = sort === "activity" ? function (x) { return x.last_message_at || x.created_at; } : function (x) { return x.created_at; };
     return key(b) < key(a) ? -1 : key(b) > key(a) ? 1 : 0;
   });
   renderRows(s.id);
-  scheduleStats();
 }
 $("select-all").addEventListener("change", function () {
   var on = $("select-all").checked;

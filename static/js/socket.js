@@ -9,6 +9,7 @@ import { onEmail } from "./emails.js";
 import { onAiAlert, showHealth } from "./aihealth.js";
 import { onReplayFrame } from "./replays.js";
 import { onCallFrame, onCallRefused, onSignalFrame } from "./call.js";
+import { onStatsFrame, subscribeStats } from "./stats.js";
 
 export function connectSocket() {
   var proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -17,6 +18,7 @@ export function connectSocket() {
   socket.onopen = function () {
     state.reconnect = 0;
     $("live").classList.add("on");
+    subscribeStats();
     if (state.watching) { socket.send(JSON.stringify({ type: "watch", session_id: state.watching, last_seq: state.lastSeq })); setTimeout(reportRead, 0); }
   };
   socket.onmessage = function (event) {
@@ -29,6 +31,7 @@ export function connectSocket() {
     else if (frame.type === "delivery" && frame.session_id === state.watching) showDelivery(frame.seq, frame.status);
     else if (frame.type === "typing" && frame.session_id === state.watching) showTyping(frame.role, frame.on);
     else if (frame.type === "takeover" && frame.session_id === state.watching) $("s-takeover").checked = frame.handler === "human";
+    else if (frame.type === "stats") onStatsFrame(frame);
     else if (frame.type === "ai_health") showHealth(frame.health);
     else if (frame.type === "ai_alert") onAiAlert(frame);
     else if (frame.type === "replay") onReplayFrame(frame);

@@ -1,15 +1,36 @@
-/* The stat cards and charts over the current filters. */
+/* The stat cards and charts over the current filters. They are fetched
+ * when the filters change, and then pushed by the server over the dashboard
+ * socket as they change (one computation per filter for every dashboard,
+ * docs/protocol.md), so nothing polls. They follow the filters but not the
+ * text search: a search finds conversations; the figures describe them all. */
 import { $, api, el, state } from "./core.js";
 import { currentFilters } from "./hash.js";
 
-export function scheduleStats() {
-  if (state.statsTimer) return;
-  state.statsTimer = setTimeout(function () { state.statsTimer = null; loadStats(); }, 2000);
+function statsFilters() {
+  var q = currentFilters(); q.delete("status"); q.delete("q");
+  var filters = {};
+  q.forEach(function (value, name) { filters[name] = value; });
+  return filters;
+}
+function sameFilters(a, b) {
+  var text = function (o) { return Object.keys(o).sort().map(function (k) { return k + "=" + o[k]; }).join("&"); };
+  return text(a) === text(b);
+}
+/* Asks the server to push the current filters' stats (again after a reconnect). */
+export function subscribeStats() {
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify({ type: "stats", filters: statsFilters() }));
+}
+export function onStatsFrame(frame) {
+  if (sameFilters(frame.filters, statsFilters())) renderStats(frame.stats);
 }
 export async function loadStats() {
-  var q = currentFilters(); q.delete("status");
+  var filters = statsFilters();
+  subscribeStats();
   var stats;
-  try { stats = await api("GET", "/api/sessions/stats?" + q); } catch (e) { return; }
+  try { stats = await api("GET", "/api/sessions/stats?" + new URLSearchParams(filters)); } catch (e) { return; }
+  if (sameFilters(filters, statsFilters())) renderStats(stats);
+}
+function renderStats(stats) {
   var badgeEl = $("escalation-badge");
   badgeEl.textContent = stats.open_escalations;
   badgeEl.classList.toggle("d-none", !stats.open_escalations);

@@ -234,7 +234,7 @@ async fn a_write_batch_advances_every_sessions_counters_whether_few_or_many() {
     };
     for sessions in [3, 40] {
         let writes: Vec<SessionWrite> = (0..sessions).map(|i| write(1 + i % 4)).collect();
-        write_batch(&pool, &writes).await.unwrap();
+        write_batch(&pool, &writes, chrono_tz::UTC).await.unwrap();
         let db = connect(&database_url).await;
         for w in &writes {
             let last = w.messages.last().unwrap();

@@ -437,3 +437,14 @@ pub fn standard_webhook_signature(secret: &str, id: &str, timestamp: i64, body: 
     mac.update(body);
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
 }
+
+/// Has the stats job rebuild its rollups (after rows were written straight
+/// into the tables, as a hub never does) and waits until it has.
+pub async fn rebuild_stats_rollups(db: &tokio_postgres::Client) {
+    db.execute("UPDATE stats_rollup_state SET timezone = NULL", &[]).await.unwrap();
+    let rebuilt = eventually(Duration::from_secs(10), async || {
+        db.query_one("SELECT timezone IS NOT NULL FROM stats_rollup_state", &[]).await.unwrap().get::<_, bool>(0)
+    })
+    .await;
+    assert!(rebuilt, "the stats rollups were not rebuilt");
+}

@@ -24,4 +24,5 @@ mod replay;
 mod search;
 mod settings;
 mod staff;
+mod stats;
 mod workflow;

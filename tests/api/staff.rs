@@ -441,6 +441,9 @@ async fn stats_count_days_in_the_configured_zone_across_a_dst_change() {
         }
         db.execute("UPDATE messages SET latency_ms = 100 * seq WHERE session_id = $1 AND role = 'ai'", &[&id]).await.unwrap();
     }
+    // Rows written behind the hub's back (past days, latencies set by
+    // hand): have the job rebuild the rollups from them.
+    rebuild_stats_rollups(&db).await;
     let admin = app.admin().await;
     let (status, stats) = admin.get("/api/sessions/stats").await;
     assert_eq!(status, 200, "{stats}");
@@ -458,7 +461,8 @@ async fn stats_count_days_in_the_configured_zone_across_a_dst_change() {
     assert_eq!(stats["by_completion"]["complete"], 2);
     assert_eq!(stats["by_qa_status"]["passed"], 4);
     assert_eq!(stats["by_channel"]["web"], 4);
-    assert_eq!(stats["ai_response_ms"]["median"], 200.0);
+    // Response times are counted in 1 %-wide buckets.
+    assert!((stats["ai_response_ms"]["median"].as_f64().unwrap() - 200.0).abs() <= 2.0, "{stats}");
     assert!(stats["ai_response_ms"]["replies"].as_i64().unwrap() > 0, "{stats}");
     assert_eq!(stats["messages_per_session"], 2.0);
     // The list's date filter uses the same day boundaries.
