@@ -44,28 +44,9 @@ pub fn where_clause(filter: &SessionFilter, inactive_after_hours: u32, params: &
     if let Some(until) = filter.until {
         clauses.push(format!("s.created_at < {}", params.push(until)));
     }
-    match filter.channel {
-        Some(channel) => clauses.push(format!("s.channel = {}", params.push(channel.as_str()))),
-        // The dashboard's "Test AI" chats are staff trying the agent, not
-        // customers: left out unless asked for (`channel=test`).
-        None => clauses.push("s.channel <> 'test'".into()),
-    }
-    if let Some(score) = filter.csat {
-        clauses.push(format!("s.csat_score = {}", params.push(score)));
-    }
-    if let Some(qa) = filter.qa_status {
-        clauses.push(format!("s.qa_status = {}", params.push(qa.as_str())));
-    }
-    match filter.status {
-        StatusFilter::NotArchived => clauses.push("s.status <> 'archived'".into()),
-        StatusFilter::All => {}
-        StatusFilter::Only(status) => clauses.push(format!("s.status = {}", params.push(status.as_str()))),
-    }
+    clauses.extend(dimension_clauses(filter, "s.", params));
     if let Some(completion) = filter.completion {
         clauses.push(completion_clause(completion, inactive_after_hours, params));
-    }
-    if let Some(site) = &filter.site {
-        clauses.push(format!("s.site_id = (SELECT id FROM sites WHERE key = {})", params.push(site.clone())));
     }
     if let Some(search) = &filter.search {
         // Words in the transcript (web-search syntax: "a phrase", -word,
@@ -80,6 +61,38 @@ pub fn where_clause(filter: &SessionFilter, inactive_after_hours: u32, params: &
         ));
     }
     clauses.join(" AND ")
+}
+
+/// The filter's conditions on the columns `sessions` and the stats'
+/// rollups share (channel, rating, QA status, status, site), over the
+/// columns of `prefix` (`"s."`, `"r."` or `""`).
+pub fn dimension_clauses(filter: &SessionFilter, prefix: &str, params: &mut Params) -> Vec<String> {
+    let mut clauses = vec![channel_clause(filter, prefix, params)];
+    if let Some(score) = filter.csat {
+        clauses.push(format!("{prefix}csat_score = {}", params.push(score)));
+    }
+    if let Some(qa) = filter.qa_status {
+        clauses.push(format!("{prefix}qa_status = {}", params.push(qa.as_str())));
+    }
+    match filter.status {
+        StatusFilter::NotArchived => clauses.push(format!("{prefix}status <> 'archived'")),
+        StatusFilter::All => {}
+        StatusFilter::Only(status) => clauses.push(format!("{prefix}status = {}", params.push(status.as_str()))),
+    }
+    if let Some(site) = &filter.site {
+        clauses.push(format!("{prefix}site_id = (SELECT id FROM sites WHERE key = {})", params.push(site.clone())));
+    }
+    clauses
+}
+
+/// The filter's channel, or every channel but the dashboard's "Test AI"
+/// chats: staff trying the agent, not customers, left out unless asked for
+/// (`channel=test`).
+pub fn channel_clause(filter: &SessionFilter, prefix: &str, params: &mut Params) -> String {
+    match filter.channel {
+        Some(channel) => format!("{prefix}channel = {}", params.push(channel.as_str())),
+        None => format!("{prefix}channel <> 'test'"),
+    }
 }
 
 /// Completion is derived, never stored: `in_progress` and `incomplete` are

@@ -39,9 +39,9 @@ use chrono_tz::Tz;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::session_filter::{Params, where_clause};
+use super::session_filter::{Params, channel_clause, dimension_clauses, where_clause};
 use crate::domain::Completion;
-use crate::domain::listing::{SessionFilter, StatusFilter, start_of_day};
+use crate::domain::listing::{SessionFilter, start_of_day};
 use crate::postgres::Db;
 
 /// How far before its last run the job and the reads look for changes: a
@@ -400,7 +400,12 @@ async fn rebuild_latency_day(tx: &deadpool_postgres::Transaction<'_>, tz: Tz, da
 /// the module doc).
 pub async fn cells(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours: u32) -> Result<Tally, StoreError> {
     let client = db.get().await?;
-    let all = current_cells(&client, filter, tz, inactive_after_hours).await?;
+    // Only the sessions in progress are wanted: the rest need not be read.
+    let all = if filter.completion == Some(Completion::InProgress) {
+        HashMap::new()
+    } else {
+        current_cells(&client, filter, tz, inactive_after_hours).await?
+    };
     // The not-completed sessions active within the threshold are in progress.
     let mut in_progress = HashMap::new();
     if filter.completion != Some(Completion::Complete) {
@@ -521,26 +526,9 @@ async fn add_rollups(
     if let Some(end) = range.end {
         clauses.push(format!("r.day < {}", params.push(end)));
     }
-    match filter.channel {
-        Some(channel) => clauses.push(format!("r.channel = {}", params.push(channel.as_str()))),
-        None => clauses.push("r.channel <> 'test'".into()),
-    }
-    if let Some(score) = filter.csat {
-        clauses.push(format!("r.csat_score = {}", params.push(score)));
-    }
-    if let Some(qa) = filter.qa_status {
-        clauses.push(format!("r.qa_status = {}", params.push(qa.as_str())));
-    }
-    match filter.status {
-        StatusFilter::NotArchived => clauses.push("r.status <> 'archived'".into()),
-        StatusFilter::All => {}
-        StatusFilter::Only(status) => clauses.push(format!("r.status = {}", params.push(status.as_str()))),
-    }
+    clauses.extend(dimension_clauses(filter, "r.", &mut params));
     if filter.completion == Some(Completion::Complete) {
         clauses.push("r.completed_day IS NOT NULL".into());
-    }
-    if let Some(site) = &filter.site {
-        clauses.push(format!("r.site_id = (SELECT id FROM sites WHERE key = {})", params.push(site.clone())));
     }
     let sql = format!(
         "SELECT r.day, r.channel, r.status, r.qa_status, r.csat_score, r.completed_day, sum(r.sessions)::int8, sum(r.messages)::int8
@@ -606,7 +594,7 @@ pub async fn latency_histogram(db: &Db, filter: &SessionFilter, tz: Tz) -> Resul
     } else {
         let range = Range::of(filter, tz);
         let mut params = Params::default();
-        let mut clauses = vec![channel_clause(filter, &mut params)];
+        let mut clauses = vec![channel_clause(filter, "", &mut params)];
         if let Some(first) = range.first {
             clauses.push(format!("day >= {}", params.push(first)));
         }
@@ -624,15 +612,6 @@ pub async fn latency_histogram(db: &Db, filter: &SessionFilter, tz: Tz) -> Resul
     Ok(histogram)
 }
 
-/// The channel condition of the latency counts: the filter's, else every
-/// channel but the dashboard's own Test AI.
-fn channel_clause(filter: &SessionFilter, params: &mut Params) -> String {
-    match filter.channel {
-        Some(channel) => format!("channel = {}", params.push(channel.as_str())),
-        None => "channel <> 'test'".into(),
-    }
-}
-
 /// Adds the filter's channel's AI replies stored in `[from, until)` to
 /// `histogram`, straight from `messages`.
 async fn add_replies(
@@ -643,7 +622,7 @@ async fn add_replies(
     histogram: &mut HashMap<i32, i64>,
 ) -> Result<(), StoreError> {
     let mut params = Params::default();
-    let mut clauses = vec!["role = 'ai'".to_owned(), "latency_ms IS NOT NULL".to_owned(), channel_clause(filter, &mut params)];
+    let mut clauses = vec!["role = 'ai'".to_owned(), "latency_ms IS NOT NULL".to_owned(), channel_clause(filter, "", &mut params)];
     if let Some(from) = from {
         clauses.push(format!("created_at >= {}", params.push(from)));
     }
