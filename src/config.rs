@@ -180,6 +180,13 @@ pub struct Config {
     #[arg(long, env = "INACTIVE_AFTER_HOURS", default_value_t = 12)]
     pub inactive_after_hours: u32,
 
+    /// A search whose words PostgreSQL expects in at most this many
+    /// messages reads its matches through the full-text index; above it, the
+    /// session list is walked newest first (`store::session_search`). Both
+    /// find the same sessions; 0 walks every search.
+    #[arg(long, env = "SEARCH_INDEX_MAX_MATCHES", default_value_t = 20_000)]
+    pub search_index_max_matches: i64,
+
     /// Minutes a staff login may sit unused before it ends.
     #[arg(long, env = "STAFF_SESSION_IDLE_MINUTES", default_value_t = 12 * 60)]
     pub staff_session_idle_minutes: i64,

@@ -114,6 +114,14 @@ impl Application {
         let check_every = Duration::from_secs(config.ai_health_check_secs.max(1));
         actix_web::rt::spawn(crate::actors::ai_watch::watch(hub.clone(), check_every, shutting_down.clone()));
         actix_web::rt::spawn(crate::actors::stats_watch::watch(hub.clone(), shutting_down.clone()));
+        // Sessions from before `session_words` existed get theirs while the
+        // hub serves (searches read their messages meanwhile).
+        let words_db = db.clone();
+        actix_web::rt::spawn(async move {
+            if let Err(e) = crate::store::session_words::backfill(&words_db).await {
+                tracing::warn!(error = %e, "building the sessions' words stopped; searches read those sessions' messages");
+            }
+        });
         let state = web::Data::new(AppState::new(db, &config, hub.clone(), attachments, shutting_down));
         let cluster = cluster.map(|cluster| ClusterNode::serve(cluster, hub, state.clone()));
 

@@ -48,7 +48,8 @@ pub async fn sessions(query: web::Query<ExportQuery>, state: web::Data<AppState>
     let filter = SessionFilter::parse(&query.list, state.config.timezone)?;
     // The query runs before the first byte, so a query that fails is an
     // error status, not a 200 with a truncated body.
-    let rows = crate::store::sessions::export(&state.db, &filter, state.config.inactive_after_hours).await?;
+    let rows = crate::store::sessions::export(&state.db, &filter, state.config.timezone, state.config.inactive_after_hours, state.config.search_index_max_matches)
+        .await?;
     let transcripts = if with_messages { Some(TranscriptReader::open(&state.db).await?) } else { None };
     let (tx, rx) = mpsc::channel::<Result<Bytes, ApiError>>(EXPORT_BUFFER);
     actix_web::rt::spawn(async move {

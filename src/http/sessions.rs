@@ -34,7 +34,7 @@ pub async fn list(query: web::Query<ListQuery>, state: web::Data<AppState>) -> R
     let filter = SessionFilter::parse(&query, state.config.timezone)?;
     let page = PageRequest::parse(query.page, query.per_page)?;
     let cursor = query.cursor.as_deref().map(|c| Cursor::parse(c, filter.order)).transpose()?;
-    let page = store::sessions::list(&state.db, &filter, page, cursor, state.config.timezone, state.config.inactive_after_hours).await?;
+    let page = store::sessions::list(&state.db, &filter, page, cursor, state.config.timezone, state.config.inactive_after_hours, state.config.search_index_max_matches).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -259,7 +259,7 @@ pub struct EscalationsQuery {
 pub async fn escalations(query: web::Query<EscalationsQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let page = PageRequest::parse(query.page, query.per_page.or(Some(MAX_PER_PAGE)))?;
     let filter = SessionFilter::open_escalations();
-    let page = store::sessions::list(&state.db, &filter, page, None, state.config.timezone, state.config.inactive_after_hours).await?;
+    let page = store::sessions::list(&state.db, &filter, page, None, state.config.timezone, state.config.inactive_after_hours, state.config.search_index_max_matches).await?;
     Ok(HttpResponse::Ok().json(json!({
         "count": page.total,
         "sessions": page.sessions,

@@ -13,3 +13,7 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS sessions_created_id_idx ON sessions (cre
 CREATE INDEX CONCURRENTLY IF NOT EXISTS sessions_activity_id_idx ON sessions ((COALESCE(last_message_at, created_at)) DESC, id DESC);
 -- Sessions changed since the stats rollups' last refresh (`store::stats_rollups`).
 CREATE INDEX CONCURRENTLY IF NOT EXISTS sessions_updated_idx ON sessions (updated_at);
+-- The stats' escalation counts under any filter, read from the index alone
+-- (the open escalations are few among all sessions, but their rows are
+-- scattered: 28 ms of heap reads at 1M sessions, 3 ms from this index).
+CREATE INDEX CONCURRENTLY IF NOT EXISTS sessions_escalated_cover_idx ON sessions (created_at) INCLUDE (id, assignee_id, last_seq, channel, site_id, qa_status, csat_score, completed_at, last_message_at) WHERE status = 'escalated';

@@ -13,6 +13,7 @@ use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::session_words;
 use super::stats_rollups::{REPLY_COUNTS_UPSERT, ReplyCounts};
 use crate::domain::{Channel, Customer, Handler as SessionHandler, MessageRole, Seq, SessionId, SessionStatus};
 use crate::postgres::Db;
@@ -227,6 +228,8 @@ async fn insert_new_sessions(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(),
         .await?;
     tx.execute(&statement, &[&ids, &channels, &external_ids, &site_ids, &tokens, &names, &emails, &phones, &metadata, &created])
         .await?;
+    // Their words' row, which the messages below fill.
+    tx.execute(&tx.prepare_cached(session_words::CREATE).await?, &[&ids]).await?;
     Ok(())
 }
 
@@ -318,7 +321,7 @@ const MESSAGES_INSERT: &str = "INSERT INTO messages (session_id, seq, role, text
 const COUNTER_UPDATE: &str = "UPDATE sessions SET last_seq = $2, last_message_at = $3 WHERE id = $1";
 
 /// Every message of the batch, then each session's `last_seq` and
-/// `last_message_at`.
+/// `last_message_at`, and its words (`session_words`).
 ///
 /// A small batch (the usual case below thousands of messages a second) is
 /// one INSERT and a primary-key UPDATE per session, sent together and
@@ -350,8 +353,17 @@ async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite], tz: Tz) -> Result<
         let counters = tx.prepare_cached(COUNTER_UPDATE).await?;
         let arrays = columns.arrays();
         let counter_params: Vec<[&(dyn ToSql + Sync); 3]> = last.iter().map(|(id, seq, at)| [id as _, seq as _, at as _]).collect();
+        let add_words = tx.prepare_cached(session_words::ADD_ONE).await?;
+        let texts: Vec<(Uuid, String)> = writes
+            .iter()
+            .filter(|w| !w.messages.is_empty())
+            .map(|w| (w.session_id.0, w.messages.iter().map(|m| m.text.as_str()).collect::<Vec<_>>().join(" ")))
+            .collect();
+        let words_params: Vec<[&(dyn ToSql + Sync); 2]> = texts.iter().map(|(id, text)| [id as _, text as _]).collect();
         let mut statements = vec![tx.execute(&insert, &arrays)];
+        // Counters before words: the order `session_words::backfill` locks in.
         statements.extend(counter_params.iter().map(|p| tx.execute(&counters, p)));
+        statements.extend(words_params.iter().map(|p| tx.execute(&add_words, p)));
         if let (Some(statement), Some(params)) = (&reply_counts, &reply_params) {
             statements.push(tx.execute(statement, params));
         }
@@ -380,6 +392,8 @@ async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite], tz: Tz) -> Result<
         )
         .await?;
     tx.execute(&counters, &[&ids, &seqs, &times]).await?;
+    let add_words = tx.prepare_cached(session_words::ADD_MANY).await?;
+    tx.execute(&add_words, &[&columns.session_ids, &columns.texts]).await?;
     if let (Some(statement), Some(params)) = (&reply_counts, &reply_params) {
         tx.execute(statement, params).await?;
     }

@@ -4,7 +4,9 @@
 //! HTTP edge maps into the one JSON error shape.
 //!
 //! - `sessions`: the summary row, list pages, transcripts, QA history, export
-//!   stream; `session_filter`: the list filters as SQL; `session_stats`: the
+//!   stream; `session_filter`: the list filters as SQL;
+//!   `session_search`: how a search is planned and counted; `session_words`:
+//!   each conversation's words, which a search rules sessions out by; `session_stats`: the
 //!   dashboard's numbers, from the rollups of `stats_rollups`; `session_edits`:
 //!   staff changes to a session row.
 //! - `conversations`: what a conversation actor loads and re-reads;
@@ -41,6 +43,8 @@ pub mod replays;
 pub mod rules;
 pub mod session_edits;
 pub mod session_filter;
+pub mod session_search;
+pub mod session_words;
 pub mod session_stats;
 pub mod sessions;
 pub mod sites;

@@ -70,16 +70,19 @@ pub struct Percentile {
 type Counts = serde_json::Map<String, serde_json::Value>;
 
 /// Open escalations among the filtered sessions (the dashboard's card),
-/// unassigned and in progress: few rows, through the partial index.
-async fn escalations(client: &tokio_postgres::Client, filter: &SessionFilter, inactive_after_hours: u32) -> Result<Escalations, StoreError> {
+/// unassigned and in progress, and the whole queue (the navigation badge):
+/// few rows, through the partial index.
+async fn escalations(db: &Db, filter: &SessionFilter, inactive_after_hours: u32) -> Result<(Escalations, i64), StoreError> {
     let mut params = Params::default();
     let condition = where_clause(filter, inactive_after_hours, &mut params);
     let sql = format!(
         "SELECT count(*) FILTER (WHERE s.assignee_id IS NULL), count(*) FILTER (WHERE s.assignee_id IS NOT NULL)
          FROM sessions s WHERE s.status = 'escalated' AND {condition}"
     );
+    let client = db.get().await?;
     let row = client.query_one(&sql, &params.refs()).await?;
-    Ok(Escalations { unassigned: row.get(0), in_progress: row.get(1) })
+    let open: i64 = client.query_one("SELECT count(*) FROM sessions WHERE status = 'escalated'", &[]).await?.get(0);
+    Ok((Escalations { unassigned: row.get(0), in_progress: row.get(1) }, open))
 }
 
 /// Counts per key; every key in `keys` is present, 0 if none.
@@ -95,11 +98,12 @@ fn counts<'a>(keys: &[&str], values: impl Iterator<Item = (String, i64)>) -> Cou
 /// The stats of the filtered sessions, from `stats_rollups` (exact; see
 /// there how), with the open escalations counted from their few rows.
 pub async fn stats(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours: u32) -> Result<Stats, StoreError> {
-    let tally = stats_rollups::cells(db, filter, tz, inactive_after_hours).await?;
-    let histogram = stats_rollups::latency_histogram(db, filter, tz).await?;
-    let client = db.get().await?;
-    let escalations = escalations(&client, filter, inactive_after_hours).await?;
-    let open_escalations: i64 = client.query_one("SELECT count(*) FROM sessions WHERE status = 'escalated'", &[]).await?.get(0);
+    // The three reads at once, each on its own connection.
+    let (tally, histogram, (escalations, open_escalations)) = futures_util::try_join!(
+        stats_rollups::cells(db, filter, tz, inactive_after_hours),
+        stats_rollups::latency_histogram(db, filter, tz),
+        escalations(db, filter, inactive_after_hours),
+    )?;
 
     let total: i64 = tally.iter().map(|(_, _, n)| n.sessions).sum();
     let messages: i64 = tally.iter().map(|(_, _, n)| n.messages).sum();

@@ -12,7 +12,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::session_filter::{Params, order_by, sort_key, where_clause};
+use super::session_filter::{Params, SearchPlan, order_by, sort_key, where_clause_planned};
+use super::session_search::{self, Found, SearchCount};
 use crate::domain::listing::{Cursor, ListOrder, PageRequest, SessionFilter};
 use crate::domain::{Completion, Customer, MessageRole, Seq, SessionId};
 use crate::postgres::Db;
@@ -141,10 +142,9 @@ impl SessionSummary {
 pub struct SessionPage {
     pub sessions: Vec<SessionSummary>,
     pub total: i64,
-    /// With a search: `true` when more than `SEARCH_COUNT_LIMIT` match, and
-    /// `total` is that limit (counting every match of a common word would
-    /// cost what reading them all costs).
-    pub total_capped: bool,
+    /// With a search for a common word: `true` when `total` is an estimate
+    /// (see `session_search::count`).
+    pub total_estimated: bool,
     pub page: i64,
     pub per_page: i64,
     /// Where the next page starts (keyset paging); `None` on the last page
@@ -172,14 +172,15 @@ pub async fn list(
     cursor: Option<Cursor>,
     tz: Tz,
     inactive_after_hours: u32,
+    search_index_max_matches: i64,
 ) -> Result<SessionPage, StoreError> {
-    let (total, total_capped) = match filter.search {
-        None => (super::stats_rollups::count(db, filter, tz, inactive_after_hours).await?, false),
-        Some(_) => search_count(db, filter, inactive_after_hours).await?,
+    let found = match &filter.search {
+        Some(search) => Some(session_search::find(db, filter, search, tz, inactive_after_hours, search_index_max_matches).await?),
+        None => None,
     };
+    let plan = found.as_ref().map_or(SearchPlan::Indexes, Found::plan);
     let mut params = Params::default();
-    let condition = where_clause(filter, inactive_after_hours, &mut params);
-    let client = db.get().await?;
+    let condition = where_clause_planned(filter, inactive_after_hours, plan, &mut params);
     let (after, offset) = match cursor {
         Some(cursor) => {
             let key = sort_key(filter.order);
@@ -190,7 +191,17 @@ pub async fn list(
     };
     let limit = params.push(page.per_page);
     let sql = format!("{SUMMARY_SELECT} WHERE {condition}{after} ORDER BY {} LIMIT {limit} OFFSET {offset}", order_by(filter.order));
-    let rows = client.query(&sql, &params.refs()).await?;
+    // The page and the count at once, each on its own connection (neither
+    // holds one while waiting for another, so a busy pool cannot deadlock).
+    let (counted, rows) = futures_util::try_join!(
+        async {
+            match &found {
+                Some(found) => session_search::count(db, filter, found, inactive_after_hours).await,
+                None => Ok(SearchCount { total: super::stats_rollups::count(db, filter, tz, inactive_after_hours).await?, estimated: false }),
+            }
+        },
+        async { db.get().await?.query(&sql, &params.refs()).await.map_err(StoreError::from) },
+    )?;
     let sessions: Vec<SessionSummary> = rows.iter().map(|r| SessionSummary::from_row(r, inactive_after_hours)).collect();
     let next_cursor = sessions
         .last()
@@ -201,40 +212,21 @@ pub async fn list(
         })
         .map(|c| c.encode());
     let matches = match &filter.search {
-        Some(words) if !sessions.is_empty() => {
-            let ids: Vec<Uuid> = sessions.iter().map(|s| s.id.0).collect();
-            let indexed = super::session_filter::MESSAGE_WORDS;
-            client
-                .query(
-                    &format!(
-                        "SELECT DISTINCT ON (session_id) session_id, seq, text FROM messages
-                         WHERE session_id = ANY($1) AND {indexed} @@ websearch_to_tsquery('simple', $2)
-                         ORDER BY session_id, seq DESC"
-                    ),
-                    &[&ids, words],
-                )
-                .await?
-                .iter()
-                .map(|r| SearchMatch { session_id: r.get(0), seq: r.get(1), text: r.get(2) })
-                .collect()
-        }
-        _ => Vec::new(),
+        Some(search) => session_search::matches(db, &sessions.iter().map(|s| s.id.0).collect::<Vec<_>>(), search).await?,
+        None => Vec::new(),
     };
-    Ok(SessionPage { sessions, total, total_capped, page: page.page, per_page: page.per_page, next_cursor, matches })
-}
-
-/// A search counts its matches up to this many.
-pub const SEARCH_COUNT_LIMIT: i64 = 10_000;
-
-/// How many sessions a search matches, up to `SEARCH_COUNT_LIMIT`, and
-/// whether there are more.
-async fn search_count(db: &Db, filter: &SessionFilter, inactive_after_hours: u32) -> Result<(i64, bool), StoreError> {
-    let mut params = Params::default();
-    let condition = where_clause(filter, inactive_after_hours, &mut params);
-    let limit = params.push(SEARCH_COUNT_LIMIT + 1);
-    let sql = format!("SELECT count(*) FROM (SELECT 1 FROM sessions s WHERE {condition} LIMIT {limit}) t");
-    let found: i64 = db.get().await?.query_one(&sql, &params.refs()).await?.get(0);
-    Ok((found.min(SEARCH_COUNT_LIMIT), found > SEARCH_COUNT_LIMIT))
+    // An estimate is never below what the pages so far have shown.
+    let shown = page.offset() + sessions.len() as i64;
+    let total = if counted.estimated { counted.total.max(shown) } else { counted.total };
+    Ok(SessionPage {
+        sessions,
+        total,
+        total_estimated: counted.estimated,
+        page: page.page,
+        per_page: page.per_page,
+        next_cursor,
+        matches,
+    })
 }
 
 /// Summaries of the given sessions (those that exist).
@@ -337,9 +329,15 @@ impl SummaryStream {
     }
 }
 
-pub async fn export(db: &Db, filter: &SessionFilter, inactive_after_hours: u32) -> Result<SummaryStream, StoreError> {
+/// The filtered sessions in the list's order, streamed; a search finds
+/// them the way the list does (`session_search`).
+pub async fn export(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours: u32, search_index_max_matches: i64) -> Result<SummaryStream, StoreError> {
+    let found = match &filter.search {
+        Some(search) => Some(session_search::find(db, filter, search, tz, inactive_after_hours, search_index_max_matches).await?),
+        None => None,
+    };
     let mut params = Params::default();
-    let condition = where_clause(filter, inactive_after_hours, &mut params);
+    let condition = where_clause_planned(filter, inactive_after_hours, found.as_ref().map_or(SearchPlan::Indexes, Found::plan), &mut params);
     let sql = format!("{SUMMARY_SELECT} WHERE {condition} ORDER BY {}", order_by(filter.order));
     let client = db.get().await?;
     let rows = client.query_raw(&sql, params.refs()).await?;

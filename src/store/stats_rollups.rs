@@ -185,6 +185,7 @@ pub async fn forget_sessions(tx: &deadpool_postgres::Transaction<'_>, tz: Tz, id
             &counts.params(),
         )
         .await?;
+        tx.execute("UPDATE stats_rollup_state SET latency_epoch = latency_epoch + 1", &[]).await?;
     }
     Ok(())
 }
@@ -206,11 +207,13 @@ pub enum Refreshed {
 struct State {
     timezone: Option<String>,
     watermark: Option<DateTime<Utc>>,
+    /// Moves whenever the latency counts of a past day change.
+    latency_epoch: i64,
 }
 
 async fn state(client: &tokio_postgres::Client) -> Result<State, StoreError> {
-    let row = client.query_one("SELECT timezone, watermark FROM stats_rollup_state", &[]).await?;
-    Ok(State { timezone: row.get(0), watermark: row.get(1) })
+    let row = client.query_one("SELECT timezone, watermark, latency_epoch FROM stats_rollup_state", &[]).await?;
+    Ok(State { timezone: row.get(0), watermark: row.get(1), latency_epoch: row.get(2) })
 }
 
 impl State {
@@ -279,9 +282,9 @@ pub async fn refresh(db: &Db, tz: Tz, run: u64) -> Result<Refreshed, StoreError>
     if !tx.query_one("SELECT pg_try_advisory_xact_lock($1)", &[&LOCK_KEY]).await?.get::<_, bool>(0) {
         return Ok(Refreshed::Skipped);
     }
-    let row = tx.query_one("SELECT timezone, watermark, now() FROM stats_rollup_state FOR UPDATE", &[]).await?;
-    let state = State { timezone: row.get(0), watermark: row.get(1) };
-    let started: DateTime<Utc> = row.get(2);
+    let row = tx.query_one("SELECT timezone, watermark, latency_epoch, now() FROM stats_rollup_state FOR UPDATE", &[]).await?;
+    let state = State { timezone: row.get(0), watermark: row.get(1), latency_epoch: row.get(2) };
+    let started: DateTime<Utc> = row.get(3);
     let Some(watermark) = state.built_for(tz) else { return Ok(Refreshed::NotBuilt) };
     // Taken first: a deletion committing after this statement stays for
     // the next run.
@@ -367,7 +370,10 @@ async fn build_locked(db: &Db, tz: Tz) -> Result<usize, StoreError> {
         }
     }
     client
-        .execute("UPDATE stats_rollup_state SET timezone = $1, watermark = $2, version = version + 1", &[&tz.name(), &began])
+        .execute(
+            "UPDATE stats_rollup_state SET timezone = $1, watermark = $2, version = version + 1, latency_epoch = latency_epoch + 1",
+            &[&tz.name(), &began],
+        )
         .await?;
     tracing::info!(days, seconds = started.elapsed().as_secs_f64(), "stats rollups built");
     Ok(days)
@@ -399,19 +405,25 @@ async fn rebuild_latency_day(tx: &deadpool_postgres::Transaction<'_>, tz: Tz, da
 /// the rollups where they are current and from `sessions` where not (see
 /// the module doc).
 pub async fn cells(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours: u32) -> Result<Tally, StoreError> {
-    let client = db.get().await?;
-    // Only the sessions in progress are wanted: the rest need not be read.
-    let all = if filter.completion == Some(Completion::InProgress) {
-        HashMap::new()
-    } else {
-        current_cells(&client, filter, tz, inactive_after_hours).await?
-    };
-    // The not-completed sessions active within the threshold are in progress.
-    let mut in_progress = HashMap::new();
-    if filter.completion != Some(Completion::Complete) {
-        let recent = SessionFilter { completion: Some(Completion::InProgress), ..filter.clone() };
-        add_direct(&client, &recent, tz, inactive_after_hours, None, &mut in_progress).await?;
-    }
+    // Both reads at once, each on its own connection.
+    let (all, in_progress) = futures_util::try_join!(
+        async {
+            // Only the sessions in progress are wanted: the rest need not be read.
+            if filter.completion == Some(Completion::InProgress) {
+                return Ok(HashMap::new());
+            }
+            current_cells(&*db.get().await?, filter, tz, inactive_after_hours).await
+        },
+        async {
+            // The not-completed sessions active within the threshold are in progress.
+            let mut in_progress = HashMap::new();
+            if filter.completion != Some(Completion::Complete) {
+                let recent = SessionFilter { completion: Some(Completion::InProgress), ..filter.clone() };
+                add_direct(&*db.get().await?, &recent, tz, inactive_after_hours, None, &mut in_progress).await?;
+            }
+            Ok::<_, StoreError>(in_progress)
+        },
+    )?;
     let mut tally = Tally::new();
     for (cell, mut count) in all {
         let state = if cell.completed_day.is_some() {
@@ -586,23 +598,41 @@ fn add_rows(rows: Vec<tokio_postgres::Row>, cells: &mut HashMap<Cell, Count>) {
 /// The AI replies in the filter's range (and channel) as a latency
 /// histogram: `(bucket, replies)` by bucket. While the rollups are being
 /// built, straight from `messages`.
+///
+/// The settled days (before yesterday, where no reply is still being
+/// stored) are summed once per node and kept until `latency_epoch` moves:
+/// at 1M sessions they are 76,000 rows, most of a stats read's time.
 pub async fn latency_histogram(db: &Db, filter: &SessionFilter, tz: Tz) -> Result<Vec<(i32, i64)>, StoreError> {
     let client = db.get().await?;
+    let state = state(&client).await?;
     let mut histogram: HashMap<i32, i64> = HashMap::new();
-    if state(&client).await?.built_for(tz).is_none() {
+    if state.built_for(tz).is_none() {
         add_replies(&client, filter, filter.from, filter.until, &mut histogram).await?;
     } else {
         let range = Range::of(filter, tz);
-        let mut params = Params::default();
-        let mut clauses = vec![channel_clause(filter, "", &mut params)];
-        if let Some(first) = range.first {
-            clauses.push(format!("day >= {}", params.push(first)));
+        let yesterday = Utc::now().with_timezone(&tz).date_naive().pred_opt().unwrap_or(NaiveDate::MIN);
+        let settled_end = range.end.map_or(yesterday, |end| end.min(yesterday));
+        let key = SettledKey { tz, channel: filter.channel.map(|c| c.as_str()), first: range.first, end: settled_end };
+        let kept = SETTLED.lock().ok().and_then(|kept| kept.get(&key).filter(|(epoch, _)| *epoch == state.latency_epoch).map(|(_, h)| h.clone()));
+        histogram = match kept {
+            Some(settled) => settled,
+            None => {
+                let settled = rollup_replies(&client, filter, range.first, Some(settled_end)).await?;
+                if let Ok(mut kept) = SETTLED.lock() {
+                    if kept.len() >= SETTLED_KEPT {
+                        kept.clear();
+                    }
+                    kept.insert(key, (state.latency_epoch, settled.clone()));
+                }
+                settled
+            }
+        };
+        let recent_first = range.first.map_or(settled_end, |first| first.max(settled_end));
+        if range.end.is_none_or(|end| recent_first < end) {
+            for (bucket, n) in rollup_replies(&client, filter, Some(recent_first), range.end).await? {
+                *histogram.entry(bucket).or_default() += n;
+            }
         }
-        if let Some(end) = range.end {
-            clauses.push(format!("day < {}", params.push(end)));
-        }
-        let sql = format!("SELECT bucket, sum(replies)::int8 FROM ai_latency_rollups WHERE {} GROUP BY 1", clauses.join(" AND "));
-        histogram = client.query(&sql, &params.refs()).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
         for &(from, until) in &range.edges {
             add_replies(&client, filter, Some(from), Some(until), &mut histogram).await?;
         }
@@ -610,6 +640,40 @@ pub async fn latency_histogram(db: &Db, filter: &SessionFilter, tz: Tz) -> Resul
     let mut histogram: Vec<(i32, i64)> = histogram.into_iter().filter(|(_, n)| *n > 0).collect();
     histogram.sort();
     Ok(histogram)
+}
+
+/// Which settled days' latency counts, for which channel filter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SettledKey {
+    tz: Tz,
+    channel: Option<&'static str>,
+    first: Option<NaiveDate>,
+    end: NaiveDate,
+}
+
+/// Settled days' latency counts this node has summed, with the epoch they
+/// were summed at; at most `SETTLED_KEPT` ranges.
+static SETTLED: std::sync::LazyLock<std::sync::Mutex<HashMap<SettledKey, (i64, HashMap<i32, i64>)>>> =
+    std::sync::LazyLock::new(Default::default);
+const SETTLED_KEPT: usize = 64;
+
+/// The latency rollups of the filter's channel over the days `[first, end)`.
+async fn rollup_replies(
+    client: &tokio_postgres::Client,
+    filter: &SessionFilter,
+    first: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+) -> Result<HashMap<i32, i64>, StoreError> {
+    let mut params = Params::default();
+    let mut clauses = vec![channel_clause(filter, "", &mut params)];
+    if let Some(first) = first {
+        clauses.push(format!("day >= {}", params.push(first)));
+    }
+    if let Some(end) = end {
+        clauses.push(format!("day < {}", params.push(end)));
+    }
+    let sql = format!("SELECT bucket, sum(replies)::int8 FROM ai_latency_rollups WHERE {} GROUP BY 1", clauses.join(" AND "));
+    Ok(client.query(&sql, &params.refs()).await?.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Adds the filter's channel's AI replies stored in `[from, until)` to

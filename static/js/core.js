@@ -4,7 +4,7 @@
 
 export var $ = function (id) { return document.getElementById(id); };
 export var state = { me: null, csrf: null, socket: null, rows: [], matches: {}, total: 0, page: 1, perPage: 25, watching: null,
-              lastSeq: 0, selected: new Set(), charts: {}, totalCapped: false, reconnect: 0,
+              lastSeq: 0, selected: new Set(), charts: {}, totalEstimated: false, reconnect: 0,
               shown: {} /* session id -> updated_at of the newest summary shown */ };
 
 /** Builds an element; string children become text nodes (never HTML). */

@@ -38,7 +38,7 @@ export async function loadSessions(query) {
   try {
     var page = await api("GET", "/api/sessions?" + q);
     if (load !== loads) return;
-    state.rows = page.sessions; state.total = page.total; state.totalCapped = !!page.total_capped;
+    state.rows = page.sessions; state.total = page.total; state.totalEstimated = !!page.total_estimated;
     state.matches = {};
     (page.matches || []).forEach(function (m) { state.matches[m.session_id] = m; });
     renderRows();
@@ -112,9 +112,10 @@ function renderRows(flashId) {
   if (!state.rows.length && !filtered) body.appendChild(el("tr", {}, el("td", { colspan: "9", class: "py-4", id: "onboarding" }, gettingStarted())));
   else if (!state.rows.length) body.appendChild(el("tr", {}, el("td", { colspan: "9", class: "text-center text-body-secondary py-4", text: "No sessions match." })));
   var first = (state.page - 1) * state.perPage;
-  $("page-info").textContent = state.total ? (first + 1) + "–" + (first + state.rows.length) + " of " + state.total.toLocaleString() + (state.totalCapped ? "+" : "") : "0 sessions";
+  $("page-info").textContent = state.total ? (first + 1) + "–" + (first + state.rows.length) + " of " + (state.totalEstimated ? "about " : "") + state.total.toLocaleString() : "0 sessions";
   $("page-prev").disabled = state.page <= 1;
-  $("page-next").disabled = first + state.rows.length >= state.total;
+  // An estimated total may be off either way: a full page means there may be more.
+  $("page-next").disabled = state.totalEstimated ? state.rows.length < state.perPage : first + state.rows.length >= state.total;
   $("select-all").checked = false;
 }
 /** Does a summary pass the filters the page can check itself? The search

@@ -15,7 +15,10 @@ const WORDS: &[&str] = &["whitening", "invoice", "parking", "refund", "monday", 
 
 /// `n` sessions with a customer each and three messages of vocabulary words,
 /// one created per minute from minute `first`; returns their ids, oldest first.
-async fn seed(db: &tokio_postgres::Client, first: usize, n: usize) -> Vec<Uuid> {
+async fn seed(db: &mut tokio_postgres::Client, first: usize, n: usize) -> Vec<Uuid> {
+    // One transaction: a session is never seen without its messages (the
+    // hub's own writes are atomic the same way).
+    let db = db.transaction().await.unwrap();
     let mut ids = Vec::new();
     for i in first..first + n {
         let id = Uuid::new_v4();
@@ -39,6 +42,7 @@ async fn seed(db: &tokio_postgres::Client, first: usize, n: usize) -> Vec<Uuid> 
         }
         ids.push(id);
     }
+    db.commit().await.unwrap();
     ids
 }
 
@@ -70,10 +74,71 @@ async fn substring_scan(db: &tokio_postgres::Client, q: &str) -> BTreeSet<String
 }
 
 #[tokio::test]
-async fn search_finds_what_the_substring_scan_found_and_speaks_web_search_syntax() {
+async fn search_through_the_indexes_finds_what_the_substring_scan_found_and_speaks_web_search_syntax() {
     let app = TestApp::spawn().await;
-    let db = app.db().await;
-    seed(&db, 0, 60).await;
+    let mut db = app.db().await;
+    seed(&mut db, 0, 60).await;
+    search_matches_the_substring_scan(&app, &db).await;
+}
+
+/// The same searches when every search walks the list (what a common word
+/// does at scale), over sessions with their words built by the backfill and
+/// sessions without (stored after it ran): the same sessions found.
+#[tokio::test]
+async fn search_walking_the_list_finds_what_the_substring_scan_found() {
+    let app = TestApp::spawn_with(|config| config.search_index_max_matches = 0).await;
+    let mut db = app.db().await;
+    seed(&mut db, 0, 40).await;
+    let pool = chathub::postgres::pool(&app.database_url, 2).unwrap();
+    assert_eq!(chathub::store::session_words::backfill(&pool).await.unwrap(), 40, "every seeded session got its words");
+    seed(&mut db, 40, 20).await;
+    search_matches_the_substring_scan(&app, &db).await;
+    // A long conversation without the word is ruled out by its words: the
+    // backfilled row has every word of its messages and none other.
+    let words: String = db
+        .query_one("SELECT w.words::text FROM session_words w JOIN sessions s ON s.id = w.session_id WHERE s.customer_name = 'Customer 3'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let texts: Vec<String> = db
+        .query("SELECT m.text FROM messages m JOIN sessions s ON s.id = m.session_id WHERE s.customer_name = 'Customer 3'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut expected: Vec<String> = texts.iter().flat_map(|t| t.split(' ')).map(|w| format!("'{w}'")).collect();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(words, expected.join(" "));
+
+    // A message the hub stores adds its words in the same transaction: the
+    // next walk finds it, and a word it does not have still finds nothing.
+    let mut visitor = crate::ws_client::Visitor::connect(app.port).await;
+    visitor.hello().await;
+    visitor.say("m1", "my zyzzyva arrived broken").await;
+    let found_new = found(&app.admin().await, "zyzzyva").await;
+    assert_eq!(found_new.len(), 1, "{found_new:?}");
+    let id: Uuid = found_new.iter().next().unwrap().parse().unwrap();
+    // Kept message by message, it is what building it afresh gives (read in
+    // one statement: messages and words are written in one transaction).
+    let row = db
+        .query_one(
+            "SELECT w.words::text, (SELECT strip(to_tsvector('simple', string_agg(text, ' ')))::text FROM messages WHERE session_id = $1)
+             FROM session_words w WHERE w.session_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    let (kept, afresh): (String, String) = (row.get(0), row.get(1));
+    assert_eq!(kept, afresh);
+    assert!(kept.contains("'zyzzyva'") && kept.contains("'arrived'"), "{kept}");
+    assert!(found(&app.admin().await, "zyzzyvas").await.is_empty());
+}
+
+/// Searches of every kind, compared with the plain substring scan search
+/// replaced, over the sessions of `seed`.
+async fn search_matches_the_substring_scan(app: &TestApp, db: &tokio_postgres::Client) {
     let admin = app.admin().await;
     // Whole words, names, emails, phone numbers, case-insensitively.
     for q in ["whitening", "Parking", "Customer 4", "customer17@example.com", "+15550000042", "5550000", "nosuchwordanywhere"] {
@@ -83,8 +148,12 @@ async fn search_finds_what_the_substring_scan_found_and_speaks_web_search_syntax
     assert!(!found(&admin, "whitening").await.is_empty(), "the vocabulary is found at all");
 
     // Web-search syntax over the transcript: a phrase, an exclusion, or.
-    let phrase = found(&admin, "\"whitening invoice\"").await;
-    assert_eq!(phrase, substring_scan(&db, "whitening invoice").await, "a quoted phrase matches the words in that order");
+    // (The seeded messages have "refund whitening" in that order, never
+    // "whitening refund".)
+    let phrase = found(&admin, "\"refund whitening\"").await;
+    assert!(!phrase.is_empty());
+    assert_eq!(phrase, substring_scan(&db, "refund whitening").await, "a quoted phrase matches the words in that order");
+    assert!(found(&admin, "\"whitening refund\"").await.is_empty(), "and not in another order");
     let whitening = found(&admin, "whitening").await;
     let without_refund = found(&admin, "whitening -refund").await;
     assert!(!without_refund.is_empty() && without_refund.len() < whitening.len());
@@ -114,6 +183,8 @@ async fn search_finds_what_the_substring_scan_found_and_speaks_web_search_syntax
     // Hostile text is a search like any other.
     let (status, body) = admin.get("/api/sessions?q=%27%20%26%20%7C%20!%20%3A*%20(").await;
     assert_eq!((status, body["total"].as_i64()), (200, Some(0)), "{body}");
+    // A list no longer than the sample is counted exactly either way.
+    assert_eq!((page["total"].as_u64(), page["total_estimated"].as_bool()), (Some(whitening.len() as u64), Some(false)));
 }
 
 async fn list(admin: &StaffClient, query: &str) -> Value {
@@ -129,8 +200,8 @@ fn ids(page: &Value) -> Vec<String> {
 #[tokio::test]
 async fn cursors_page_without_overlap_or_skip_while_sessions_are_added() {
     let app = TestApp::spawn().await;
-    let db = app.db().await;
-    let seeded = seed(&db, 0, 45).await;
+    let mut db = app.db().await;
+    let seeded = seed(&mut db, 0, 45).await;
     let admin = app.admin().await;
     for sort in ["created", "activity"] {
         let mut seen = Vec::new();
@@ -144,7 +215,7 @@ async fn cursors_page_without_overlap_or_skip_while_sessions_are_added() {
                 // Newer sessions added after the first page shift the pages
                 // by offset, not the next page by cursor.
                 first = false;
-                seed(&db, 1000, 3).await;
+                seed(&mut db, 1000, 3).await;
                 let next = list(&admin, &format!("sort={sort}&per_page=10&cursor={cursor}")).await;
                 assert_eq!(ids(&next), by_page, "{sort}: the next page by cursor is what page 2 was");
                 let shifted = list(&admin, &format!("sort={sort}&per_page=10&page=2")).await;
@@ -172,8 +243,8 @@ async fn cursors_page_without_overlap_or_skip_while_sessions_are_added() {
 #[tokio::test]
 async fn test_ai_chats_stay_out_of_the_list_stats_and_export_unless_asked_for() {
     let app = TestApp::spawn().await;
-    let db = app.db().await;
-    seed(&db, 0, 2).await;
+    let mut db = app.db().await;
+    seed(&mut db, 0, 2).await;
     let test_chat = Uuid::new_v4();
     db.execute(
         "INSERT INTO sessions (id, channel, customer_name, last_seq, last_message_at) VALUES ($1, 'test', 'Staff trying the agent', 1, now())",
