@@ -172,7 +172,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     let client = db.get().await?;
-    client.batch_execute("ANALYZE sessions; ANALYZE messages;").await?;
+    client.batch_execute("ANALYZE sessions; ANALYZE messages; ANALYZE session_words;").await?;
     let secs = started.elapsed().as_secs_f64();
     let mut report = Report {
         scenario: "seed".into(),
