@@ -63,8 +63,22 @@ pub struct SearchCount {
     pub estimated: bool,
 }
 
-/// Finds how to list the sessions of `filter`'s search (see the module doc).
-pub async fn find(db: &Db, filter: &SessionFilter, search: &str, tz: Tz, inactive_after_hours: u32, max_indexed: i64) -> Result<Found, StoreError> {
+/// Finds how to list the sessions of `filter`'s search (see the module
+/// doc); `None` without a search.
+pub async fn find(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours: u32, max_indexed: i64) -> Result<Option<Found>, StoreError> {
+    match &filter.search {
+        Some(search) => Ok(Some(find_search(db, filter, search, tz, inactive_after_hours, max_indexed).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The plan of what `find` found: the indexes' union when nothing was
+/// searched for (the condition is then not used).
+pub fn plan(found: &Option<Found>) -> SearchPlan<'_> {
+    found.as_ref().map_or(SearchPlan::Indexes, Found::plan)
+}
+
+async fn find_search(db: &Db, filter: &SessionFilter, search: &str, tz: Tz, inactive_after_hours: u32, max_indexed: i64) -> Result<Found, StoreError> {
     if max_indexed > 0 && index_is_cheap(db, search, max_indexed).await? {
         let mut params = Params::default();
         let (words, pattern) = (params.push(search.to_owned()), params.push(substring_pattern(search)));

@@ -12,8 +12,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::session_filter::{Params, SearchPlan, order_by, sort_key, where_clause_planned};
-use super::session_search::{self, Found, SearchCount};
+use super::session_filter::{Params, order_by, sort_key, where_clause_planned};
+use super::session_search::{self, SearchCount};
 use crate::domain::listing::{Cursor, ListOrder, PageRequest, SessionFilter};
 use crate::domain::{Completion, Customer, MessageRole, Seq, SessionId};
 use crate::postgres::Db;
@@ -174,13 +174,9 @@ pub async fn list(
     inactive_after_hours: u32,
     search_index_max_matches: i64,
 ) -> Result<SessionPage, StoreError> {
-    let found = match &filter.search {
-        Some(search) => Some(session_search::find(db, filter, search, tz, inactive_after_hours, search_index_max_matches).await?),
-        None => None,
-    };
-    let plan = found.as_ref().map_or(SearchPlan::Indexes, Found::plan);
+    let found = session_search::find(db, filter, tz, inactive_after_hours, search_index_max_matches).await?;
     let mut params = Params::default();
-    let condition = where_clause_planned(filter, inactive_after_hours, plan, &mut params);
+    let condition = where_clause_planned(filter, inactive_after_hours, session_search::plan(&found), &mut params);
     let (after, offset) = match cursor {
         Some(cursor) => {
             let key = sort_key(filter.order);
@@ -332,12 +328,9 @@ impl SummaryStream {
 /// The filtered sessions in the list's order, streamed; a search finds
 /// them the way the list does (`session_search`).
 pub async fn export(db: &Db, filter: &SessionFilter, tz: Tz, inactive_after_hours: u32, search_index_max_matches: i64) -> Result<SummaryStream, StoreError> {
-    let found = match &filter.search {
-        Some(search) => Some(session_search::find(db, filter, search, tz, inactive_after_hours, search_index_max_matches).await?),
-        None => None,
-    };
+    let found = session_search::find(db, filter, tz, inactive_after_hours, search_index_max_matches).await?;
     let mut params = Params::default();
-    let condition = where_clause_planned(filter, inactive_after_hours, found.as_ref().map_or(SearchPlan::Indexes, Found::plan), &mut params);
+    let condition = where_clause_planned(filter, inactive_after_hours, session_search::plan(&found), &mut params);
     let sql = format!("{SUMMARY_SELECT} WHERE {condition} ORDER BY {}", order_by(filter.order));
     let client = db.get().await?;
     let rows = client.query_raw(&sql, params.refs()).await?;

@@ -651,10 +651,12 @@ struct SettledKey {
     end: NaiveDate,
 }
 
+/// Replies by latency bucket.
+type Histogram = HashMap<i32, i64>;
+
 /// Settled days' latency counts this node has summed, with the epoch they
 /// were summed at; at most `SETTLED_KEPT` ranges.
-static SETTLED: std::sync::LazyLock<std::sync::Mutex<HashMap<SettledKey, (i64, HashMap<i32, i64>)>>> =
-    std::sync::LazyLock::new(Default::default);
+static SETTLED: std::sync::LazyLock<std::sync::Mutex<HashMap<SettledKey, (i64, Histogram)>>> = std::sync::LazyLock::new(Default::default);
 const SETTLED_KEPT: usize = 64;
 
 /// The latency rollups of the filter's channel over the days `[first, end)`.
@@ -663,7 +665,7 @@ async fn rollup_replies(
     filter: &SessionFilter,
     first: Option<NaiveDate>,
     end: Option<NaiveDate>,
-) -> Result<HashMap<i32, i64>, StoreError> {
+) -> Result<Histogram, StoreError> {
     let mut params = Params::default();
     let mut clauses = vec![channel_clause(filter, "", &mut params)];
     if let Some(first) = first {

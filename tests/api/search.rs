@@ -142,7 +142,7 @@ async fn search_matches_the_substring_scan(app: &TestApp, db: &tokio_postgres::C
     let admin = app.admin().await;
     // Whole words, names, emails, phone numbers, case-insensitively.
     for q in ["whitening", "Parking", "Customer 4", "customer17@example.com", "+15550000042", "5550000", "nosuchwordanywhere"] {
-        let expected = substring_scan(&db, q).await;
+        let expected = substring_scan(db, q).await;
         assert_eq!(found(&admin, q).await, expected, "q={q:?}");
     }
     assert!(!found(&admin, "whitening").await.is_empty(), "the vocabulary is found at all");
@@ -152,7 +152,7 @@ async fn search_matches_the_substring_scan(app: &TestApp, db: &tokio_postgres::C
     // "whitening refund".)
     let phrase = found(&admin, "\"refund whitening\"").await;
     assert!(!phrase.is_empty());
-    assert_eq!(phrase, substring_scan(&db, "refund whitening").await, "a quoted phrase matches the words in that order");
+    assert_eq!(phrase, substring_scan(db, "refund whitening").await, "a quoted phrase matches the words in that order");
     assert!(found(&admin, "\"whitening refund\"").await.is_empty(), "and not in another order");
     let whitening = found(&admin, "whitening").await;
     let without_refund = found(&admin, "whitening -refund").await;
