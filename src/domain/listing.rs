@@ -242,9 +242,51 @@ impl Cursor {
     }
 }
 
+/// Where the next page of a log starts (deliveries, errors: newest first by
+/// creation, then id): the last row's time and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogCursor {
+    pub at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl LogCursor {
+    pub fn encode(&self) -> String {
+        format!("l{}_{}", self.at.timestamp_micros(), self.id)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, InvalidInput> {
+        let invalid = || InvalidInput::new("invalid_cursor", "cursor is not a next_cursor of this list");
+        let rest = text.strip_prefix('l').ok_or_else(invalid)?;
+        let (micros, id) = rest.split_once('_').ok_or_else(invalid)?;
+        let at = micros.parse::<i64>().ok().and_then(DateTime::from_timestamp_micros).ok_or_else(invalid)?;
+        let id = id.parse::<i64>().map_err(|_| invalid())?;
+        Ok(Self { at, id })
+    }
+
+    /// The cursor after a full page's last row (`None` after a short page:
+    /// it was the last).
+    pub fn after_page<T>(rows: &[T], page: PageRequest, key: impl Fn(&T) -> (DateTime<Utc>, i64)) -> Option<Self> {
+        rows.last().filter(|_| rows.len() as i64 == page.per_page).map(|last| {
+            let (at, id) = key(last);
+            Self { at, id }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_cursors_round_trip_and_refuse_what_they_did_not_make() {
+        let at = DateTime::from_timestamp_micros(1_764_633_600_123_456).unwrap();
+        let cursor = LogCursor { at, id: 42 };
+        assert_eq!(LogCursor::parse(&cursor.encode()).unwrap(), cursor);
+        for bad in ["", "l", "c1_2", "l12_nope", "lX_3", "l99999999999999999999_1", "l1_"] {
+            assert_eq!(LogCursor::parse(bad).unwrap_err().code, "invalid_cursor", "{bad:?}");
+        }
+    }
 
     #[test]
     fn cursors_round_trip_and_refuse_what_they_did_not_make() {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ApiError;
-use crate::domain::listing::PageRequest;
+use crate::domain::listing::{LogCursor, PageRequest};
 use crate::state::AppState;
 use crate::store;
 
@@ -18,6 +18,8 @@ pub struct DeliveriesQuery {
     event_type: Option<String>,
     page: Option<i64>,
     per_page: Option<i64>,
+    /// A `next_cursor` of this list: the page after it (keyset).
+    cursor: Option<String>,
 }
 
 pub async fn list(query: web::Query<DeliveriesQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -27,8 +29,12 @@ pub async fn list(query: web::Query<DeliveriesQuery>, state: web::Data<AppState>
         return Err(ApiError::invalid("invalid_filter", "status must be pending, delivered, failed, dead or skipped"));
     }
     let event_type = query.event_type.as_deref().filter(|s| !s.is_empty());
-    let (deliveries, total) = store::deliveries::page(&state.db, status.as_deref(), event_type, request).await?;
-    Ok(HttpResponse::Ok().json(json!({ "deliveries": deliveries, "total": total, "page": request.page, "per_page": request.per_page })))
+    let cursor = query.cursor.as_deref().map(LogCursor::parse).transpose()?;
+    let (deliveries, total) = store::deliveries::page(&state.db, status.as_deref(), event_type, request, cursor).await?;
+    let next_cursor = LogCursor::after_page(&deliveries, request, |d| (d.created_at, d.id)).map(|c| c.encode());
+    Ok(HttpResponse::Ok().json(json!({
+        "deliveries": deliveries, "total": total, "page": request.page, "per_page": request.per_page, "next_cursor": next_cursor,
+    })))
 }
 
 /// Queues a dead, failed or skipped delivery again with a fresh attempt

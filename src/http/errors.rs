@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::domain::listing::PageRequest;
+use crate::domain::listing::{LogCursor, PageRequest};
 use crate::state::AppState;
 use crate::store;
 use crate::protocol::rfc3339;
@@ -61,12 +61,18 @@ pub async fn create(body: web::Json<NewError>, state: web::Data<AppState>) -> Re
 pub struct ErrorsQuery {
     page: Option<i64>,
     per_page: Option<i64>,
+    /// A `next_cursor` of this list: the page after it (keyset).
+    cursor: Option<String>,
     source: Option<String>,
 }
 
 pub async fn list(query: web::Query<ErrorsQuery>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let request = PageRequest::parse(query.page, query.per_page)?;
     let source = query.source.as_deref().filter(|s| !s.is_empty());
-    let (errors, total) = store::errors::page(&state.db, source, request).await?;
-    Ok(HttpResponse::Ok().json(json!({ "errors": errors, "total": total, "page": request.page, "per_page": request.per_page })))
+    let cursor = query.cursor.as_deref().map(LogCursor::parse).transpose()?;
+    let (errors, total) = store::errors::page(&state.db, source, request, cursor).await?;
+    let next_cursor = LogCursor::after_page(&errors, request, |e| (e.created_at, e.id)).map(|c| c.encode());
+    Ok(HttpResponse::Ok().json(json!({
+        "errors": errors, "total": total, "page": request.page, "per_page": request.per_page, "next_cursor": next_cursor,
+    })))
 }

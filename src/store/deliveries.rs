@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::StoreError;
-use crate::domain::listing::PageRequest;
+use super::{StoreError, log_pages};
+use crate::domain::listing::{LogCursor, PageRequest};
 use crate::postgres::Db;
 use crate::protocol::{rfc3339, rfc3339_opt};
 
@@ -32,25 +32,29 @@ pub struct DeliveryRow {
     pub payload: serde_json::Value,
 }
 
-/// One page of deliveries, newest first, filtered by status and event type;
-/// and how many match in all.
+/// One page of deliveries, newest first, filtered by status and event type
+/// (after `cursor` if given, else at the page's offset); and how many match
+/// in all.
 pub async fn page(
     db: &Db,
     status: Option<&str>,
     event_type: Option<&str>,
     page: PageRequest,
+    cursor: Option<LogCursor>,
 ) -> Result<(Vec<DeliveryRow>, i64), StoreError> {
     let client = db.get().await?;
     let filter = "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR event_type = $2)";
     let total: i64 = client.query_one(&format!("SELECT count(*) FROM outbox WHERE {filter}"), &[&status, &event_type]).await?.get(0);
+    let (at, id, offset) = log_pages::bounds(cursor, page);
     let rows = client
         .query(
             &format!(
                 "SELECT id, event_type, status, attempts, next_attempt_at, last_error, last_status_code, session_id,
                         created_at, delivered_at, idempotency_key, payload
-                 FROM outbox WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+                 FROM outbox WHERE {filter} AND {} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+                log_pages::after("$5", "$6")
             ),
-            &[&status, &event_type, &page.per_page, &page.offset()],
+            &[&status, &event_type, &page.per_page, &offset, &at, &id],
         )
         .await?;
     let deliveries = rows

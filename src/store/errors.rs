@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::StoreError;
-use crate::domain::listing::PageRequest;
+use super::{StoreError, log_pages};
+use crate::domain::listing::{LogCursor, PageRequest};
 use crate::postgres::Db;
 use crate::protocol::rfc3339;
 
@@ -49,16 +49,21 @@ pub struct ErrorRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// One page of failures, newest first, optionally of one `source`; and how
-/// many there are in all.
-pub async fn page(db: &Db, source: Option<&str>, page: PageRequest) -> Result<(Vec<ErrorRow>, i64), StoreError> {
+/// One page of failures, newest first, optionally of one `source` (after
+/// `cursor` if given, else at the page's offset); and how many there are
+/// in all.
+pub async fn page(db: &Db, source: Option<&str>, page: PageRequest, cursor: Option<LogCursor>) -> Result<(Vec<ErrorRow>, i64), StoreError> {
     let client = db.get().await?;
     let total: i64 = client.query_one("SELECT count(*) FROM errors WHERE $1::text IS NULL OR source = $1", &[&source]).await?.get(0);
+    let (at, id, offset) = log_pages::bounds(cursor, page);
     let rows = client
         .query(
-            "SELECT id, source, workflow, message, details, session_id, created_at FROM errors
-             WHERE $1::text IS NULL OR source = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-            &[&source, &page.per_page, &page.offset()],
+            &format!(
+                "SELECT id, source, workflow, message, details, session_id, created_at FROM errors
+                 WHERE ($1::text IS NULL OR source = $1) AND {} ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+                log_pages::after("$4", "$5")
+            ),
+            &[&source, &page.per_page, &offset, &at, &id],
         )
         .await?;
     let errors = rows

@@ -14,7 +14,8 @@
 //!   only place session rows and messages are inserted.
 //! - `users`, `staff_logins`: accounts, API keys, logins.
 //! - `errors`, `deliveries`, `sites`, `rules`: the errors log, the outbox as a
-//!   delivery log, sites, completion rules; `ping`: the health probe.
+//!   delivery log, sites, completion rules; `ping`: the health probe;
+//!   `log_pages`: keyset paging of those logs.
 //! - `leases`: which node runs a conversation (several nodes).
 //! - `notes`, `canned`: staff's private notes and canned responses.
 //! - `email_templates`, `emails`: email to leads, and its tracking.
@@ -37,6 +38,7 @@ pub mod email_templates;
 pub mod emails;
 pub mod errors;
 pub mod leases;
+pub mod log_pages;
 pub mod notes;
 pub mod reads;
 pub mod replays;

@@ -264,3 +264,71 @@ async fn test_ai_chats_stay_out_of_the_list_stats_and_export_unless_asked_for() 
     let (_, csv) = admin.get("/api/sessions/export?format=csv&channel=test").await;
     assert!(csv.as_str().unwrap().contains("Staff trying the agent"));
 }
+
+/// The deliveries and errors logs page by cursor too: every row once, newest
+/// first (rows created in the same instant by id), a row added meanwhile not
+/// shifting the next page; a cursor they did not make is refused.
+#[tokio::test]
+async fn the_logs_page_by_cursor_without_overlap_or_skip() {
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    let admin = app.admin().await;
+    // Five instants, five rows each: ties that only the id orders, split
+    // across pages of 7.
+    let add = |n: i32| {
+        let db = &db;
+        async move {
+            db.execute(
+                "INSERT INTO errors (source, message, created_at)
+                 SELECT 'test', 'failure ' || i, '2026-11-01T00:00:00Z'::timestamptz + make_interval(mins => i / 5) FROM generate_series($1, $1 + 24) i",
+                &[&n],
+            )
+            .await
+            .unwrap();
+            db.execute(
+                "INSERT INTO outbox (event_type, payload, idempotency_key, status, created_at)
+                 SELECT 'lead.completed', '{}', 'key-' || i, 'dead', '2026-11-01T00:00:00Z'::timestamptz + make_interval(mins => i / 5)
+                 FROM generate_series($1, $1 + 24) i",
+                &[&n],
+            )
+            .await
+            .unwrap();
+        }
+    };
+    add(0).await;
+    for (list, table) in [("errors", "errors"), ("deliveries", "outbox")] {
+        let expected: Vec<i64> =
+            db.query(&format!("SELECT id FROM {table} ORDER BY created_at DESC, id DESC"), &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        let ids = |page: &Value| page[list].as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect::<Vec<_>>();
+        let get = |query: String| {
+            let admin = &admin;
+            async move {
+                let (status, page) = admin.get(&format!("/api/{list}?per_page=7{query}")).await;
+                assert_eq!(status, 200, "{page}");
+                page
+            }
+        };
+        let mut seen = Vec::new();
+        let mut page = get(String::new()).await;
+        let page_two = ids(&get("&page=2".into()).await);
+        let mut first = true;
+        loop {
+            seen.extend(ids(&page));
+            let Some(cursor) = page["next_cursor"].as_str().map(str::to_owned) else { break };
+            if first {
+                first = false;
+                if list == "errors" {
+                    add(100).await;
+                }
+                if list == "errors" {
+                    let next = get(format!("&cursor={cursor}")).await;
+                    assert_eq!(ids(&next), page_two, "{list}: the next page by cursor is what page 2 was");
+                }
+            }
+            page = get(format!("&cursor={cursor}")).await;
+        }
+        assert_eq!(seen, expected, "{list}: every row once, newest first");
+        let (status, body) = admin.get(&format!("/api/{list}?cursor=c12_{}", Uuid::nil().simple())).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_cursor")), "{list}");
+    }
+}
