@@ -120,7 +120,7 @@ export function renderSessionPanels(s) {
   var c = $("s-completion"); c.className = "badge text-bg-" + (BADGE[s.completion] || "secondary"); c.textContent = s.completion.replace("_", " ");
   $("s-status").textContent = s.status;
   $("s-archive").textContent = s.status === "archived" ? "Unarchive" : "Archive";
-  $("s-takeover").checked = s.handler === "human";
+  if (takeoverAsked !== s.id) $("s-takeover").checked = s.handler === "human";
   $("s-call").classList.toggle("d-none", s.channel !== "web" && s.channel !== "test"); // calls are for web chats
   var rows = [["Name", s.customer.name], ["Email", s.customer.email], ["Phone", s.customer.phone], ["Channel", s.channel],
     ["Site", s.site], ["Completion rule", s.completion_rule], ["Completed", s.completed_at ? when(s.completed_at) : null],
@@ -174,7 +174,19 @@ $("dev-save").addEventListener("click", async function () {
     renderSessionPanels(s); toast("Feedback saved", "success");
   } catch (err) { toast(err.message, "danger"); }
 });
+// The session a takeover was asked for and not yet answered: a summary sent
+// before the server saw it (a read receipt's, say) would flip the switch
+// back under the user's click, so until the `takeover` frame answers (or a
+// few seconds pass) summaries leave the switch alone.
+var takeoverAsked = null;
+export function onTakeover(sessionId, handler) {
+  if (sessionId !== state.watching) return;
+  takeoverAsked = null;
+  $("s-takeover").checked = handler === "human";
+}
 $("s-takeover").addEventListener("change", function () {
+  var asked = takeoverAsked = state.watching;
+  setTimeout(function () { if (takeoverAsked === asked) takeoverAsked = null; }, 5000);
   state.socket.send(JSON.stringify({ type: "takeover", session_id: state.watching, on: $("s-takeover").checked }));
 });
 $("s-reply").addEventListener("submit", function (e) {

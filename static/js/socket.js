@@ -4,7 +4,7 @@
 import { $, hooks, state, toast } from "./core.js";
 import { onSessionFrame, removeRows } from "./sessions.js";
 import { onSummary } from "./alerts.js";
-import { appendMessage, onVisitorRead, reportRead, showDelivery, showTyping } from "./session.js";
+import { appendMessage, onTakeover, onVisitorRead, reportRead, showDelivery, showTyping } from "./session.js";
 import { onEmail } from "./emails.js";
 import { onAiAlert, showHealth } from "./aihealth.js";
 import { onReplayFrame } from "./replays.js";
@@ -30,7 +30,7 @@ export function connectSocket() {
     else if (frame.type === "read" && frame.session_id === state.watching && frame.by === "visitor") onVisitorRead(frame.seq);
     else if (frame.type === "delivery" && frame.session_id === state.watching) showDelivery(frame.seq, frame.status);
     else if (frame.type === "typing" && frame.session_id === state.watching) showTyping(frame.role, frame.on);
-    else if (frame.type === "takeover" && frame.session_id === state.watching) $("s-takeover").checked = frame.handler === "human";
+    else if (frame.type === "takeover") onTakeover(frame.session_id, frame.handler);
     else if (frame.type === "stats") onStatsFrame(frame);
     else if (frame.type === "ai_health") showHealth(frame.health);
     else if (frame.type === "ai_alert") onAiAlert(frame);
