@@ -2,7 +2,7 @@
 //! it with `seed` first): the session list (first page, a deep page by
 //! `page`, the same depth by `cursor`), searches (a word, a name, an email,
 //! a phone number, a word found nowhere), stats (all time, the last 90
-//! days). Each request is repeated `--repeat` times, one at a time, while
+//! days) and exports (a week as CSV, today with transcripts as JSON). Each request is repeated `--repeat` times, one at a time, while
 //! visitors chat in the background; the chat's send→ack is measured alone
 //! first and then under the dashboard load, so a slower chat shows.
 
@@ -40,13 +40,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let base = format!("http://{server}");
     let cookie = client::admin_cookie(server, &args.admin_password).await?;
     let http = reqwest::Client::new();
-    let get = |path: String| {
+    // A request's whole body (a JSON page, or an export to its last byte).
+    let fetch = |path: String| {
         let request = http.get(format!("{base}{path}")).header("cookie", &cookie);
         async move {
             let response = request.send().await?;
             anyhow::ensure!(response.status().is_success(), "{path}: {}", response.status());
-            Ok::<Value, anyhow::Error>(response.json().await?)
+            Ok::<bytes::Bytes, anyhow::Error>(response.bytes().await?)
         }
+    };
+    let get = |path: String| {
+        let body = fetch(path);
+        async move { Ok::<Value, anyhow::Error>(serde_json::from_slice(&body.await?)?) }
     };
 
     // The cursor of the page 500 pages in, to time a deep page by cursor.
@@ -70,6 +75,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ("search: a word found nowhere", "/api/sessions?q=nosuchwordanywhere".to_owned()),
         ("stats: all time", "/api/sessions/stats".to_owned()),
         ("stats: last 90 days", format!("/api/sessions/stats?from={from}&to={to}")),
+        // Exports stream; each is timed to its last byte.
+        ("export: CSV, last 7 days", format!("/api/sessions/export?format=csv&from={}", to - chrono::Duration::days(6))),
+        ("export: JSON with transcripts, today", format!("/api/sessions/export?format=json&include=messages&from={to}")),
     ]);
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -90,7 +98,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let mut times = report::histogram();
         for _ in 0..args.repeat {
             let sent = Instant::now();
-            get(path.clone()).await?;
+            fetch(path.clone()).await?;
             let _ = times.record(sent.elapsed().as_micros().max(1) as u64);
             bar.inc(1);
         }
