@@ -354,10 +354,14 @@ async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite], tz: Tz) -> Result<
         let arrays = columns.arrays();
         let counter_params: Vec<[&(dyn ToSql + Sync); 3]> = last.iter().map(|(id, seq, at)| [id as _, seq as _, at as _]).collect();
         let add_words = tx.prepare_cached(session_words::ADD_ONE).await?;
-        let texts: Vec<(Uuid, String)> = writes
+        // One session's new text; borrowed when it is one message (the usual case).
+        let texts: Vec<(Uuid, std::borrow::Cow<str>)> = writes
             .iter()
-            .filter(|w| !w.messages.is_empty())
-            .map(|w| (w.session_id.0, w.messages.iter().map(|m| m.text.as_str()).collect::<Vec<_>>().join(" ")))
+            .filter_map(|w| match w.messages.as_slice() {
+                [] => None,
+                [one] => Some((w.session_id.0, one.text.as_str().into())),
+                many => Some((w.session_id.0, many.iter().map(|m| m.text.as_str()).collect::<Vec<_>>().join(" ").into())),
+            })
             .collect();
         let words_params: Vec<[&(dyn ToSql + Sync); 2]> = texts.iter().map(|(id, text)| [id as _, text as _]).collect();
         let mut statements = vec![tx.execute(&insert, &arrays)];

@@ -4,11 +4,11 @@
 //! HTTP edge maps into the one JSON error shape.
 //!
 //! - `sessions`: the summary row, list pages, transcripts, QA history, export
-//!   stream; `session_filter`: the list filters as SQL;
-//!   `session_search`: how a search is planned and counted; `session_words`:
-//!   each conversation's words, which a search rules sessions out by; `session_stats`: the
-//!   dashboard's numbers, from the rollups of `stats_rollups`; `session_edits`:
-//!   staff changes to a session row.
+//!   stream; `session_filter`: the list filters as SQL; `session_search`:
+//!   how a search is planned and counted; `session_words`: each
+//!   conversation's words, which a search rules sessions out by;
+//!   `session_stats`: the dashboard's numbers, from the rollups of
+//!   `stats_rollups`; `session_edits`: staff changes to a session row.
 //! - `conversations`: what a conversation actor loads and re-reads;
 //!   `conversation_writes`: the persistence actor's batched transaction, the
 //!   only place session rows and messages are inserted.

@@ -30,7 +30,7 @@ impl Params {
 pub(super) const MESSAGE_WORDS: &str = "to_tsvector('simple', text)";
 /// The customer fields searched by substring, as `sessions_customer_search_idx`
 /// indexes them (trigrams).
-const CUSTOMER_TEXT: &str =
+pub(super) const CUSTOMER_TEXT: &str =
     "(coalesce(customer_name, '') || ' ' || coalesce(customer_email, '') || ' ' || coalesce(customer_phone, '') || ' ' || coalesce(external_id, ''))";
 
 /// How a search's condition finds its sessions (`session_search` picks one).
@@ -83,25 +83,27 @@ pub(super) fn unsearched_clause(filter: &SessionFilter, inactive_after_hours: u3
 /// Words in the transcript (web-search syntax: "a phrase", -word, or) or a
 /// substring of the customer's name, email, phone or channel id.
 pub(super) fn search_clause(search: &str, plan: SearchPlan<'_>, params: &mut Params) -> String {
-    if let SearchPlan::Among(ids) = plan {
-        return format!("s.id = ANY({})", params.push(ids.to_vec()));
-    }
-    let words = params.push(search.to_owned());
-    let pattern = params.push(substring_pattern(search));
+    let words_and_pattern = |params: &mut Params| (params.push(search.to_owned()), params.push(substring_pattern(search)));
     match plan {
-        // `OFFSET 0` keeps the probe a probe: without it PostgreSQL may
-        // instead hash every matching message once through the index, which
-        // for a phrase of two common words read 170,000 messages (6.8 s)
-        // to answer for 200 sessions.
+        SearchPlan::Among(ids) => format!("s.id = ANY({})", params.push(ids.to_vec())),
+        SearchPlan::Indexes => {
+            let (words, pattern) = words_and_pattern(params);
+            format!("s.id IN ({})", indexed_matches(&words, &pattern, None, "UNION"))
+        }
         // The session's words rule most sessions out before any of their
-        // messages is read (`session_words`).
-        SearchPlan::Probe => format!(
-            "({} ILIKE {pattern}
-              OR ({} AND EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.id AND {MESSAGE_WORDS} @@ websearch_to_tsquery('simple', {words}) OFFSET 0)))",
-            CUSTOMER_TEXT.replace("coalesce(", "coalesce(s."),
-            super::session_words::may_match("s.id", &words),
-        ),
-        _ => format!("s.id IN ({})", indexed_matches(&words, &pattern, None, "UNION")),
+        // messages is read (`session_words`). `OFFSET 0` keeps the probe a
+        // probe: without it PostgreSQL may instead hash every matching
+        // message once through the index, which for a phrase of two common
+        // words read 170,000 messages (6.8 s) to answer for 200 sessions.
+        SearchPlan::Probe => {
+            let (words, pattern) = words_and_pattern(params);
+            format!(
+                "({} ILIKE {pattern}
+                  OR ({} AND EXISTS (SELECT 1 FROM messages m WHERE m.session_id = s.id AND {MESSAGE_WORDS} @@ websearch_to_tsquery('simple', {words}) OFFSET 0)))",
+                CUSTOMER_TEXT.replace("coalesce(", "coalesce(s."),
+                super::session_words::may_match("s.id", &words),
+            )
+        }
     }
 }
 
@@ -123,9 +125,6 @@ pub(super) fn indexed_matches(words: &str, pattern: &str, key: Option<&str>, uni
     };
     format!("SELECT m.session_id FROM messages m WHERE {MESSAGE_WORDS} @@ websearch_to_tsquery('simple', {words}) {union} {customers}")
 }
-
-/// The customer fields of `sessions c`, as the trigram index has them.
-pub(super) const CUSTOMER_FIELDS: &str = CUSTOMER_TEXT;
 
 /// `search` as the ILIKE pattern of a substring.
 pub(super) fn substring_pattern(search: &str) -> String {

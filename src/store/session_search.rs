@@ -12,16 +12,17 @@
 //! most `SEARCH_INDEX_MAX_MATCHES` rows of them; when many (or more after
 //! all) the list is walked, each session ruled out by its words
 //! (`session_words`) or probed message by message, and the total estimated
-//! from the newest `SAMPLE` sessions. A phrase of common words is walked too: the index knows words,
-//! not their order, so every message with both would be read and checked. Every way
-//! finds the same sessions in the same order; only a walked list's total is
-//! an estimate, when the list is longer than the sample.
+//! from the newest `SAMPLE` sessions. A phrase of common words is walked
+//! too: the index knows words, not their order, so every message with both
+//! would be read and checked. Every way finds the same sessions in the same
+//! order; only a walked list's total is an estimate, when the list is
+//! longer than the sample.
 
 use chrono_tz::Tz;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::session_filter::{CUSTOMER_FIELDS, MESSAGE_WORDS, Params, SearchPlan, indexed_matches, search_clause, substring_pattern, unsearched_clause};
+use super::session_filter::{CUSTOMER_TEXT, MESSAGE_WORDS, Params, SearchPlan, indexed_matches, search_clause, substring_pattern, unsearched_clause};
 use super::sessions::SearchMatch;
 use crate::domain::listing::SessionFilter;
 use crate::postgres::Db;
@@ -132,12 +133,14 @@ async fn index_is_cheap(db: &Db, search: &str, max_indexed: i64) -> Result<bool,
     Ok(candidates <= (max_indexed as f64).max(f64::from(messages) * UNKNOWN_WORD_SHARE))
 }
 
-/// Counts what `found` found among the filtered sessions: exact for the
-/// indexes' sessions, else the estimate made while finding.
-pub async fn count(db: &Db, filter: &SessionFilter, found: &Found, inactive_after_hours: u32) -> Result<SearchCount, StoreError> {
+/// Counts the filtered sessions: without a search from the rollups, else
+/// what `find` found: exact for the indexes' sessions, else the estimate
+/// made while finding.
+pub async fn count(db: &Db, filter: &SessionFilter, found: Option<&Found>, tz: Tz, inactive_after_hours: u32) -> Result<SearchCount, StoreError> {
     match found {
-        Found::Walk(count) => Ok(*count),
-        Found::Among(ids) => {
+        None => Ok(SearchCount { total: super::stats_rollups::count(db, filter, tz, inactive_after_hours).await?, estimated: false }),
+        Some(Found::Walk(count)) => Ok(*count),
+        Some(Found::Among(ids)) => {
             let mut params = Params::default();
             let condition = format!("{} AND s.id = ANY({})", unsearched_clause(filter, inactive_after_hours, &mut params), params.push(ids.clone()));
             let sql = format!("SELECT count(*) FROM sessions s WHERE {condition}");
@@ -175,7 +178,8 @@ const KEY_CHARS: usize = 4;
 /// `+1555…`), while a few characters of it are not. The trigrams are
 /// counted over the newest customers; the key is the stretch of letters or
 /// digits (ASCII) of `KEY_CHARS` to `KEY_CHARS + 2` characters whose
-/// trigrams are rarest there. `None`: the search is short, or no stretch is rarer.
+/// trigrams are rarest there. `None`: the search is short, or no stretch
+/// is rarer.
 async fn customer_key(db: &Db, search: &str) -> Result<Option<String>, StoreError> {
     // ASCII only: its case folds the same here and in PostgreSQL's ILIKE.
     let lower = search.to_ascii_lowercase();
@@ -183,18 +187,18 @@ async fn customer_key(db: &Db, search: &str) -> Result<Option<String>, StoreErro
     if lower.chars().count() < 2 * KEY_CHARS || runs.is_empty() {
         return Ok(None);
     }
-    let sql = format!("SELECT lower({CUSTOMER_FIELDS}) FROM sessions ORDER BY created_at DESC LIMIT $1");
+    let sql = format!("SELECT lower({CUSTOMER_TEXT}) FROM sessions ORDER BY created_at DESC LIMIT $1");
     let customers: Vec<String> = db.get().await?.query(&sql, &[&KEY_SAMPLE]).await?.iter().map(|r| r.get(0)).collect();
-    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut seen: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
     for customer in &customers {
-        let mut own: Vec<String> = trigrams(customer).collect();
+        let mut own: Vec<&str> = trigrams(customer).collect();
         own.sort_unstable();
         own.dedup();
         for trigram in own {
             *seen.entry(trigram).or_default() += 1;
         }
     }
-    let cost = |text: &str| trigrams(text).map(|t| seen.get(&t).copied().unwrap_or(0)).sum::<u32>();
+    let cost = |text: &str| trigrams(text).map(|t| seen.get(t).copied().unwrap_or(0)).sum::<u32>();
     let whole = cost(&lower);
     // The runs are ASCII, so byte offsets are characters.
     let best = runs
@@ -207,12 +211,10 @@ async fn customer_key(db: &Db, search: &str) -> Result<Option<String>, StoreErro
     Ok(best.filter(|key| cost(key) < whole && key.len() < lower.len()))
 }
 
-/// The trigrams of each stretch of ASCII letters and digits in `text`.
-fn trigrams(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_ascii_alphanumeric()).flat_map(|run| {
-        let chars: Vec<char> = run.chars().collect();
-        (0..chars.len().saturating_sub(2)).map(move |i| chars[i..i + 3].iter().collect::<String>())
-    })
+/// The trigrams of each stretch of ASCII letters and digits in `text`
+/// (ASCII, so byte offsets are characters).
+fn trigrams(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_ascii_alphanumeric()).flat_map(|run| (0..run.len().saturating_sub(2)).map(move |i| &run[i..i + 3]))
 }
 
 #[cfg(test)]
@@ -221,8 +223,8 @@ mod tests {
 
     #[test]
     fn trigrams_stay_within_stretches_of_letters_and_digits() {
-        let all: Vec<String> = trigrams("ab1@cd").collect();
-        assert_eq!(all, vec!["ab1".to_owned()]);
+        let all: Vec<&str> = trigrams("ab1@cd").collect();
+        assert_eq!(all, vec!["ab1"]);
         assert_eq!(trigrams("+15550004242").count(), 9);
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use super::session_filter::{Params, order_by, sort_key, where_clause_planned};
-use super::session_search::{self, SearchCount};
+use super::session_search;
 use crate::domain::listing::{Cursor, ListOrder, PageRequest, SessionFilter};
 use crate::domain::{Completion, Customer, MessageRole, Seq, SessionId};
 use crate::postgres::Db;
@@ -190,12 +190,7 @@ pub async fn list(
     // The page and the count at once, each on its own connection (neither
     // holds one while waiting for another, so a busy pool cannot deadlock).
     let (counted, rows) = futures_util::try_join!(
-        async {
-            match &found {
-                Some(found) => session_search::count(db, filter, found, inactive_after_hours).await,
-                None => Ok(SearchCount { total: super::stats_rollups::count(db, filter, tz, inactive_after_hours).await?, estimated: false }),
-            }
-        },
+        session_search::count(db, filter, found.as_ref(), tz, inactive_after_hours),
         async { db.get().await?.query(&sql, &params.refs()).await.map_err(StoreError::from) },
     )?;
     let sessions: Vec<SessionSummary> = rows.iter().map(|r| SessionSummary::from_row(r, inactive_after_hours)).collect();
