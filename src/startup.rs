@@ -114,6 +114,7 @@ impl Application {
         let check_every = Duration::from_secs(config.ai_health_check_secs.max(1));
         actix_web::rt::spawn(crate::actors::ai_watch::watch(hub.clone(), check_every, shutting_down.clone()));
         actix_web::rt::spawn(crate::actors::stats_watch::watch(hub.clone(), shutting_down.clone()));
+        actix_web::rt::spawn(crate::actors::index_upkeep::watch(db.clone(), shutting_down.clone()));
         // Sessions from before `session_words` existed get theirs while the
         // hub serves (searches read their messages meanwhile).
         let words_db = db.clone();

@@ -13,12 +13,14 @@
 //! - [`ai_watch`]: the AI-health card pushed to dashboards, and its alerts.
 //! - [`replay`]: conversations replayed against today's agent, in a sandbox.
 //! - [`stats_watch`]: the rollup job, and stats pushed once per filter to dashboards.
+//! - [`index_upkeep`]: the search indexes' pending entries, flushed out of band.
 
 pub mod ai_watch;
 pub mod chat_session;
 pub mod cluster;
 pub mod handles;
 pub mod hub;
+pub mod index_upkeep;
 pub mod notifier;
 pub mod persistence;
 pub mod replay;

@@ -149,6 +149,28 @@ pub async fn count(db: &Db, filter: &SessionFilter, found: Option<&Found>, tz: T
     }
 }
 
+/// The GIN indexes search reads (words of messages, trigrams of customers).
+const GIN_INDEXES: [&str; 2] = ["messages_text_search_idx", "sessions_customer_search_idx"];
+
+/// Moves the entries GIN keeps in its pending list (`fastupdate`) into the
+/// indexes proper; returns how many pages that emptied. Run every second
+/// out of band (`actors::index_upkeep`), so the list never reaches its
+/// 4 MB limit, where the insert that finds it full merges all of it before
+/// committing: that held every conversation's write for 50-100 ms every few
+/// seconds. An index not built yet is skipped.
+pub async fn flush_pending_entries(db: &Db) -> Result<i64, StoreError> {
+    let row = db
+        .get()
+        .await?
+        .query_one(
+            "SELECT COALESCE(sum(gin_clean_pending_list(c.oid)), 0)::int8 FROM pg_class c
+             WHERE c.relname = ANY($1) AND c.relkind = 'i' AND c.relnamespace = current_schema()::regnamespace",
+            &[&&GIN_INDEXES[..]],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// Per session of `ids`, its newest message whose words match `search`
 /// (sessions found by a customer field may have none): each read newest
 /// first through the primary key, never by every match of the word.

@@ -328,3 +328,24 @@ async fn the_logs_page_by_cursor_without_overlap_or_skip() {
         assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_cursor")), "{list}");
     }
 }
+
+/// The words index's pending entries (GIN `fastupdate`) are moved into the
+/// index out of band, so no conversation's write is the one that finds
+/// the list full and merges it: a flush after new messages empties pages,
+/// and a second one finds nothing left.
+#[tokio::test]
+async fn pending_index_entries_are_flushed_out_of_band() {
+    let database_url = fresh_database().await;
+    let mut db = connect(&database_url).await;
+    seed(&mut db, 0, 40).await;
+    let pool = chathub::postgres::pool(&database_url, 1).unwrap();
+    let flushed = chathub::store::session_search::flush_pending_entries(&pool).await.unwrap();
+    assert!(flushed > 0, "new messages' words wait in the pending list until flushed");
+    assert_eq!(chathub::store::session_search::flush_pending_entries(&pool).await.unwrap(), 0);
+    let hits = db
+        .query_one("SELECT count(*) FROM messages WHERE to_tsvector('simple', text) @@ to_tsquery('simple', 'refund')", &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert!(hits > 0, "the flushed words are still found");
+}
