@@ -62,11 +62,32 @@ pub fn where_clause_planned(filter: &SessionFilter, inactive_after_hours: u32, p
     clauses.join(" AND ")
 }
 
+/// The WHERE clause over escalated sessions (`s.status = 'escalated'`
+/// is the caller's). It leaves out the test for a message: a session is
+/// escalated by its agent with a reply, or by staff, who see only
+/// conversations, so it holds anyway, and leaving `last_seq` out keeps the
+/// counts in `sessions_escalated_counts_idx` alone (see there why it cannot
+/// cover `last_seq`).
+pub fn escalated_where_clause(filter: &SessionFilter, inactive_after_hours: u32, params: &mut Params) -> String {
+    let mut clauses = filter_clauses(filter, inactive_after_hours, params);
+    if let Some(search) = &filter.search {
+        clauses.push(search_clause(search, SearchPlan::Indexes, params));
+    }
+    if clauses.is_empty() { "TRUE".to_owned() } else { clauses.join(" AND ") }
+}
+
 /// The WHERE clause of every filter but the search.
 pub(super) fn unsearched_clause(filter: &SessionFilter, inactive_after_hours: u32, params: &mut Params) -> String {
     // A widget opened but never written in leaves an empty session: it is
     // not a conversation, so lists, stats and exports leave it out.
     let mut clauses = vec!["s.last_seq > 0".to_owned()];
+    clauses.extend(filter_clauses(filter, inactive_after_hours, params));
+    clauses.join(" AND ")
+}
+
+/// The filter's times, dimensions and completion.
+fn filter_clauses(filter: &SessionFilter, inactive_after_hours: u32, params: &mut Params) -> Vec<String> {
+    let mut clauses = Vec::new();
     if let Some(from) = filter.from {
         clauses.push(format!("s.created_at >= {}", params.push(from)));
     }
@@ -77,7 +98,7 @@ pub(super) fn unsearched_clause(filter: &SessionFilter, inactive_after_hours: u3
     if let Some(completion) = filter.completion {
         clauses.push(completion_clause(completion, inactive_after_hours, params));
     }
-    clauses.join(" AND ")
+    clauses
 }
 
 /// Words in the transcript (web-search syntax: "a phrase", -word, or) or a

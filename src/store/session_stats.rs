@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::StoreError;
-use super::session_filter::{Params, where_clause};
+use super::session_filter::{Params, escalated_where_clause};
 use super::stats_rollups::{self, Cell};
 use crate::domain::Completion;
 use crate::domain::listing::SessionFilter;
@@ -74,7 +74,7 @@ type Counts = serde_json::Map<String, serde_json::Value>;
 /// few rows, through the partial index.
 async fn escalations(db: &Db, filter: &SessionFilter, inactive_after_hours: u32) -> Result<(Escalations, i64), StoreError> {
     let mut params = Params::default();
-    let condition = where_clause(filter, inactive_after_hours, &mut params);
+    let condition = escalated_where_clause(filter, inactive_after_hours, &mut params);
     let sql = format!(
         "SELECT count(*) FILTER (WHERE s.assignee_id IS NULL), count(*) FILTER (WHERE s.assignee_id IS NOT NULL)
          FROM sessions s WHERE s.status = 'escalated' AND {condition}"

@@ -295,7 +295,10 @@ pub async fn refresh(db: &Db, tz: Tz, run: u64) -> Result<Refreshed, StoreError>
         .map(|r| r.get(0))
         .collect();
     let changed = session_changes(&*tx, tz, watermark - OVERLAP).await?;
-    let fresh = !deleted.is_empty() || changed.values().any(|&latest| latest >= watermark);
+    // A session's activity may be stored up to `ACTIVITY_GRAIN` before its
+    // last message (`conversation_writes::COUNTER_UPDATE`).
+    let grain = super::conversation_writes::ACTIVITY_GRAIN;
+    let fresh = !deleted.is_empty() || changed.values().any(|&latest| latest + grain >= watermark);
     let mut days: HashSet<NaiveDate> = changed.into_keys().chain(deleted).collect();
     if run % RECHECK_EVERY == 0 {
         if let Some(row) = tx.query_opt("SELECT day FROM session_rollup_days ORDER BY computed_at LIMIT 1", &[]).await? {

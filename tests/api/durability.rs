@@ -197,16 +197,16 @@ async fn a_visitor_tab_that_stops_reading_is_closed_with_4008_and_the_conversati
 
 /// A batch has two forms (a few sessions: one pipelined INSERT and a
 /// primary-key update each; many: COPY and one UPDATE): both leave every
-/// session's `last_seq` and `last_message_at` at its last message, and
-/// store every message.
+/// session's `last_seq` at its last message and store every message. Its
+/// `last_message_at` is the last message's too, unless that is less than
+/// a second after the stored one, which then stays (the update stays HOT).
 #[tokio::test]
 async fn a_write_batch_advances_every_sessions_counters_whether_few_or_many() {
     use chathub::domain::{Channel, Customer, MessageRole, SessionId};
     use chathub::store::conversation_writes::{MessageRow, NewSessionRow, SessionWrite, write_batch};
     let database_url = fresh_database().await;
     let pool = chathub::postgres::pool(&database_url, 2).unwrap();
-    let write = |messages: i64| {
-        let now = chrono::Utc::now();
+    let write = |messages: i64, now: chrono::DateTime<chrono::Utc>| {
         let row = NewSessionRow {
             channel: Channel::Web,
             external_id: None,
@@ -232,23 +232,60 @@ async fn a_write_batch_advances_every_sessions_counters_whether_few_or_many() {
             .collect();
         write
     };
-    for sessions in [3, 40] {
-        let writes: Vec<SessionWrite> = (0..sessions).map(|i| write(1 + i % 4)).collect();
-        write_batch(&pool, &writes, chrono_tz::UTC).await.unwrap();
-        let db = connect(&database_url).await;
-        for w in &writes {
-            let last = w.messages.last().unwrap();
+    let db = connect(&database_url).await;
+    let stored = |id: uuid::Uuid| {
+        let db = &db;
+        async move {
             let row = db
                 .query_one(
                     "SELECT last_seq, last_message_at, (SELECT count(*) FROM messages WHERE session_id = $1) FROM sessions WHERE id = $1",
-                    &[&w.session_id.0],
+                    &[&id],
                 )
                 .await
                 .unwrap();
-            assert_eq!(row.get::<_, i64>(0), last.seq, "{sessions} sessions in the batch");
-            let stored: chrono::DateTime<chrono::Utc> = row.get(1);
-            assert_eq!(stored.timestamp_micros(), last.created_at.timestamp_micros());
-            assert_eq!(row.get::<_, i64>(2), last.seq);
+            (row.get::<_, i64>(0), row.get::<_, chrono::DateTime<chrono::Utc>>(1), row.get::<_, i64>(2))
+        }
+    };
+    let later = |w: &SessionWrite, by: chrono::Duration| {
+        let mut next = w.clone();
+        next.create = None;
+        let first = w.messages.last().unwrap().seq + 1;
+        for (i, m) in next.messages.iter_mut().enumerate() {
+            m.seq = first + i as i64;
+            m.client_msg_id = Some(format!("c{}", m.seq));
+            m.created_at += by;
+        }
+        next
+    };
+    for sessions in [3, 40] {
+        let now = chrono::Utc::now();
+        let writes: Vec<SessionWrite> = (0..sessions).map(|i| write(1 + i % 4, now)).collect();
+        write_batch(&pool, &writes, chrono_tz::UTC).await.unwrap();
+        for w in &writes {
+            let last = w.messages.last().unwrap();
+            let (seq, at, count) = stored(w.session_id.0).await;
+            assert_eq!(seq, last.seq, "{sessions} sessions in the batch");
+            assert_eq!(at.timestamp_micros(), last.created_at.timestamp_micros());
+            assert_eq!(count, last.seq);
+        }
+        // Within a second of the stored activity: the counter moves, the time stays.
+        let soon: Vec<SessionWrite> = writes.iter().map(|w| later(w, chrono::Duration::milliseconds(400))).collect();
+        write_batch(&pool, &soon, chrono_tz::UTC).await.unwrap();
+        for (w, before) in soon.iter().zip(&writes) {
+            let (seq, at, count) = stored(w.session_id.0).await;
+            assert_eq!(seq, w.messages.last().unwrap().seq, "{sessions} sessions in the batch");
+            assert_eq!(at.timestamp_micros(), before.messages.last().unwrap().created_at.timestamp_micros());
+            assert_eq!(count, seq);
+        }
+        // A second or more after it: both move.
+        let after: Vec<SessionWrite> = soon.iter().map(|w| later(w, chrono::Duration::milliseconds(1500))).collect();
+        write_batch(&pool, &after, chrono_tz::UTC).await.unwrap();
+        for w in &after {
+            let last = w.messages.last().unwrap();
+            let (seq, at, count) = stored(w.session_id.0).await;
+            assert_eq!(seq, last.seq, "{sessions} sessions in the batch");
+            assert_eq!(at.timestamp_micros(), last.created_at.timestamp_micros());
+            assert_eq!(count, seq);
         }
     }
 }
