@@ -259,33 +259,20 @@ async fn a_write_batch_advances_every_sessions_counters_whether_few_or_many() {
     };
     for sessions in [3, 40] {
         let now = chrono::Utc::now();
-        let writes: Vec<SessionWrite> = (0..sessions).map(|i| write(1 + i % 4, now)).collect();
-        write_batch(&pool, &writes, chrono_tz::UTC).await.unwrap();
-        for w in &writes {
-            let last = w.messages.last().unwrap();
-            let (seq, at, count) = stored(w.session_id.0).await;
-            assert_eq!(seq, last.seq, "{sessions} sessions in the batch");
-            assert_eq!(at.timestamp_micros(), last.created_at.timestamp_micros());
-            assert_eq!(count, last.seq);
-        }
+        let first: Vec<SessionWrite> = (0..sessions).map(|i| write(1 + i % 4, now)).collect();
         // Within a second of the stored activity: the counter moves, the time stays.
-        let soon: Vec<SessionWrite> = writes.iter().map(|w| later(w, chrono::Duration::milliseconds(400))).collect();
-        write_batch(&pool, &soon, chrono_tz::UTC).await.unwrap();
-        for (w, before) in soon.iter().zip(&writes) {
-            let (seq, at, count) = stored(w.session_id.0).await;
-            assert_eq!(seq, w.messages.last().unwrap().seq, "{sessions} sessions in the batch");
-            assert_eq!(at.timestamp_micros(), before.messages.last().unwrap().created_at.timestamp_micros());
-            assert_eq!(count, seq);
-        }
+        let soon: Vec<SessionWrite> = first.iter().map(|w| later(w, chrono::Duration::milliseconds(400))).collect();
         // A second or more after it: both move.
         let after: Vec<SessionWrite> = soon.iter().map(|w| later(w, chrono::Duration::milliseconds(1500))).collect();
-        write_batch(&pool, &after, chrono_tz::UTC).await.unwrap();
-        for w in &after {
-            let last = w.messages.last().unwrap();
-            let (seq, at, count) = stored(w.session_id.0).await;
-            assert_eq!(seq, last.seq, "{sessions} sessions in the batch");
-            assert_eq!(at.timestamp_micros(), last.created_at.timestamp_micros());
-            assert_eq!(count, seq);
+        // Each batch in turn, with the batch whose last messages are then the stored activity.
+        for (batch, activity) in [(&first, &first), (&soon, &first), (&after, &after)] {
+            write_batch(&pool, batch, chrono_tz::UTC).await.unwrap();
+            for (w, active) in batch.iter().zip(activity) {
+                let (seq, at, count) = stored(w.session_id.0).await;
+                assert_eq!(seq, w.messages.last().unwrap().seq, "{sessions} sessions in the batch");
+                assert_eq!(at.timestamp_micros(), active.messages.last().unwrap().created_at.timestamp_micros());
+                assert_eq!(count, seq);
+            }
         }
     }
 }
