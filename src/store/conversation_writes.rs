@@ -152,8 +152,17 @@ impl SessionWrite {
 /// One transaction for the whole batch, in named steps: new session rows,
 /// then all messages and the sessions' counters (`store_messages`), then
 /// each session's changes, then the outbox rows.
+///
+/// A batch of new messages and nothing else (the usual case: no new
+/// session, fence, patch, attachment or outbox row, and small) is sent as one
+/// pipeline, BEGIN and COMMIT included, and answered in one round trip
+/// instead of three (`store_small_batch`).
 pub async fn write_batch(db: &Db, writes: &[SessionWrite], tz: Tz) -> Result<(), StoreError> {
     let mut client = db.get().await?;
+    if only_few_messages(writes) {
+        let columns = MessageColumns::of(writes);
+        return store_small_batch(&client, writes, &columns, tz, true).await;
+    }
     let tx = client.transaction().await?;
     check_fences(&tx, writes).await?;
     insert_new_sessions(&tx, writes).await?;
@@ -341,9 +350,9 @@ pub const ACTIVITY_GRAIN: chrono::Duration = chrono::Duration::seconds(1);
 /// `last_message_at` (`COUNTER_UPDATE`), and its words (`session_words`).
 ///
 /// A small batch (the usual case below thousands of messages a second) is
-/// one INSERT and a primary-key UPDATE per session, sent together and
-/// answered in one round trip: on a core shared with PostgreSQL each round
-/// trip is two context switches. A big one is a binary COPY (the fastest way
+/// `store_small_batch`: one INSERT and a primary-key UPDATE per session,
+/// sent together and answered in one round trip: on a core shared with
+/// PostgreSQL each round trip is two context switches. A big one is a binary COPY (the fastest way
 /// into a table) and one `UPDATE … FROM unnest(…)`. (That statement is
 /// planned once per connection for an unknown array length, as a hash join
 /// over a sequential scan of `sessions`: cheap per row in a big batch, but
@@ -353,6 +362,10 @@ async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite], tz: Tz) -> Result<
     let columns = MessageColumns::of(writes);
     if columns.len() == 0 {
         return Ok(());
+    }
+    let sessions = writes.iter().filter(|w| !w.messages.is_empty()).count();
+    if columns.len() <= SMALL_BATCH && sessions <= FEW_SESSIONS {
+        return store_small_batch(tx, writes, &columns, tz, false).await;
     }
     // The AI's response times, counted for the stats with the replies.
     let replies = ReplyCounts::of(tz, columns.ai_latencies());
@@ -365,31 +378,6 @@ async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite], tz: Tz) -> Result<
         .iter()
         .filter_map(|w| w.messages.last().map(|m| (w.session_id.0, m.seq, m.created_at)))
         .collect();
-    if columns.len() <= SMALL_BATCH && last.len() <= FEW_SESSIONS {
-        let insert = tx.prepare_cached(MESSAGES_INSERT).await?;
-        let counters = tx.prepare_cached(COUNTER_UPDATE).await?;
-        let arrays = columns.arrays();
-        let counter_params: Vec<[&(dyn ToSql + Sync); 3]> = last.iter().map(|(id, seq, at)| [id as _, seq as _, at as _]).collect();
-        let add_words = tx.prepare_cached(session_words::ADD_ONE).await?;
-        // One session's new text; borrowed when it is one message (the usual case).
-        let texts: Vec<(Uuid, std::borrow::Cow<str>)> = writes
-            .iter()
-            .filter_map(|w| match w.messages.as_slice() {
-                [] => None,
-                [one] => Some((w.session_id.0, one.text.as_str().into())),
-                many => Some((w.session_id.0, many.iter().map(|m| m.text.as_str()).collect::<Vec<_>>().join(" ").into())),
-            })
-            .collect();
-        let words_params: Vec<[&(dyn ToSql + Sync); 2]> = texts.iter().map(|(id, text)| [id as _, text as _]).collect();
-        let mut statements = vec![tx.execute(&insert, &arrays)];
-        // Counters before words: the order `session_words::backfill` locks in.
-        statements.extend(counter_params.iter().map(|p| tx.execute(&counters, p)));
-        statements.extend(words_params.iter().map(|p| tx.execute(&add_words, p)));
-        if let (Some(statement), Some(params)) = (&reply_counts, &reply_params) {
-            statements.push(tx.execute(statement, params));
-        }
-        return in_order(statements).await;
-    }
     let sink = tx
         .copy_in(
             "COPY messages (session_id, seq, role, text, client_msg_id, channel, external_id,
@@ -413,6 +401,76 @@ async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite], tz: Tz) -> Result<
         tx.execute(statement, params).await?;
     }
     Ok(())
+}
+
+/// Whether the batch is only new messages, few enough for one round trip.
+fn only_few_messages(writes: &[SessionWrite]) -> bool {
+    let messages: usize = writes.iter().map(|w| w.messages.len()).sum();
+    (1..=SMALL_BATCH).contains(&messages)
+        && writes.iter().filter(|w| !w.messages.is_empty()).count() <= FEW_SESSIONS
+        && writes.iter().all(|w| {
+            w.create.is_none()
+                && w.fence.is_none()
+                && w.patch.is_empty()
+                && w.outbox.is_empty()
+                && w.messages.iter().all(|m| m.attachment_ids.is_empty())
+        })
+}
+
+/// The small form of `store_messages`: one INSERT, a primary-key UPDATE per
+/// session and a words UPDATE per session, sent as one pipeline. With
+/// `own_transaction`, BEGIN and COMMIT go in the same pipeline: every
+/// statement is queued on the connection at the first poll, so even a
+/// caller that stops waiting leaves the connection out of the transaction.
+/// A statement that fails aborts the transaction, which turns the COMMIT
+/// into a rollback; its error is returned.
+async fn store_small_batch<C>(client: &C, writes: &[SessionWrite], columns: &MessageColumns<'_>, tz: Tz, own_transaction: bool) -> Result<(), StoreError>
+where
+    C: deadpool_postgres::GenericClient + Sync,
+{
+    type Pending<'f> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'f>>;
+    // The AI's response times, counted for the stats with the replies.
+    let replies = ReplyCounts::of(tz, columns.ai_latencies());
+    let reply_counts = match &replies {
+        Some(_) => Some(client.prepare_cached(REPLY_COUNTS_UPSERT).await?),
+        None => None,
+    };
+    let reply_params = replies.as_ref().map(ReplyCounts::params);
+    let insert = client.prepare_cached(MESSAGES_INSERT).await?;
+    let counters = client.prepare_cached(COUNTER_UPDATE).await?;
+    let add_words = client.prepare_cached(session_words::ADD_ONE).await?;
+    let arrays = columns.arrays();
+    let last: Vec<(Uuid, Seq, DateTime<Utc>)> = writes
+        .iter()
+        .filter_map(|w| w.messages.last().map(|m| (w.session_id.0, m.seq, m.created_at)))
+        .collect();
+    let counter_params: Vec<[&(dyn ToSql + Sync); 3]> = last.iter().map(|(id, seq, at)| [id as _, seq as _, at as _]).collect();
+    // One session's new text; borrowed when it is one message (the usual case).
+    let texts: Vec<(Uuid, std::borrow::Cow<str>)> = writes
+        .iter()
+        .filter_map(|w| match w.messages.as_slice() {
+            [] => None,
+            [one] => Some((w.session_id.0, one.text.as_str().into())),
+            many => Some((w.session_id.0, many.iter().map(|m| m.text.as_str()).collect::<Vec<_>>().join(" ").into())),
+        })
+        .collect();
+    let words_params: Vec<[&(dyn ToSql + Sync); 2]> = texts.iter().map(|(id, text)| [id as _, text as _]).collect();
+    let framing = |sql: &'static str| -> Pending<'_> { Box::pin(async move { client.batch_execute(sql).await.map(|()| 0) }) };
+    let mut statements: Vec<Pending<'_>> = Vec::with_capacity(4 + 2 * last.len());
+    if own_transaction {
+        statements.push(framing("BEGIN"));
+    }
+    statements.push(Box::pin(client.execute(&insert, &arrays)));
+    // Counters before words: the order `session_words::backfill` locks in.
+    statements.extend(counter_params.iter().map(|p| -> Pending<'_> { Box::pin(client.execute(&counters, p)) }));
+    statements.extend(words_params.iter().map(|p| -> Pending<'_> { Box::pin(client.execute(&add_words, p)) }));
+    if let (Some(statement), Some(params)) = (&reply_counts, &reply_params) {
+        statements.push(Box::pin(client.execute(statement, params)));
+    }
+    if own_transaction {
+        statements.push(framing("COMMIT"));
+    }
+    in_order(statements).await
 }
 
 /// Runs statements of one transaction as a pipeline: each is sent when first

@@ -195,6 +195,77 @@ async fn a_visitor_tab_that_stops_reading_is_closed_with_4008_and_the_conversati
     writer.say("after", "still here").await;
 }
 
+/// A new web session's row for `write_batch` tests.
+fn new_session_row(now: chrono::DateTime<chrono::Utc>) -> chathub::store::conversation_writes::NewSessionRow {
+    chathub::store::conversation_writes::NewSessionRow {
+        channel: chathub::domain::Channel::Web,
+        external_id: None,
+        site_id: None,
+        visitor_token_hash: None,
+        customer: chathub::domain::Customer::default(),
+        metadata: json!({}),
+        created_at: now,
+    }
+}
+
+/// A visitor's message `seq` for `write_batch` tests.
+fn visitor_row(seq: i64, client_msg_id: String, at: chrono::DateTime<chrono::Utc>) -> chathub::store::conversation_writes::MessageRow {
+    chathub::store::conversation_writes::MessageRow {
+        seq,
+        role: chathub::domain::MessageRole::Visitor,
+        text: format!("message {seq}"),
+        attachment_ids: Vec::new(),
+        client_msg_id: Some(client_msg_id),
+        external_id: None,
+        author_id: None,
+        latency_ms: None,
+        created_at: at,
+    }
+}
+
+/// A batch of new messages alone goes out as one pipeline with its BEGIN
+/// and COMMIT. When one of its statements fails (here a seq already
+/// stored), none of it is kept, and the connection comes back out of the
+/// transaction: the next batch on it (a pool of one) is stored as usual.
+#[tokio::test]
+async fn a_pipelined_batch_that_fails_keeps_nothing_and_leaves_its_connection_usable() {
+    use chathub::domain::SessionId;
+    use chathub::store::conversation_writes::{MessageRow, SessionWrite, write_batch};
+    let database_url = fresh_database().await;
+    let pool = chathub::postgres::pool(&database_url, 1).unwrap();
+    let message = |seq: i64| visitor_row(seq, format!("p{seq}"), chrono::Utc::now());
+    let row = new_session_row(chrono::Utc::now());
+    let (a, b) = (SessionId::new(), SessionId::new());
+    let mut created = vec![SessionWrite::create_only(a, row.clone()), SessionWrite::create_only(b, row)];
+    for w in &mut created {
+        w.messages = vec![message(1)];
+    }
+    write_batch(&pool, &created, chrono_tz::UTC).await.unwrap();
+    // Session a's new message is fine; b's reuses seq 1 and cannot be stored.
+    let mut next = SessionWrite::create_only(a, created[0].create.clone().unwrap());
+    next.create = None;
+    next.messages = vec![message(2)];
+    let mut clash = next.clone();
+    clash.session_id = b;
+    clash.messages = vec![MessageRow { client_msg_id: Some("other".into()), ..message(1) }];
+    assert!(write_batch(&pool, &[next.clone(), clash], chrono_tz::UTC).await.is_err());
+    let db = connect(&database_url).await;
+    let counts = |id: SessionId| {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one("SELECT last_seq, (SELECT count(*) FROM messages WHERE session_id = $1) FROM sessions WHERE id = $1", &[&id.0])
+                .await
+                .unwrap();
+            (row.get::<_, i64>(0), row.get::<_, i64>(1))
+        }
+    };
+    assert_eq!(counts(a).await, (1, 1), "nothing of the failed batch is kept, not even the good write");
+    assert_eq!(counts(b).await, (1, 1));
+    write_batch(&pool, &[next], chrono_tz::UTC).await.unwrap();
+    assert_eq!(counts(a).await, (2, 2), "the same connection stores the next batch");
+}
+
 /// A batch has two forms (a few sessions: one pipelined INSERT and a
 /// primary-key update each; many: COPY and one UPDATE): both leave every
 /// session's `last_seq` at its last message and store every message. Its
@@ -202,34 +273,13 @@ async fn a_visitor_tab_that_stops_reading_is_closed_with_4008_and_the_conversati
 /// a second after the stored one, which then stays (the update stays HOT).
 #[tokio::test]
 async fn a_write_batch_advances_every_sessions_counters_whether_few_or_many() {
-    use chathub::domain::{Channel, Customer, MessageRole, SessionId};
-    use chathub::store::conversation_writes::{MessageRow, NewSessionRow, SessionWrite, write_batch};
+    use chathub::domain::SessionId;
+    use chathub::store::conversation_writes::{SessionWrite, write_batch};
     let database_url = fresh_database().await;
     let pool = chathub::postgres::pool(&database_url, 2).unwrap();
     let write = |messages: i64, now: chrono::DateTime<chrono::Utc>| {
-        let row = NewSessionRow {
-            channel: Channel::Web,
-            external_id: None,
-            site_id: None,
-            visitor_token_hash: None,
-            customer: Customer::default(),
-            metadata: json!({}),
-            created_at: now,
-        };
-        let mut write = SessionWrite::create_only(SessionId::new(), row);
-        write.messages = (1..=messages)
-            .map(|seq| MessageRow {
-                seq,
-                role: MessageRole::Visitor,
-                text: format!("message {seq}"),
-                attachment_ids: Vec::new(),
-                client_msg_id: Some(format!("c{seq}")),
-                external_id: None,
-                author_id: None,
-                latency_ms: None,
-                created_at: now + chrono::Duration::milliseconds(seq),
-            })
-            .collect();
+        let mut write = SessionWrite::create_only(SessionId::new(), new_session_row(now));
+        write.messages = (1..=messages).map(|seq| visitor_row(seq, format!("c{seq}"), now + chrono::Duration::milliseconds(seq))).collect();
         write
     };
     let db = connect(&database_url).await;
