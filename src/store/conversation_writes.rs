@@ -352,32 +352,22 @@ pub const ACTIVITY_GRAIN: chrono::Duration = chrono::Duration::seconds(1);
 /// A small batch (the usual case below thousands of messages a second) is
 /// `store_small_batch`: one INSERT and a primary-key UPDATE per session,
 /// sent together and answered in one round trip: on a core shared with
-/// PostgreSQL each round trip is two context switches. A big one is a binary COPY (the fastest way
-/// into a table) and one `UPDATE … FROM unnest(…)`. (That statement is
-/// planned once per connection for an unknown array length, as a hash join
-/// over a sequential scan of `sessions`: cheap per row in a big batch, but
-/// measured as PostgreSQL's largest cost at 1k msg/s, where batches hold a
-/// few rows.)
+/// PostgreSQL each round trip is two context switches. A big one is a
+/// binary COPY (the fastest way into a table) and one `UPDATE … FROM
+/// unnest(…)`. (That statement is planned once per connection for an
+/// unknown array length, as a hash join over a sequential scan of
+/// `sessions`: cheap per row in a big batch, but measured as PostgreSQL's
+/// largest cost at 1k msg/s, where batches hold a few rows.)
 async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite], tz: Tz) -> Result<(), StoreError> {
     let columns = MessageColumns::of(writes);
     if columns.len() == 0 {
         return Ok(());
     }
-    let sessions = writes.iter().filter(|w| !w.messages.is_empty()).count();
-    if columns.len() <= SMALL_BATCH && sessions <= FEW_SESSIONS {
+    if fits_one_pipeline(writes) {
         return store_small_batch(tx, writes, &columns, tz, false).await;
     }
-    // The AI's response times, counted for the stats with the replies.
-    let replies = ReplyCounts::of(tz, columns.ai_latencies());
-    let reply_counts = match &replies {
-        Some(_) => Some(tx.prepare_cached(REPLY_COUNTS_UPSERT).await?),
-        None => None,
-    };
-    let reply_params = replies.as_ref().map(ReplyCounts::params);
-    let last: Vec<(Uuid, Seq, DateTime<Utc>)> = writes
-        .iter()
-        .filter_map(|w| w.messages.last().map(|m| (w.session_id.0, m.seq, m.created_at)))
-        .collect();
+    let replies = reply_counts(tx, tz, &columns).await?;
+    let last = last_messages(writes);
     let sink = tx
         .copy_in(
             "COPY messages (session_id, seq, role, text, client_msg_id, channel, external_id,
@@ -397,17 +387,21 @@ async fn store_messages(tx: &Tx<'_>, writes: &[SessionWrite], tz: Tz) -> Result<
     tx.execute(&counters, &[&ids, &seqs, &times]).await?;
     let add_words = tx.prepare_cached(session_words::ADD_MANY).await?;
     tx.execute(&add_words, &[&columns.session_ids, &columns.texts]).await?;
-    if let (Some(statement), Some(params)) = (&reply_counts, &reply_params) {
-        tx.execute(statement, params).await?;
+    if let Some((statement, counts)) = &replies {
+        tx.execute(statement, &counts.params()).await?;
     }
     Ok(())
 }
 
+/// Whether the batch's messages are few enough for `store_small_batch`.
+fn fits_one_pipeline(writes: &[SessionWrite]) -> bool {
+    let messages: usize = writes.iter().map(|w| w.messages.len()).sum();
+    (1..=SMALL_BATCH).contains(&messages) && writes.iter().filter(|w| !w.messages.is_empty()).count() <= FEW_SESSIONS
+}
+
 /// Whether the batch is only new messages, few enough for one round trip.
 fn only_few_messages(writes: &[SessionWrite]) -> bool {
-    let messages: usize = writes.iter().map(|w| w.messages.len()).sum();
-    (1..=SMALL_BATCH).contains(&messages)
-        && writes.iter().filter(|w| !w.messages.is_empty()).count() <= FEW_SESSIONS
+    fits_one_pipeline(writes)
         && writes.iter().all(|w| {
             w.create.is_none()
                 && w.fence.is_none()
@@ -429,21 +423,13 @@ where
     C: deadpool_postgres::GenericClient + Sync,
 {
     type Pending<'f> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'f>>;
-    // The AI's response times, counted for the stats with the replies.
-    let replies = ReplyCounts::of(tz, columns.ai_latencies());
-    let reply_counts = match &replies {
-        Some(_) => Some(client.prepare_cached(REPLY_COUNTS_UPSERT).await?),
-        None => None,
-    };
-    let reply_params = replies.as_ref().map(ReplyCounts::params);
+    let replies = reply_counts(client, tz, columns).await?;
+    let reply_params = replies.as_ref().map(|(statement, counts)| (statement, counts.params()));
     let insert = client.prepare_cached(MESSAGES_INSERT).await?;
     let counters = client.prepare_cached(COUNTER_UPDATE).await?;
     let add_words = client.prepare_cached(session_words::ADD_ONE).await?;
     let arrays = columns.arrays();
-    let last: Vec<(Uuid, Seq, DateTime<Utc>)> = writes
-        .iter()
-        .filter_map(|w| w.messages.last().map(|m| (w.session_id.0, m.seq, m.created_at)))
-        .collect();
+    let last = last_messages(writes);
     let counter_params: Vec<[&(dyn ToSql + Sync); 3]> = last.iter().map(|(id, seq, at)| [id as _, seq as _, at as _]).collect();
     // One session's new text; borrowed when it is one message (the usual case).
     let texts: Vec<(Uuid, std::borrow::Cow<str>)> = writes
@@ -464,13 +450,30 @@ where
     // Counters before words: the order `session_words::backfill` locks in.
     statements.extend(counter_params.iter().map(|p| -> Pending<'_> { Box::pin(client.execute(&counters, p)) }));
     statements.extend(words_params.iter().map(|p| -> Pending<'_> { Box::pin(client.execute(&add_words, p)) }));
-    if let (Some(statement), Some(params)) = (&reply_counts, &reply_params) {
-        statements.push(Box::pin(client.execute(statement, params)));
+    if let Some((statement, params)) = &reply_params {
+        statements.push(Box::pin(client.execute(*statement, params)));
     }
     if own_transaction {
         statements.push(framing("COMMIT"));
     }
     in_order(statements).await
+}
+
+/// The AI's response times among the batch's messages, counted for the
+/// stats with the replies (`None`: no AI reply), with their statement.
+async fn reply_counts<C>(client: &C, tz: Tz, columns: &MessageColumns<'_>) -> Result<Option<(tokio_postgres::Statement, ReplyCounts)>, StoreError>
+where
+    C: deadpool_postgres::GenericClient + Sync,
+{
+    match ReplyCounts::of(tz, columns.ai_latencies()) {
+        Some(counts) => Ok(Some((client.prepare_cached(REPLY_COUNTS_UPSERT).await?, counts))),
+        None => Ok(None),
+    }
+}
+
+/// Each session's last new message: its id, seq and time.
+fn last_messages(writes: &[SessionWrite]) -> Vec<(Uuid, Seq, DateTime<Utc>)> {
+    writes.iter().filter_map(|w| w.messages.last().map(|m| (w.session_id.0, m.seq, m.created_at))).collect()
 }
 
 /// Runs statements of one transaction as a pipeline: each is sent when first
