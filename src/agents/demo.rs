@@ -105,6 +105,10 @@ impl Agent for DemoAgent {
         let reply = self.answer(&request);
         async move { Ok(reply) }.boxed()
     }
+
+    fn answer_now(&self, request: &AgentRequest) -> Option<AgentReply> {
+        Some(self.answer(request))
+    }
 }
 
 impl DemoAgent {

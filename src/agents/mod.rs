@@ -72,6 +72,12 @@ pub trait Agent: Send + Sync {
     /// The backend's name, for logs and error rows.
     fn name(&self) -> &'static str;
     fn reply(&self, request: AgentRequest) -> BoxFuture<'static, Result<AgentReply, AgentError>>;
+    /// The answer at once, for an agent that needs no I/O to give it (the
+    /// demo agent); `None`: ask `reply`. The conversation then stores it in
+    /// the same transaction as the message it answers.
+    fn answer_now(&self, _request: &AgentRequest) -> Option<AgentReply> {
+        None
+    }
 }
 
 /// Builds the agent `AGENT` names.

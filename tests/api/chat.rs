@@ -110,6 +110,32 @@ async fn an_invalid_email_is_asked_for_again_and_asking_for_a_human_escalates() 
 }
 
 #[tokio::test]
+async fn a_plain_demo_reply_commits_with_the_message_it_answers_and_one_that_learns_a_name_after_it() {
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    let mut visitor = Visitor::connect(app.port).await;
+    visitor.hello().await;
+    let session = visitor.session_id.clone().unwrap();
+    // Rows written by one transaction share its id (`xmin`).
+    let transactions = async |seqs: [i64; 2]| -> i64 {
+        let sql = "SELECT count(DISTINCT xmin::text) FROM messages WHERE session_id = $1::text::uuid AND seq = ANY($2)";
+        db.query_one(sql, &[&session, &seqs.to_vec()]).await.unwrap().get(0)
+    };
+    for (id, text, seq, answered_in_one) in [("a", "hello", 1, true), ("b", "Grace", 3, false), ("c", "grace-at-example", 5, true)] {
+        assert_eq!(visitor.say(id, text).await, seq);
+        let (reply, before) = visitor.recv_until("message").await;
+        assert_eq!(reply["message"]["seq"], seq + 1);
+        let typing: Vec<&Value> = before.iter().filter(|f| f["type"] == "typing").collect();
+        assert_eq!(typing, [&json!({"type": "typing", "role": "ai", "on": true}), &json!({"type": "typing", "role": "ai", "on": false})], "{text}");
+        assert_eq!(transactions([seq, seq + 1]).await, if answered_in_one { 1 } else { 2 }, "{text}");
+    }
+    let name: Option<String> = db.query_one("SELECT customer_name FROM sessions", &[]).await.unwrap().get(0);
+    assert_eq!(name.as_deref(), Some("Grace"), "the reply that learned the name stored it");
+    let latencies: i64 = db.query_one("SELECT count(latency_ms) FROM messages WHERE role = 'ai'", &[]).await.unwrap().get(0);
+    assert_eq!(latencies, 3, "every AI reply has its response time");
+}
+
+#[tokio::test]
 async fn every_ack_is_for_a_committed_row() {
     // 21 frames in well under a second: past the default burst of 20.
     let app = TestApp::spawn_with(|c| c.limits.rate_burst = 100).await;

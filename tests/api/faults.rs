@@ -104,6 +104,31 @@ async fn a_message_committed_without_its_reply_is_acked_as_stored_not_written_tw
 }
 
 #[tokio::test]
+async fn an_answer_written_with_a_message_that_failed_is_dropped_and_the_resend_answered_once() {
+    let app = TestApp::spawn().await;
+    let mut visitor = Visitor::connect(app.port).await;
+    visitor.hello().await;
+    for (id, text, seq) in [("m1", "hello", 1), ("m2", "Ada", 3)] {
+        assert_eq!(visitor.say(id, text).await, seq);
+        assert_eq!(ai_answer(&mut visitor).await["seq"], seq + 1);
+    }
+    let session: uuid::Uuid = visitor.session_id.clone().unwrap().parse().unwrap();
+    let db = app.db().await;
+    db.execute("INSERT INTO messages (session_id, seq, role, text, channel) VALUES ($1, 5, 'visitor', 'ghost', 'web')", &[&session])
+        .await
+        .unwrap();
+    db.execute("UPDATE sessions SET last_seq = 5 WHERE id = $1", &[&session]).await.unwrap();
+    // The next reply is a plain one (the email is invalid), written with the
+    // message it answers; that write fails on the taken seq.
+    let seq = say_with_retries(&mut visitor, "m3", "not-an-email", Duration::from_secs(15)).await;
+    assert_eq!(seq, Some(6), "the resend is stored after the taken seq");
+    assert!(ai_answer(&mut visitor).await["text"].as_str().unwrap().contains("valid email address"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let roles = stored_roles(&db, session, 7).await;
+    assert_eq!(roles, ["visitor", "ai", "visitor", "ai", "visitor", "visitor", "ai"], "the failed write's answer was not stored on its own");
+}
+
+#[tokio::test]
 async fn relay_ids_are_kept_per_conversation_and_cannot_block_a_real_messenger_mid() {
     let app = TestApp::spawn_with(|c| {
         c.api_key = Some(RELAY_KEY.into());

@@ -18,7 +18,7 @@ impl ChatSession {
         if !self.needs_answer || self.relay || self.agent_running || self.handler != SessionHandler::Ai || self.has_pending_reply() {
             return;
         }
-        let Some(last_text) = self.transcript.back().map(text_for_agent) else { return };
+        let Some(last_text) = self.transcript.back().map(|m| text_for_agent(&m.text, &m.attachments)) else { return };
         self.needs_answer = false;
         self.agent_running = true;
         self.agent_runs += 1;
@@ -44,21 +44,8 @@ impl ChatSession {
                 address.do_send(AgentPartial(text));
             }
         });
-        let request = AgentRequest {
-            session_id: self.id,
-            channel: self.channel,
-            message: last_text,
-            history: self
-                .transcript
-                .iter()
-                .rev()
-                .take(HISTORY_LEN)
-                .rev()
-                .map(|m| HistoryItem { role: m.role, text: text_for_agent(m) })
-                .collect(),
-            customer: self.customer.clone(),
-            partials: Some(partials_tx),
-        };
+        let history = self.history_with(Vec::new());
+        let request = AgentRequest { partials: Some(partials_tx), ..self.agent_request(last_text, history) };
         let timeout_secs = self.hub.config.limits.agent_timeout_secs;
         let call = tokio::time::timeout(Duration::from_secs(timeout_secs), self.hub.agent.reply(request));
         let started = Instant::now();
@@ -116,6 +103,80 @@ impl ChatSession {
     }
 }
 
+impl ChatSession {
+    /// What the agent is asked: `message` with the history ending in it.
+    fn agent_request(&self, message: String, history: Vec<HistoryItem>) -> AgentRequest {
+        AgentRequest { session_id: self.id, channel: self.channel, message, history, customer: self.customer.clone(), partials: None }
+    }
+
+    /// The newest `HISTORY_LEN` messages: the stored transcript, then `newer`.
+    fn history_with(&self, newer: Vec<HistoryItem>) -> Vec<HistoryItem> {
+        let from_transcript = HISTORY_LEN.saturating_sub(newer.len());
+        let stored = self.transcript.iter().skip(self.transcript.len().saturating_sub(from_transcript));
+        let mut all: Vec<HistoryItem> =
+            stored.map(|m| HistoryItem { role: m.role, text: text_for_agent(&m.text, &m.attachments) }).chain(newer).collect();
+        all.drain(..all.len().saturating_sub(HISTORY_LEN));
+        all
+    }
+
+    /// An answer written in the same transaction as the visitor messages it
+    /// answers (the first `take` queued), from an agent that answers at once
+    /// without leaving the process (the demo agent): one commit per exchange
+    /// instead of two. Only a plain reply qualifies: one that learns contact
+    /// details, escalates, completes the lead or goes out to a channel takes
+    /// the usual path after the commit, so nothing the actor changes for it
+    /// can outlive a write that failed. The visitor still sees the AI's
+    /// typing before the reply (`stored`); dashboards hold typing that short
+    /// anyway.
+    pub(super) fn instant_answer(&self, take: usize) -> Option<Pending> {
+        let batch = self.queued.range(..take);
+        let answerable = take < MAX_MESSAGES_PER_WRITE
+            && !self.relay
+            && !self.agent_running
+            && self.handler == SessionHandler::Ai
+            && self.completed_at.is_none()
+            && !self.has_pending_reply()
+            && batch.clone().all(|p| p.origin == Origin::Visitor && !p.is_rating && p.patch.is_empty());
+        if !answerable {
+            return None;
+        }
+        let newer: Vec<HistoryItem> =
+            batch.map(|p| HistoryItem { role: p.role, text: text_for_agent(&p.text, &p.attachments) }).collect();
+        let message = newer.last()?.text.clone();
+        let started = Instant::now();
+        let reply = self.hub.agent.answer_now(&self.agent_request(message, self.history_with(newer)))?;
+        let latency_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+        let plain = reply.customer.is_none() && !reply.escalate && self.outgoing(&reply.text, &[]).is_none();
+        (plain && self.hub.rules.current().first_match(&reply.text).is_none()).then(|| Pending {
+            role: MessageRole::Ai,
+            text: reply.text,
+            attachments: Vec::new(),
+            is_rating: false,
+            client_msg_id: None,
+            origin: Origin::Agent { latency_ms },
+            instant: true,
+            author: None,
+            external_id: None,
+            ack_to: Vec::new(),
+            patch: SessionPatch::default(),
+            outbox: Vec::new(),
+        })
+    }
+
+    /// An instant answer is stored: the visitor sees the AI's typing come
+    /// and go before it, and the AI's health counts it like any reply.
+    pub(super) fn instant_answer_stored(&mut self, latency_ms: i32, text: &str) {
+        for on in [true, false] {
+            let frame = ServerFrame::Typing { role: MessageRole::Ai, on }.encode();
+            self.broadcast(&frame, &[]);
+        }
+        self.needs_answer = false;
+        metrics::histogram!("chathub_agent_seconds").record(f64::from(latency_ms) / 1000.0);
+        self.hub.ai_health.record(Signal::Reply { latency_ms: latency_ms as u64 });
+        self.count_repeats(text);
+    }
+}
+
 /// Identical AI answers in a row that count as a loop (SPEC §16).
 const LOOP_REPEATS: u32 = 3;
 /// Past the agent's timeout, how long a typing indicator may stay on.
@@ -152,9 +213,9 @@ impl Handler<AgentPartial> for ChatSession {
 
 /// A message as the agent reads it: its text, then a line naming each file
 /// sent with it (agents take text; the file itself stays in the store).
-fn text_for_agent(message: &MessageView) -> String {
-    let mut text = message.text.clone();
-    for file in &message.attachments {
+fn text_for_agent(text: &str, attachments: &[Attachment]) -> String {
+    let mut text = text.to_owned();
+    for file in attachments {
         if !text.is_empty() {
             text.push('\n');
         }

@@ -110,6 +110,9 @@ struct Pending {
     attachments: Vec<Attachment>,
     /// A visitor's answer to the rating question: the agent does not reply.
     is_rating: bool,
+    /// An agent's answer written with the visitor messages it answers
+    /// (`instant_answer`).
+    instant: bool,
     client_msg_id: Option<String>,
     origin: Origin,
     /// The staff member who wrote an `agent` message.

@@ -18,7 +18,7 @@ impl ChatSession {
             self.check_completion(&text, &mut patch, &mut outbox);
         }
         outbox.extend(self.outgoing(&text, &[]));
-        self.queued.push_back(Pending { role, text, attachments: Vec::new(), is_rating: false, client_msg_id: None, origin, author: None, external_id: None, ack_to: Vec::new(), patch, outbox });
+        self.queued.push_back(Pending { role, text, attachments: Vec::new(), is_rating: false, instant: false, client_msg_id: None, origin, author: None, external_id: None, ack_to: Vec::new(), patch, outbox });
         self.write(ctx);
     }
 
@@ -28,7 +28,8 @@ impl ChatSession {
             return;
         }
         let take = self.queued.len().min(MAX_MESSAGES_PER_WRITE);
-        self.in_flight = self.queued.drain(..take).collect();
+        let answer = self.instant_answer(take);
+        self.in_flight = self.queued.drain(..take).chain(answer).collect();
         self.writing = true;
         let now = Utc::now();
         let mut patch = SessionPatch::default();
@@ -229,6 +230,9 @@ impl ChatSession {
         }
         let skip: Vec<ConnId> = pending.ack_to.iter().filter_map(AckTo::visitor_conn).collect();
         self.acknowledge(pending.ack_to, pending.client_msg_id.as_deref(), Ok(view.seq));
+        if let (true, Origin::Agent { latency_ms }) = (pending.instant, pending.origin) {
+            self.instant_answer_stored(latency_ms, &pending.text);
+        }
         let frame = ServerFrame::Message { message: &view }.encode();
         // A visitor's own socket has its ack; their other tabs get the message.
         self.broadcast(&frame, &skip);
@@ -282,6 +286,9 @@ impl ChatSession {
         for pending in failed {
             if matches!(pending.origin, Origin::Visitor | Origin::Staff) {
                 self.acknowledge(pending.ack_to, pending.client_msg_id.as_deref(), Err(e.clone()));
+            } else if pending.instant {
+                // It answered messages that were not stored: their resends
+                // are answered again.
             } else {
                 kept.push(pending);
             }
@@ -384,7 +391,7 @@ impl ChatSession {
             MessageKey::Client(id) => (Some(id), None),
             MessageKey::External(id) => (None, Some(id)),
         };
-        self.queued.push_back(Pending { role, text, attachments, is_rating, client_msg_id, origin, author, external_id, ack_to: vec![ack], patch, outbox });
+        self.queued.push_back(Pending { role, text, attachments, is_rating, instant: false, client_msg_id, origin, author, external_id, ack_to: vec![ack], patch, outbox });
         self.write(ctx);
     }
 }
