@@ -15,7 +15,9 @@
 //! Ordering and durability: the actor has at most one write in flight. Each
 //! message gets its `seq` when its write is sent (last committed + 1, …), and
 //! nothing about it — ack, frame, agent call — leaves the actor before that
-//! write commits. So seqs are gap-free even when a write fails: a failed
+//! write commits. (An agent that answers without leaving the process, the
+//! demo agent, is asked before: its plain answer goes into the same write
+//! as the messages it answers, see `agent::instant_answer`.) So seqs are gap-free even when a write fails: a failed
 //! visitor message is dropped (its sender gets a `retry` error and resends the
 //! same `client_msg_id`), and a failed AI or system message is retried in
 //! place with backoff.
