@@ -84,7 +84,11 @@ impl Application {
         config.check()?;
         let (url, local_postgres) = open_database(&config).await?;
         postgres::migrate(&url).await?;
-        let db = postgres::pool(&url, config.db_pool_size)?;
+        // Several nodes: this one's name, which its connections carry too.
+        let node_id = config.nats_url.as_ref().map(|_| {
+            config.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
+        });
+        let db = postgres::pool_of(&url, config.db_pool_size, node_id.as_deref())?;
         // Before serving: stats read from the rollups once they exist.
         crate::store::stats_rollups::build(&db, config.timezone).await?;
         crate::auth::users::ensure_first_admin(&db, config.admin_password.as_deref()).await?;
@@ -96,7 +100,7 @@ impl Application {
         let config = Arc::new(config);
         let agent = crate::agents::from_config(&config)?;
         let rules = Rules::new(RuleSet::load(&db, &config.booking_url).await?);
-        let cluster = join_cluster(&config, &db).await?;
+        let cluster = join_cluster(&config, node_id, &db).await?;
         let attachments = Arc::new(AttachmentStore::open(&config)?);
         tracing::info!(store = attachments.kind, "attachments store opened");
         if config.nats_url.is_some() && config.attachments.url.is_none() {
@@ -236,9 +240,8 @@ impl Application {
 const NATS_JOIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Several nodes: connects to NATS when `NATS_URL` is set.
-async fn join_cluster(config: &Config, db: &postgres::Db) -> anyhow::Result<Option<Arc<Cluster>>> {
-    let Some(url) = &config.nats_url else { return Ok(None) };
-    let node_id = config.node_id.clone().unwrap_or_else(|| format!("node-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+async fn join_cluster(config: &Config, node_id: Option<String>, db: &postgres::Db) -> anyhow::Result<Option<Arc<Cluster>>> {
+    let (Some(url), Some(node_id)) = (&config.nats_url, node_id) else { return Ok(None) };
     let bus = Bus::connect(url, &node_id).await.with_context(|| format!("connecting to NATS at {url} (NATS_URL)"))?;
     // A node that starts while NATS is up joins before it serves; one that
     // starts while NATS is away serves what it runs and joins when it can.

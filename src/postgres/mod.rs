@@ -48,7 +48,24 @@ pub fn parse_config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
 /// analytical queries, but the hub's are short, and on the dashboard's
 /// searches at 1M sessions its 15–20 ms of compiling was most of the time.
 pub fn pool(url: &str, size: usize) -> anyhow::Result<Db> {
+    pool_of(url, size, None)
+}
+
+/// The `application_name` of a cluster node's connections. A node taking a
+/// conversation over from one that is gone finds by it the transactions the
+/// gone node left open (`store::leases::take_over`), so it overrides any
+/// `application_name` in `DATABASE_URL`.
+pub fn node_application_name(node_id: &str) -> String {
+    format!("chathub node {node_id}")
+}
+
+/// `pool`, for cluster node `node_id` when there is one
+/// (`node_application_name`).
+pub fn pool_of(url: &str, size: usize, node_id: Option<&str>) -> anyhow::Result<Db> {
     let mut config = parse_config(url)?;
+    if let Some(node_id) = node_id {
+        config.application_name(node_application_name(node_id));
+    }
     let options = format!("{} -c jit=off", config.get_options().unwrap_or_default());
     config.options(options.trim_start());
     let manager = Manager::from_config(

@@ -20,6 +20,15 @@ pub enum Claim {
     Held { node_id: String, fence: i64 },
 }
 
+/// How long a claim waits for a lease row a write of its holder has locked
+/// (a write commits in milliseconds; one that does not is its holder's
+/// trouble, and the claim goes on to ask whether the holder answers).
+const CLAIM_LOCK_WAIT: Duration = Duration::from_millis(500);
+/// How long a takeover waits for the lease row before it ends the gone
+/// node's idle transactions, and after.
+const TAKEOVER_FIRST_WAIT: Duration = Duration::from_millis(300);
+const TAKEOVER_WAIT: Duration = Duration::from_secs(2);
+
 fn secs(ttl: Duration) -> f64 {
     ttl.as_secs_f64()
 }
@@ -28,9 +37,11 @@ fn secs(ttl: Duration) -> f64 {
 /// when it expired or is already this node's (the fence grows either way,
 /// so an older actor of the same conversation can no longer write).
 pub async fn claim(db: &Db, session_id: Uuid, node_id: &str, ttl: Duration) -> Result<Claim, StoreError> {
-    let client = db.get().await?;
+    let mut client = db.get().await?;
     for _ in 0..2 {
-        let claimed = client
+        let tx = client.transaction().await?;
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", CLAIM_LOCK_WAIT.as_millis())).await?;
+        let claimed = tx
             .query_opt(
                 "INSERT INTO conversation_leases (session_id, node_id, fence, lease_until)
                  VALUES ($1, $2, 1, now() + make_interval(secs => $3))
@@ -40,17 +51,28 @@ pub async fn claim(db: &Db, session_id: Uuid, node_id: &str, ttl: Duration) -> R
                  RETURNING fence",
                 &[&session_id, &node_id, &secs(ttl)],
             )
-            .await?;
-        if let Some(row) = claimed {
-            return Ok(Claim::Owned(row.get(0)));
+            .await;
+        match claimed {
+            Ok(Some(row)) => {
+                tx.commit().await?;
+                return Ok(Claim::Owned(row.get(0)));
+            }
+            // Held, or locked by a write of its holder that is not finishing:
+            // either way the holder is asked next whether it answers.
+            Ok(None) => tx.commit().await?,
+            Err(e) if lock_not_available(&e) => tx.rollback().await?,
+            Err(e) => return Err(e.into()),
         }
         let held = client
             .query_opt("SELECT node_id, fence FROM conversation_leases WHERE session_id = $1", &[&session_id])
             .await?;
-        if let Some(row) = held {
-            return Ok(Claim::Held { node_id: row.get(0), fence: row.get(1) });
+        match held {
+            // Locked by a write of this node's own (an actor stopping): once more.
+            Some(row) if row.get::<_, &str>(0) == node_id => {}
+            Some(row) => return Ok(Claim::Held { node_id: row.get(0), fence: row.get(1) }),
+            // Released between the two statements: claim again.
+            None => {}
         }
-        // Released between the two statements: claim again.
     }
     Err(StoreError::Conflict("the conversation lease keeps changing hands".into()))
 }
@@ -63,10 +85,37 @@ pub async fn holder(db: &Db, session_id: Uuid) -> Result<Option<String>, StoreEr
 
 /// Takes the lease over from `from_node` (gone from NATS), if it still holds
 /// it with `fence`. `None`: someone else changed it first.
+///
+/// A node can stop (paused, frozen, cut off) in the middle of a write of
+/// the conversation, holding its lease row `FOR SHARE` until its connection
+/// ends. When the lease row stays locked, the gone node's transactions left
+/// idle are ended (found by `postgres::node_application_name`) and the
+/// takeover tries once more. Nothing of theirs had committed, so nothing
+/// the gone node acknowledged is lost; a write of its that commits before
+/// the takeover is simply read by the new owner.
 pub async fn take_over(db: &Db, session_id: Uuid, node_id: &str, from_node: &str, fence: i64, ttl: Duration) -> Result<Option<i64>, StoreError> {
-    let row = db
-        .get()
-        .await?
+    let mut client = db.get().await?;
+    match move_lease(&mut client, session_id, node_id, from_node, fence, ttl, TAKEOVER_FIRST_WAIT).await {
+        Err(StoreError::Database(e)) if e.downcast_ref().is_some_and(lock_not_available) => {}
+        moved => return moved,
+    }
+    end_idle_transactions(&client, from_node).await;
+    move_lease(&mut client, session_id, node_id, from_node, fence, ttl, TAKEOVER_WAIT).await
+}
+
+/// One attempt of `take_over`, waiting at most `wait` for the lease row.
+async fn move_lease(
+    client: &mut deadpool_postgres::Client,
+    session_id: Uuid,
+    node_id: &str,
+    from_node: &str,
+    fence: i64,
+    ttl: Duration,
+    wait: Duration,
+) -> Result<Option<i64>, StoreError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", wait.as_millis())).await?;
+    let row = tx
         .query_opt(
             "UPDATE conversation_leases
                 SET node_id = $2, fence = fence + 1, lease_until = now() + make_interval(secs => $5)
@@ -75,7 +124,32 @@ pub async fn take_over(db: &Db, session_id: Uuid, node_id: &str, from_node: &str
             &[&session_id, &node_id, &from_node, &fence, &secs(ttl)],
         )
         .await?;
+    tx.commit().await?;
     Ok(row.map(|r| r.get(0)))
+}
+
+/// Ends the transactions `node_id` left open and idle (best effort: a role
+/// that may not end them leaves the takeover to wait for the lock).
+async fn end_idle_transactions(client: &deadpool_postgres::Client, node_id: &str) {
+    let ended = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE datname = current_database() AND application_name = $1 AND state LIKE 'idle in transaction%'",
+            &[&crate::postgres::node_application_name(node_id)],
+        )
+        .await;
+    match ended {
+        Ok(row) if row.get::<_, i64>(0) > 0 => {
+            tracing::warn!(node = node_id, transactions = row.get::<_, i64>(0), "ended the open transactions of a node that is gone");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(node = node_id, error = %e, "could not end the open transactions of a node that is gone"),
+    }
+}
+
+/// A statement gave up waiting for a lock (`lock_timeout`).
+fn lock_not_available(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
 }
 
 /// Renews the leases `node_id` holds on `sessions` (its running actors) in

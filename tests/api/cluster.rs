@@ -3,7 +3,8 @@
 //! answered and taken over from node B; a webhook reaching B for a
 //! conversation on A is stored and answered once; a rule added on B applies
 //! on A at once; a node killed or paused mid-chat loses nothing acknowledged
-//! and cannot write once its lease was taken; NATS restarted, cross-node
+//! and cannot write once its lease was taken, nor hold it up from the middle
+//! of a write; NATS restarted, cross-node
 //! updates resume; an email sent on one node and tracked through another
 //! shows live on a dashboard of the first.
 
@@ -428,6 +429,80 @@ async fn a_paused_node_that_lost_its_lease_cannot_write_and_closes_its_sockets()
     again.resume(&token, 0).await;
     again.say("3", "back on a").await;
     assert_eq!(lease_holder(&db, &session).await.as_deref(), Some("b"));
+}
+
+/// How many of `node`'s connections are in `state` (or, with `Lock`,
+/// waiting for a lock).
+async fn node_backends(db: &tokio_postgres::Client, node: &str, state: &str) -> i64 {
+    let name = chathub::postgres::node_application_name(node);
+    db.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1
+            AND (state = $2 OR ($2 = 'Lock' AND wait_event_type = 'Lock'))",
+        &[&name, &state],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn a_node_paused_in_the_middle_of_a_write_does_not_hold_its_conversation_up() {
+    let cluster = TestCluster::new().await;
+    let a = cluster.node("a", &[("LEASE_RENEW_SECS", "30"), ("LEASE_TTL_SECS", "60")]);
+    let b = cluster.node("b", &[]);
+    let mut on_a = Visitor::connect(a.port).await;
+    on_a.hello().await;
+    on_a.say("1", "hello").await;
+    on_a.next_message().await;
+    let (session, token) = (on_a.session_id.clone().unwrap(), on_a.token.clone().unwrap());
+    let id: uuid::Uuid = session.parse().unwrap();
+
+    // A's next write waits for the session row, which the test holds; A
+    // stops while it waits, and the row is let go: A's transaction is left
+    // open, its lease row locked, with nobody to finish it.
+    let db = cluster.db().await;
+    let mut holder = cluster.db().await;
+    let hold = holder.transaction().await.unwrap();
+    hold.execute("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE", &[&id]).await.unwrap();
+    on_a.send(json!({"type": "message", "client_msg_id": "mid-write", "text": "are you there?"})).await;
+    assert!(eventually(Duration::from_secs(10), async || node_backends(&db, "a", "Lock").await == 1).await, "A's write waits for the row");
+    let pid = nix::unistd::Pid::from_raw(a.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    hold.commit().await.unwrap();
+    assert!(eventually(Duration::from_secs(10), async || node_backends(&db, "a", "idle in transaction").await == 1).await);
+
+    // B takes the conversation over all the same, and A's unfinished write
+    // left nothing behind: B's message takes the next seq.
+    let mut on_b = Visitor::connect(b.port).await;
+    on_b.resume(&token, 2).await;
+    assert_eq!(on_b.say("2", "hello from b").await, 3);
+    assert_eq!(lease_holder(&db, &session).await.as_deref(), Some("b"));
+    assert_eq!(node_backends(&db, "a", "idle in transaction").await, 0, "A's open transaction was ended");
+
+    // A wakes: its write failed, so the visitor is told to resend; the
+    // resend meets the fence, and the socket moves on.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let mut resends = 0;
+    let code = loop {
+        match on_a.next_event().await {
+            Event::Closed(code) => break code,
+            Event::Frame(frame) => {
+                assert_ne!(frame["type"], "ack", "A acked after losing its lease: {frame}");
+                if frame["type"] == "error" && frame["code"] == "retry" {
+                    resends += 1;
+                    assert!(resends <= 5, "A keeps refusing the resend instead of moving the socket on");
+                    on_a.try_send(json!({"type": "message", "client_msg_id": "mid-write", "text": "are you there?"})).await;
+                }
+            }
+        }
+    };
+    assert_eq!(code, Some(1012), "A's socket is moved on");
+    let rows = db.query("SELECT seq, client_msg_id FROM messages WHERE session_id = $1 ORDER BY seq", &[&id]).await.unwrap();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert!(!rows.iter().any(|r| r.get::<_, Option<&str>>(1) == Some("mid-write")), "A's write was never stored");
+    // The visitor's resend, on B, is stored there once.
+    on_b.say("mid-write", "are you there?").await;
 }
 
 #[tokio::test]
