@@ -401,7 +401,8 @@ impl HubActors {
         let notifier = NotifierHandle::start(&handle, Notifier::new(db.clone(), config.clone(), attachments, supervisor.clone())?);
         let limits = &config.limits;
         let persistence = Persistence::new(db.clone(), config.timezone, limits.persist_queue, limits.persist_batch, Some(notifier.recipient()))
-            .with_in_flight(limits.persist_in_flight);
+            .with_in_flight(limits.persist_in_flight)
+            .with_gathering(std::time::Duration::from_micros(limits.persist_gather_us));
         let persistence = PersistenceHandle::start(&handle, persistence);
         Ok(Self { arbiter, persistence, supervisor, notifier })
     }
