@@ -385,18 +385,24 @@ async fn killing_a_node_mid_chat_loses_no_acked_message_and_its_conversations_mo
     }
 }
 
-#[tokio::test]
-async fn a_paused_node_that_lost_its_lease_cannot_write_and_closes_its_sockets() {
-    let cluster = TestCluster::new().await;
-    // A renews rarely: when it wakes up, its first write comes before it
-    // could learn from a renewal that the lease is gone, so only the fence
-    // stops it. (B takes over because A does not answer, not by expiry.)
+/// Nodes A and B, and a visitor on A who has had one exchange. A renews
+/// rarely: when it wakes from a pause, its first write comes before it could
+/// learn from a renewal that the lease is gone, so only the fence stops it.
+/// (B takes over because A does not answer, not by expiry.)
+async fn a_conversation_on_a_node_that_renews_rarely(cluster: &TestCluster) -> (ChildServer, ChildServer, Visitor) {
     let a = cluster.node("a", &[("LEASE_RENEW_SECS", "30"), ("LEASE_TTL_SECS", "60")]);
     let b = cluster.node("b", &[]);
     let mut on_a = Visitor::connect(a.port).await;
     on_a.hello().await;
     on_a.say("1", "hello").await;
     on_a.next_message().await;
+    (a, b, on_a)
+}
+
+#[tokio::test]
+async fn a_paused_node_that_lost_its_lease_cannot_write_and_closes_its_sockets() {
+    let cluster = TestCluster::new().await;
+    let (a, b, mut on_a) = a_conversation_on_a_node_that_renews_rarely(&cluster).await;
     let (session, token) = (on_a.session_id.clone().unwrap(), on_a.token.clone().unwrap());
 
     let pid = nix::unistd::Pid::from_raw(a.pid() as i32);
@@ -448,12 +454,7 @@ async fn node_backends(db: &tokio_postgres::Client, node: &str, state: &str) -> 
 #[tokio::test]
 async fn a_node_paused_in_the_middle_of_a_write_does_not_hold_its_conversation_up() {
     let cluster = TestCluster::new().await;
-    let a = cluster.node("a", &[("LEASE_RENEW_SECS", "30"), ("LEASE_TTL_SECS", "60")]);
-    let b = cluster.node("b", &[]);
-    let mut on_a = Visitor::connect(a.port).await;
-    on_a.hello().await;
-    on_a.say("1", "hello").await;
-    on_a.next_message().await;
+    let (a, b, mut on_a) = a_conversation_on_a_node_that_renews_rarely(&cluster).await;
     let (session, token) = (on_a.session_id.clone().unwrap(), on_a.token.clone().unwrap());
     let id: uuid::Uuid = session.parse().unwrap();
 
