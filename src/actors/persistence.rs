@@ -287,7 +287,6 @@ async fn write_with_isolation(db: &Db, writes: &[SessionWrite], tz: chrono_tz::T
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,8 +39,7 @@ fn secs(ttl: Duration) -> f64 {
 pub async fn claim(db: &Db, session_id: Uuid, node_id: &str, ttl: Duration) -> Result<Claim, StoreError> {
     let mut client = db.get().await?;
     for _ in 0..2 {
-        let tx = client.transaction().await?;
-        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", CLAIM_LOCK_WAIT.as_millis())).await?;
+        let tx = waiting_at_most(&mut client, CLAIM_LOCK_WAIT).await?;
         let claimed = tx
             .query_opt(
                 "INSERT INTO conversation_leases (session_id, node_id, fence, lease_until)
@@ -96,11 +95,11 @@ pub async fn holder(db: &Db, session_id: Uuid) -> Result<Option<String>, StoreEr
 pub async fn take_over(db: &Db, session_id: Uuid, node_id: &str, from_node: &str, fence: i64, ttl: Duration) -> Result<Option<i64>, StoreError> {
     let mut client = db.get().await?;
     match move_lease(&mut client, session_id, node_id, from_node, fence, ttl, TAKEOVER_FIRST_WAIT).await {
-        Err(StoreError::Database(e)) if e.downcast_ref().is_some_and(lock_not_available) => {}
-        moved => return moved,
+        Err(e) if lock_not_available(&e) => {}
+        moved => return Ok(moved?),
     }
     end_idle_transactions(&client, from_node).await;
-    move_lease(&mut client, session_id, node_id, from_node, fence, ttl, TAKEOVER_WAIT).await
+    Ok(move_lease(&mut client, session_id, node_id, from_node, fence, ttl, TAKEOVER_WAIT).await?)
 }
 
 /// One attempt of `take_over`, waiting at most `wait` for the lease row.
@@ -112,9 +111,8 @@ async fn move_lease(
     fence: i64,
     ttl: Duration,
     wait: Duration,
-) -> Result<Option<i64>, StoreError> {
-    let tx = client.transaction().await?;
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", wait.as_millis())).await?;
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let tx = waiting_at_most(client, wait).await?;
     let row = tx
         .query_opt(
             "UPDATE conversation_leases
@@ -145,6 +143,13 @@ async fn end_idle_transactions(client: &deadpool_postgres::Client, node_id: &str
         Ok(_) => {}
         Err(e) => tracing::warn!(node = node_id, error = %e, "could not end the open transactions of a node that is gone"),
     }
+}
+
+/// A transaction whose statements wait at most `wait` for a lock.
+async fn waiting_at_most(client: &mut deadpool_postgres::Client, wait: Duration) -> Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{}ms'", wait.as_millis())).await?;
+    Ok(tx)
 }
 
 /// A statement gave up waiting for a lock (`lock_timeout`).

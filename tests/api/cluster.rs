@@ -437,14 +437,15 @@ async fn a_paused_node_that_lost_its_lease_cannot_write_and_closes_its_sockets()
     assert_eq!(lease_holder(&db, &session).await.as_deref(), Some("b"));
 }
 
-/// How many of `node`'s connections are in `state` (or, with `Lock`,
-/// waiting for a lock).
-async fn node_backends(db: &tokio_postgres::Client, node: &str, state: &str) -> i64 {
+const WAITING_FOR_A_LOCK: &str = "wait_event_type = 'Lock'";
+const IDLE_IN_TRANSACTION: &str = "state = 'idle in transaction'";
+
+/// How many of `node`'s connections meet `condition` (on `pg_stat_activity`).
+async fn node_backends(db: &tokio_postgres::Client, node: &str, condition: &str) -> i64 {
     let name = chathub::postgres::node_application_name(node);
     db.query_one(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1
-            AND (state = $2 OR ($2 = 'Lock' AND wait_event_type = 'Lock'))",
-        &[&name, &state],
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1 AND {condition}"),
+        &[&name],
     )
     .await
     .unwrap()
@@ -466,11 +467,11 @@ async fn a_node_paused_in_the_middle_of_a_write_does_not_hold_its_conversation_u
     let hold = holder.transaction().await.unwrap();
     hold.execute("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE", &[&id]).await.unwrap();
     on_a.send(json!({"type": "message", "client_msg_id": "mid-write", "text": "are you there?"})).await;
-    assert!(eventually(Duration::from_secs(10), async || node_backends(&db, "a", "Lock").await == 1).await, "A's write waits for the row");
+    assert!(eventually(Duration::from_secs(10), async || node_backends(&db, "a", WAITING_FOR_A_LOCK).await == 1).await, "A's write waits for the row");
     let pid = nix::unistd::Pid::from_raw(a.pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
     hold.commit().await.unwrap();
-    assert!(eventually(Duration::from_secs(10), async || node_backends(&db, "a", "idle in transaction").await == 1).await);
+    assert!(eventually(Duration::from_secs(10), async || node_backends(&db, "a", IDLE_IN_TRANSACTION).await == 1).await);
 
     // B takes the conversation over all the same, and A's unfinished write
     // left nothing behind: B's message takes the next seq.
@@ -478,7 +479,7 @@ async fn a_node_paused_in_the_middle_of_a_write_does_not_hold_its_conversation_u
     on_b.resume(&token, 2).await;
     assert_eq!(on_b.say("2", "hello from b").await, 3);
     assert_eq!(lease_holder(&db, &session).await.as_deref(), Some("b"));
-    assert_eq!(node_backends(&db, "a", "idle in transaction").await, 0, "A's open transaction was ended");
+    assert_eq!(node_backends(&db, "a", IDLE_IN_TRANSACTION).await, 0, "A's open transaction was ended");
 
     // A wakes: its write failed, so the visitor is told to resend; the
     // resend meets the fence, and the socket moves on.
