@@ -60,10 +60,14 @@ pub struct Hub {
     /// flood of hellos) leaves nothing in PostgreSQL. Held only while a
     /// socket or an actor has it: removed when the first write commits
     /// (`session_saved`), or when the last holder goes (`forget_unsaved`).
-    unsaved: DashMap<SessionId, NewSessionRow>,
+    /// Boxed: the map keeps room for about twice its entries (a table of a
+    /// power of two per shard), and an empty slot then costs a pointer, not
+    /// a row (about 200 bytes): 0.2 KB less per idle visitor at 15k sockets.
+    unsaved: DashMap<SessionId, Box<NewSessionRow>>,
     /// Visitor token hash → unsaved conversation, so a second tab resuming
-    /// with the token finds it before it is stored.
-    unsaved_tokens: DashMap<Vec<u8>, SessionId>,
+    /// with the token finds it before it is stored. Keyed by the hash
+    /// itself, so an entry allocates nothing of its own.
+    unsaved_tokens: DashMap<[u8; 32], SessionId>,
 }
 
 impl Hub {
@@ -124,9 +128,9 @@ impl Hub {
     pub fn open_session(&self, row: NewSessionRow) -> SessionId {
         let id = SessionId::new();
         if let Some(hash) = &row.visitor_token_hash {
-            self.unsaved_tokens.insert(hash.clone(), id);
+            self.unsaved_tokens.insert(*hash, id);
         }
-        self.unsaved.insert(id, row);
+        self.unsaved.insert(id, Box::new(row));
         id
     }
 
@@ -212,7 +216,7 @@ impl Hub {
     /// under `fence` on several nodes. The lease is claimed before this
     /// reads anything, so what it reads is final.
     async fn start_here(self: &Arc<Self>, id: SessionId, fence: Option<i64>) -> anyhow::Result<Option<SessionHandle>> {
-        if let Some(row) = self.unsaved.get(&id).map(|r| r.clone()) {
+        if let Some(row) = self.unsaved.get(&id).map(|r| NewSessionRow::clone(&r)) {
             return Ok(Some(self.start(SessionSnapshot::unsaved(id, row).fenced(fence))));
         }
         let Some(stored) = conversations::load(&self.db, id, TRANSCRIPT_IN_MEMORY as i64).await? else { return Ok(None) };

@@ -19,7 +19,7 @@ pub fn random_token(n: usize) -> String {
 }
 
 /// SHA-256 of a secret, for storing tokens and keys at rest.
-pub fn sha256(secret: &str) -> Vec<u8> {
+pub fn sha256(secret: &str) -> [u8; 32] {
     use sha2::Digest as _;
-    sha2::Sha256::digest(secret.as_bytes()).to_vec()
+    sha2::Sha256::digest(secret.as_bytes()).into()
 }

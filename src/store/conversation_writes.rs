@@ -39,7 +39,7 @@ pub struct NewSessionRow {
     /// The channel's conversation key, when it has one.
     pub external_id: Option<String>,
     pub site_id: Option<Uuid>,
-    pub visitor_token_hash: Option<Vec<u8>>,
+    pub visitor_token_hash: Option<[u8; 32]>,
     pub customer: Customer,
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
@@ -219,7 +219,7 @@ async fn insert_new_sessions(tx: &Tx<'_>, writes: &[SessionWrite]) -> Result<(),
     let channels: Vec<&str> = new.iter().map(|(_, n)| n.channel.as_str()).collect();
     let external_ids: Vec<Option<&str>> = new.iter().map(|(_, n)| n.external_id.as_deref()).collect();
     let site_ids: Vec<Option<Uuid>> = new.iter().map(|(_, n)| n.site_id).collect();
-    let tokens: Vec<Option<&[u8]>> = new.iter().map(|(_, n)| n.visitor_token_hash.as_deref()).collect();
+    let tokens: Vec<Option<&[u8]>> = new.iter().map(|(_, n)| n.visitor_token_hash.as_ref().map(|h| h.as_slice())).collect();
     let names: Vec<Option<&str>> = new.iter().map(|(_, n)| n.customer.name.as_deref()).collect();
     let emails: Vec<Option<&str>> = new.iter().map(|(_, n)| n.customer.email.as_deref()).collect();
     let phones: Vec<Option<&str>> = new.iter().map(|(_, n)| n.customer.phone.as_deref()).collect();
