@@ -7,9 +7,11 @@
 #   loadtests/pg-floor/run.sh target/release/chathub [SECONDS]
 #
 # Prints, for the lookup alone (subtract it), the exchange at full speed, and
-# the exchange at 200 and 1000 per second (durable commits throughout, as
-# the hub's). Needs pgbench and taskset; as root, runs PostgreSQL as the
-# `postgres` user. Bounded: four runs of SECONDS (default 15) each.
+# the exchange at 200 and 1000 per second, one per transaction; then three
+# exchanges per transaction, 333 transactions a second (the hub's batches at
+# fan-out 1000 msg/s), per exchange. Durable commits throughout, as the
+# hub's. Needs pgbench and taskset; as root, runs PostgreSQL as the
+# `postgres` user. Bounded: five runs of SECONDS (default 15) each.
 set -euo pipefail
 BIN=$(realpath "$1"); SECONDS_EACH=${2:-15}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,21 +32,23 @@ INSERT INTO session_words (session_id) SELECT id FROM sessions;
 CREATE TABLE floor_sessions AS SELECT row_number() OVER () AS n, id FROM sessions;
 CREATE UNIQUE INDEX ON floor_sessions (n);
 CREATE SEQUENCE floor_seq START 1 INCREMENT 2;
+CREATE SEQUENCE floor_seq6 START 1 INCREMENT 6;
 SQL
 
 busy() { awk '/^cpu0 / {print $2+$3+$4+$7+$8}' /proc/stat; }
 hz=$(getconf CLK_TCK)
-measure() { # LABEL SCRIPT [pgbench options]
-  local label=$1 script=$2; shift 2
+measure() { # LABEL SCRIPT EXCHANGES-PER-TRANSACTION [pgbench options]
+  local label=$1 script=$2 per=$3; shift 3
   local a b out n
   a=$(busy)
   out=$("${AS[@]}" taskset -c 1 pgbench -h "$PGDIR" -n -M prepared -c 1 -T "$SECONDS_EACH" "$@" -f "$WORK/$script" chathub 2>&1)
   b=$(busy)
   n=$(echo "$out" | awk '/number of transactions actually processed/ {split($NF, t, "/"); print t[1]}')
   echo "$out" | grep -iE 'error|abort' | head -3 >&2 || true
-  awk -v l="$label" -v n="$n" -v d=$((b - a)) -v hz="$hz" 'BEGIN {printf "%-28s %8d done  %6.0f µs of core 0 each\n", l, n, d / hz * 1e6 / n}'
+  awk -v l="$label" -v n="$((n * per))" -v d=$((b - a)) -v hz="$hz" 'BEGIN {printf "%-28s %8d done  %6.0f µs of core 0 each\n", l, n, d / hz * 1e6 / n}'
 }
-measure "lookup alone" lookup.sql
-measure "exchange, full speed" exchange.sql
-measure "exchange, 1000/s" exchange.sql -R 1000
-measure "exchange, 200/s" exchange.sql -R 200
+measure "lookup alone" lookup.sql 1
+measure "exchange, full speed" exchange.sql 1
+measure "exchange, 1000/s" exchange.sql 1 -R 1000
+measure "exchange, 200/s" exchange.sql 1 -R 200
+measure "3 per transaction, 1000/s" batch3.sql 3 -R 333
